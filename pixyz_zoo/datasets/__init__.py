@@ -1,0 +1,79 @@
+"""Datasets: every dataset yields dicts keyed by variable name, described by modalities.
+
+``load_dataset(name, split)`` is the one entry point; ``DATASETS`` lists what is registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pixyz_zoo.datasets.base import (
+    BINARIZE_CHOICES,
+    DATA_ROOT_ENV,
+    MultimodalDataset,
+    resolve_data_root,
+)
+from pixyz_zoo.datasets.digits import load_digits
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    loader: Callable[..., MultimodalDataset]
+    offline: bool  # usable without any downloaded file
+
+
+DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, description: str, offline: bool = False):
+    """Decorator registering ``loader(split, root, binarize, seed, download)`` under ``name``."""
+
+    def wrap(loader: Callable[..., MultimodalDataset]) -> Callable[..., MultimodalDataset]:
+        DATASETS[name] = DatasetInfo(name, description, loader, offline)
+        return loader
+
+    return wrap
+
+
+register_dataset(
+    "digits", "scikit-learn's bundled 8x8 digits (1,437 train / 360 test), offline", offline=True
+)(load_digits)
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    root: str | None = None,
+    binarize: str = "dynamic",
+    seed: int = 0,
+    download: bool = False,
+) -> MultimodalDataset:
+    """Load split ``train`` or ``test`` of a registered dataset.
+
+    Args:
+        root: data root (default ``$PIXYZ_ZOO_DATA`` or ``./data``).
+        binarize: ``dynamic``, ``fixed`` or ``none`` for Bernoulli image modalities.
+        download: allow torchvision to download missing files (the only network access).
+    """
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return DATASETS[name].loader(
+        split=split, root=resolve_data_root(root), binarize=binarize, seed=seed, download=download
+    )
+
+
+__all__ = [
+    "BINARIZE_CHOICES",
+    "DATASETS",
+    "DATA_ROOT_ENV",
+    "DatasetInfo",
+    "MultimodalDataset",
+    "load_dataset",
+    "register_dataset",
+    "resolve_data_root",
+]

@@ -1,0 +1,127 @@
+"""The dataset interface: every dataset yields dicts keyed by variable name.
+
+A :class:`MultimodalDataset` holds its tensors in memory together with the
+:class:`~pixyz_zoo.modalities.Modality` declarations that describe them. Image modalities with
+a Bernoulli likelihood are binarised as the papers do: ``dynamic`` (a fresh Bernoulli draw of the
+grey levels every time a batch is made), ``fixed`` (one draw, made once from a seed) or ``none``
+(grey levels in [0, 1] used as Bernoulli targets).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from pixyz_zoo.modalities import Modality, check_batch
+
+BINARIZE_CHOICES = ("dynamic", "fixed", "none")
+DATA_ROOT_ENV = "PIXYZ_ZOO_DATA"
+
+
+def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: ``root`` if given, else ``$PIXYZ_ZOO_DATA``, else ``./data``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path("data")
+
+
+class MultimodalDataset(Dataset):
+    """In-memory dataset of named tensors described by modalities.
+
+    Args:
+        name: dataset name (as registered).
+        tensors: one tensor per variable, all with the same first dimension. Bernoulli image
+            modalities hold grey levels in [0, 1].
+        modalities: the declaration of each variable in ``tensors``.
+        binarize: ``dynamic``, ``fixed`` or ``none`` (see module docstring).
+        seed: seed of the fixed binarisation draw.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tensors: dict[str, torch.Tensor],
+        modalities: dict[str, Modality],
+        binarize: str = "dynamic",
+        seed: int = 0,
+    ) -> None:
+        if binarize not in BINARIZE_CHOICES:
+            raise ValueError(
+                f"binarize={binarize!r} is not supported; choose one of {BINARIZE_CHOICES}"
+            )
+        if set(tensors) != set(modalities):
+            raise ValueError(
+                f"dataset {name!r}: tensors {sorted(tensors)} and modalities "
+                f"{sorted(modalities)} must name the same variables"
+            )
+        sizes = {n: len(t) for n, t in tensors.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"dataset {name!r}: variables have different lengths {sizes}")
+        check_batch(tensors, modalities)
+        self.name = name
+        self.modalities = dict(modalities)
+        self.binarize = binarize
+        self.tensors = dict(tensors)
+        self._binarized = {n for n, m in modalities.items() if m.is_image and m.likelihood == "bernoulli"}
+        if binarize == "fixed":
+            g = torch.Generator().manual_seed(seed)
+            for n in self._binarized:
+                self.tensors[n] = torch.bernoulli(self.tensors[n], generator=g)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __repr__(self) -> str:
+        mods = ", ".join(f"{m.name}{list(m.shape)}:{m.likelihood}" for m in self.modalities.values())
+        return f"{type(self).__name__}({self.name!r}, n={len(self)}, {mods}, binarize={self.binarize})"
+
+    def _finish(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None) -> dict:
+        if self.binarize == "dynamic":
+            for n in self._binarized:
+                batch[n] = torch.bernoulli(batch[n], generator=generator)
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = {n: t[index : index + 1] for n, t in self.tensors.items()}
+        return {n: t[0] for n, t in self._finish(item, None).items()}
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Iterate over minibatch dicts (on the CPU; the trainer moves them to its device)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            idx = order[start : start + batch_size]
+            batch = {name: t[idx] for name, t in self.tensors.items()}
+            yield self._finish(batch, generator)
+
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        n = len(self)
+        return n // batch_size if drop_last else -(-n // batch_size)
+
+    def subset(self, indices: torch.Tensor | slice) -> MultimodalDataset:
+        """A dataset of the selected examples (same modalities, same binarisation)."""
+        out = MultimodalDataset.__new__(MultimodalDataset)
+        out.__dict__.update(self.__dict__)
+        out.tensors = {n: t[indices] for n, t in self.tensors.items()}
+        return out
+
+    def first(self, n: int) -> dict[str, torch.Tensor]:
+        """The first ``n`` examples as one batch (binarised as configured, dynamic with seed 0)."""
+        batch = {name: t[:n] for name, t in self.tensors.items()}
+        return self._finish(batch, torch.Generator().manual_seed(0))

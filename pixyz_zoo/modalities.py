@@ -1,0 +1,95 @@
+"""One declaration per modality: its variable name, shape and likelihood family.
+
+Models, metrics, plots and datasets all read a :class:`Modality` instead of re-deriving
+shapes, so a batch ``{"x": images, "y": labels}`` is checked in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+LIKELIHOODS = ("bernoulli", "categorical", "gaussian", "laplace")
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A named observed variable.
+
+    Attributes:
+        name: variable name used in batches and in the printed formulas (``"x"``).
+        shape: shape of one example, without the batch dimension: ``(1, 28, 28)`` for an image,
+            ``(10,)`` for a one-hot label.
+        likelihood: family of the decoder ``p(name|z)``: one of ``LIKELIHOODS``.
+        labels: optional names of the categories (categorical modalities) for plots and reports.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    likelihood: str
+    labels: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(
+                f"modality name {self.name!r} is not a valid variable name; use letters, digits "
+                "and underscores (e.g. 'x', 'w', 'x_1')"
+            )
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(
+                f"modality {self.name!r}: unknown likelihood {self.likelihood!r}; "
+                f"choose one of {', '.join(LIKELIHOODS)}"
+            )
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if self.likelihood == "categorical" and len(self.shape) != 1:
+            raise ValueError(
+                f"modality {self.name!r}: a categorical modality is a one-hot vector of shape "
+                f"(classes,), got shape {self.shape}"
+            )
+
+    @property
+    def dim(self) -> int:
+        """Number of scalar entries of one example."""
+        return math.prod(self.shape)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    def check(self, value: torch.Tensor) -> None:
+        """Raise a clear ``ValueError`` when ``value`` is not a batch of this modality."""
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"variable {self.name!r} must be a torch.Tensor, got {type(value).__name__}"
+            )
+        if tuple(value.shape[1:]) != self.shape:
+            raise ValueError(
+                f"variable {self.name!r} has shape {tuple(value.shape)}, expected "
+                f"(batch, {', '.join(map(str, self.shape))}); reshape the data or declare the "
+                f"modality with shape {tuple(value.shape[1:])}"
+            )
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(
+                f"variable {self.name!r} contains {bad} NaN/inf values; clean or impute the data "
+                "before training"
+            )
+
+
+def check_batch(batch: dict[str, torch.Tensor], modalities: dict[str, Modality]) -> None:
+    """Check that ``batch`` holds every declared modality with the declared shape."""
+    if not isinstance(batch, dict):
+        raise TypeError(
+            f"a batch must be a dict keyed by variable name, got {type(batch).__name__}; "
+            f"e.g. {{{', '.join(repr(n) + ': tensor' for n in modalities)}}}"
+        )
+    missing = [name for name in modalities if name not in batch]
+    if missing:
+        raise KeyError(
+            f"batch is missing variable(s) {missing}; it has {sorted(batch)}. The model expects "
+            f"{sorted(modalities)}: rename the keys or build the model on the dataset's modalities"
+        )
+    for name, modality in modalities.items():
+        modality.check(batch[name])
