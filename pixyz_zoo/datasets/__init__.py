@@ -39,7 +39,7 @@ def register_dataset(name: str, description: str, offline: bool = False):
 
 
 register_dataset(
-    "digits", "scikit-learn's bundled 8x8 digits (1,437 train / 360 test), offline", offline=True
+    "digits", "scikit-learn's bundled 8x8 digits (1,438 train / 359 test), offline", offline=True
 )(load_digits)
 
 

@@ -1,7 +1,7 @@
 """scikit-learn's bundled 8x8 handwritten digits: the offline default dataset.
 
 1,797 real digits (UCI optdigits test set), grey levels 0-16 scaled to [0, 1]. A fixed
-permutation (seed 0) holds out 20% (360 digits) as the test split.
+permutation (seed 0) holds out 20% (359 digits) as the test split.
 """
 
 from __future__ import annotations
