@@ -15,6 +15,7 @@ from pixyz_zoo.datasets.base import (
     resolve_data_root,
 )
 from pixyz_zoo.datasets.digits import load_digits
+from pixyz_zoo.datasets.mnist import load_fashion_mnist, load_mnist, load_mnist_10k
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,18 @@ def register_dataset(name: str, description: str, offline: bool = False):
 register_dataset(
     "digits", "scikit-learn's bundled 8x8 digits (1,438 train / 359 test), offline", offline=True
 )(load_digits)
+register_dataset(
+    "mnist", "MNIST 28x28 digits (60,000 train / 10,000 test) from <root>/MNIST/raw/"
+)(load_mnist)
+register_dataset(
+    "mnist-10k",
+    "the real MNIST test split (t10k files in <root>/MNIST/raw/) divided 8,000 train / "
+    "2,000 test (seed 0)",
+)(load_mnist_10k)
+register_dataset(
+    "fashion-mnist",
+    "Fashion-MNIST 28x28 clothing (60,000 train / 10,000 test) from <root>/FashionMNIST/raw/",
+)(load_fashion_mnist)
 
 
 def load_dataset(

@@ -1,0 +1,20 @@
+"""Reusable Pixyz distributions: encoders, decoders, priors, experts, and their networks."""
+
+from pixyz_zoo.distributions.decoders import (
+    BernoulliDecoder,
+    CategoricalDecoder,
+    GaussianDecoder,
+    LaplaceDecoder,
+    decoder_for,
+    decoder_output_channels,
+)
+from pixyz_zoo.distributions.encoders import GaussianEncoder
+from pixyz_zoo.distributions.networks import (
+    MLP,
+    ConvDecoderNet,
+    ConvEncoderNet,
+    MultiInputNet,
+    decoder_network,
+    encoder_network,
+)
+from pixyz_zoo.distributions.priors import standard_normal

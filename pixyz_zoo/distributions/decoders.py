@@ -1,0 +1,165 @@
+"""Decoders ``p(x|z)`` for each likelihood family of a modality; the network is an argument.
+
+Every decoder's network maps the conditioning tensors to the modality's shape (two of them for
+a Gaussian or Laplace with learned per-example scale). ``decoder_for`` picks the class from a
+:class:`~pixyz_zoo.modalities.Modality` declaration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from pixyz.distributions import Bernoulli, Laplace, Normal
+from pixyz.distributions.distributions import DistributionBase
+from torch import distributions as td
+from torch import nn
+
+from pixyz_zoo.modalities import Modality
+
+
+class _NetworkDecoder:
+    """Mixin: ``forward`` runs the network on the conditioning variables in order."""
+
+    network: nn.Module
+    cond_var: list[str]
+
+    def _features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.network(*(inputs[name] for name in self.cond_var))
+
+
+class BernoulliDecoder(_NetworkDecoder, Bernoulli):
+    """``p(x|z) = Bernoulli(x; sigmoid(f(z)))``, parameterised by logits.
+
+    Targets may be grey levels in [0, 1] (``--binarize none``): the log-likelihood is then the
+    usual cross-entropy, so argument validation is off.
+    """
+
+    def __init__(self, network: nn.Module, var: str, cond_var: Sequence[str] = ("z",), name: str = "p"):
+        super().__init__(var=[var], cond_var=list(cond_var), name=name)
+        self.network = network
+
+    @property
+    def params_keys(self) -> list[str]:
+        return ["logits"]
+
+    @property
+    def distribution_torch_class(self):
+        return partial(td.Bernoulli, validate_args=False)
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self._features(inputs)}
+
+
+class CategoricalDecoder(_NetworkDecoder, DistributionBase):
+    """``p(w|z) = Cat(w; softmax(f(z)))`` over one-hot vectors (the JMVAE label decoder)."""
+
+    def __init__(self, network: nn.Module, var: str, cond_var: Sequence[str] = ("z",), name: str = "p"):
+        super().__init__(var=[var], cond_var=list(cond_var), name=name)
+        self.network = network
+
+    @property
+    def params_keys(self) -> list[str]:
+        return ["logits"]
+
+    @property
+    def distribution_torch_class(self):
+        return partial(td.OneHotCategorical, validate_args=False)
+
+    @property
+    def distribution_name(self) -> str:
+        return "Categorical"
+
+    @property
+    def has_reparam(self) -> bool:
+        return False
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self._features(inputs)}
+
+
+class _LocScaleDecoder(_NetworkDecoder):
+    """Shared body of the Gaussian and Laplace decoders: fixed, learned or per-example scale."""
+
+    def _init_scale(self, scale: str | float, shape: Sequence[int]) -> None:
+        if scale == "learned":
+            self.log_scale = nn.Parameter(torch.zeros(*shape))
+        elif scale == "per-example":
+            pass
+        elif isinstance(scale, (int, float)) and scale > 0:
+            self.register_buffer("fixed_scale", torch.tensor(float(scale)))
+        else:
+            raise ValueError(
+                f"scale must be a positive number, 'learned' or 'per-example', got {scale!r}"
+            )
+        self.scale_mode = scale
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self._features(inputs)
+        if self.scale_mode == "per-example":
+            loc, raw = h.chunk(2, dim=1)
+            return {"loc": loc, "scale": F.softplus(raw) + 1e-3}
+        if self.scale_mode == "learned":
+            return {"loc": h, "scale": self.log_scale.exp().expand_as(h)}
+        return {"loc": h, "scale": self.fixed_scale.expand_as(h)}
+
+
+class GaussianDecoder(_LocScaleDecoder, Normal):
+    """``p(x|z) = N(x; f(z), sigma^2)`` with sigma fixed, learned per feature, or per example.
+
+    With ``scale="per-example"`` the network outputs twice the modality's channels.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        var: str,
+        shape: Sequence[int],
+        cond_var: Sequence[str] = ("z",),
+        name: str = "p",
+        scale: str | float = 1.0,
+    ) -> None:
+        super().__init__(var=[var], cond_var=list(cond_var), name=name)
+        self.network = network
+        self._init_scale(scale, shape)
+
+
+class LaplaceDecoder(_LocScaleDecoder, Laplace):
+    """``p(x|z) = Laplace(x; f(z), b)`` with b fixed, learned per feature, or per example."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        var: str,
+        shape: Sequence[int],
+        cond_var: Sequence[str] = ("z",),
+        name: str = "p",
+        scale: str | float = 0.1,
+    ) -> None:
+        super().__init__(var=[var], cond_var=list(cond_var), name=name)
+        self.network = network
+        self._init_scale(scale, shape)
+
+
+def decoder_for(
+    modality: Modality,
+    network: nn.Module,
+    cond_var: Sequence[str] = ("z",),
+    name: str = "p",
+    scale: str | float | None = None,
+) -> DistributionBase:
+    """The decoder ``p(modality|cond_var)`` of the modality's declared likelihood family."""
+    if modality.likelihood == "bernoulli":
+        return BernoulliDecoder(network, modality.name, cond_var, name)
+    if modality.likelihood == "categorical":
+        return CategoricalDecoder(network, modality.name, cond_var, name)
+    cls = GaussianDecoder if modality.likelihood == "gaussian" else LaplaceDecoder
+    kwargs = {} if scale is None else {"scale": scale}
+    return cls(network, modality.name, modality.shape, cond_var, name, **kwargs)
+
+
+def decoder_output_channels(modality: Modality, scale: str | float | None = None) -> int:
+    """How many copies of the modality's shape the decoder network must output."""
+    return 2 if scale == "per-example" and modality.likelihood in ("gaussian", "laplace") else 1

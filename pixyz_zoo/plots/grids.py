@@ -1,0 +1,232 @@
+"""Image grids, comparison rows and categorical heat maps.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects directly, not through pyplot, so
+nothing accumulates in pyplot's figure registry and a returned figure is displayed once in a
+notebook. :func:`save_figure` writes a figure to disk.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from pixyz_zoo.modalities import Modality
+
+__all__ = ["comparison_grid", "image_grid", "sample_grid", "save_figure", "tile_images"]
+
+_PAD = 2  # pixels between tiles
+_PAD_VALUE = 1.0  # white separators
+
+
+def _to_numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(values, dtype=np.float32)
+
+
+def _as_images(images: torch.Tensor | np.ndarray, modality: Modality | None) -> np.ndarray:
+    """Return a float array (N, C, H, W) with C in {1, 3}, clamped to [0, 1]."""
+    array = _to_numpy(images)
+    if modality is not None and modality.is_image and array.shape[1:] != modality.shape:
+        if array.ndim >= 2 and math.prod(array.shape[1:]) == modality.dim:
+            array = array.reshape((array.shape[0], *modality.shape))
+        else:
+            raise ValueError(
+                f"images for modality {modality.name!r} have shape {array.shape}, expected "
+                f"(N, {', '.join(map(str, modality.shape))})"
+            )
+    if array.ndim == 3:  # (N, H, W): grey images without a channel axis
+        array = array[:, None]
+    if array.ndim != 4 or array.shape[1] not in (1, 3):
+        raise ValueError(
+            f"image_grid expects images of shape (N, C, H, W) with C = 1 (grey) or 3 (RGB), got "
+            f"{tuple(array.shape)}; pass the modality to reshape flat vectors"
+        )
+    if array.shape[0] == 0:
+        raise ValueError("image_grid got an empty batch (N = 0)")
+    return np.clip(np.nan_to_num(array, nan=0.0), 0.0, 1.0)
+
+
+def tile_images(images: torch.Tensor | np.ndarray, nrow: int = 8) -> np.ndarray:
+    """Tile (N, C, H, W) images into one array: (rows*(H+pad)+pad, cols*(W+pad)+pad[, 3]).
+
+    ``nrow`` is the number of images per row (as in ``torchvision.utils.make_grid``).
+    """
+    array = _as_images(images, None)
+    n, channels, height, width = array.shape
+    cols = max(1, min(int(nrow), n))
+    rows = math.ceil(n / cols)
+    grid = np.full(
+        (channels, rows * (height + _PAD) + _PAD, cols * (width + _PAD) + _PAD),
+        _PAD_VALUE,
+        dtype=np.float32,
+    )
+    for index in range(n):
+        r, c = divmod(index, cols)
+        top = _PAD + r * (height + _PAD)
+        left = _PAD + c * (width + _PAD)
+        grid[:, top : top + height, left : left + width] = array[index]
+    return grid[0] if channels == 1 else grid.transpose(1, 2, 0)
+
+
+def _as_categorical(values: torch.Tensor | np.ndarray, modality: Modality | None) -> np.ndarray:
+    """Return a (N, K) array of one-hot / probability vectors."""
+    if isinstance(values, torch.Tensor) and not values.is_floating_point():
+        if modality is None or values.dim() != 1:
+            values = values.float()
+        else:  # class indices -> one-hot
+            values = torch.nn.functional.one_hot(values.long(), modality.dim).float()
+    array = _to_numpy(values)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2:
+        raise ValueError(
+            f"a non-image modality is drawn as a heat map of vectors (N, K), got shape "
+            f"{tuple(array.shape)}"
+        )
+    if modality is not None and array.shape[1] != modality.dim:
+        raise ValueError(
+            f"vectors for modality {modality.name!r} have {array.shape[1]} entries, expected "
+            f"{modality.dim}"
+        )
+    return array
+
+
+def _new_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.get_figure(), ax
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _heat_map(
+    values: torch.Tensor | np.ndarray,
+    modality: Modality | None,
+    title: str | None,
+    ax: Axes | None,
+    examples_as_columns: bool = False,
+) -> Figure:
+    array = _as_categorical(values, modality)
+    n, k = array.shape
+    if examples_as_columns:  # (K, N): lines up with the image rows of a comparison grid
+        array = array.T
+    is_categorical = modality is not None and modality.likelihood == "categorical"
+    fig, ax = _new_axes(ax, min(2.0 + 0.45 * array.shape[1], 14.0), min(1.2 + 0.3 * len(array), 14.0))
+    if is_categorical:
+        image = ax.imshow(array, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    else:
+        image = ax.imshow(array, cmap="viridis", aspect="auto")
+    labels = tuple(modality.labels) if modality is not None else ()
+    if examples_as_columns:
+        ax.set_xticks([])
+        ax.set_yticks(range(k), labels if len(labels) == k else range(k), fontsize="small")
+    else:
+        if len(labels) == k:
+            ax.set_xticks(range(k), labels, rotation=90 if max(map(len, labels)) > 3 else 0)
+        else:
+            ax.set_xticks(range(k))
+        ax.set_yticks([])
+        if modality is not None:
+            ax.set_xlabel(modality.name)
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def image_grid(
+    images: torch.Tensor | np.ndarray,
+    modality: Modality | None = None,
+    nrow: int = 8,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Draw a batch as a grid and return the figure.
+
+    Images ``(N, C, H, W)`` (C = 1 grey, C = 3 RGB; values clamped to [0, 1]) are tiled ``nrow``
+    per row into one picture. For a non-image ``modality`` (or 2-D input without a modality) the
+    vectors are drawn as a heat map, one row per example, with the modality's ``labels`` as tick
+    labels; class indices (an integer tensor (N,)) are one-hot encoded first.
+    """
+    is_image = modality.is_image if modality is not None else _to_numpy(images).ndim in (3, 4)
+    if not is_image:
+        return _heat_map(images, modality, title, ax)
+    array = _as_images(images, modality)
+    grid = tile_images(array, nrow)
+    height, width = grid.shape[:2]
+    longest = max(height, width)
+    inches_per_pixel = min(max(longest / 50.0, 3.0), 10.0) / longest
+    fig, ax = _new_axes(
+        ax, max(1.0, width * inches_per_pixel), max(1.0, height * inches_per_pixel) + 0.4 * bool(title)
+    )
+    if grid.ndim == 2:
+        ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+sample_grid = image_grid
+
+
+def comparison_grid(
+    rows: Mapping[str, torch.Tensor | np.ndarray],
+    modality: Modality | Mapping[str, Modality] | None = None,
+    ncol: int = 8,
+    title: str | None = None,
+) -> Figure:
+    """Stack labelled rows, e.g. ``{"data": x, "reconstruction": x_hat}``, one row per entry.
+
+    Each row shows its first ``ncol`` examples (fewer if a row is shorter; all rows show the
+    same number). ``modality`` is one declaration for every row or a dict keyed by row label, so
+    an image row can sit above a label heat map (cross-modal generation).
+    """
+    if not rows:
+        raise ValueError("comparison_grid needs at least one row, e.g. {'data': x}")
+    n = min(int(ncol), *(len(values) for values in rows.values()))
+    if n <= 0:
+        raise ValueError("comparison_grid got an empty row")
+
+    def modality_of(label: str) -> Modality | None:
+        if isinstance(modality, Mapping):
+            return modality.get(label)
+        return modality
+
+    fig = Figure(figsize=(min(1.0 + 0.9 * n, 16.0), 0.3 + 1.05 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, (label, values) in zip(axes, rows.items(), strict=True):
+        row_modality = modality_of(label)
+        is_image = row_modality.is_image if row_modality else _to_numpy(values).ndim in (3, 4)
+        if is_image:
+            image_grid(values[:n], row_modality, nrow=n, ax=ax)
+        else:
+            _heat_map(values[:n], row_modality, None, ax, examples_as_columns=True)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` (PNG unless ``path`` names another format), create parent dirs, close it."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    if "matplotlib.pyplot" in sys.modules:  # figures made through pyplot are registered there
+        sys.modules["matplotlib.pyplot"].close(fig)
+    return path
