@@ -61,9 +61,7 @@ class Modality:
     def check(self, value: torch.Tensor) -> None:
         """Raise a clear ``ValueError`` when ``value`` is not a batch of this modality."""
         if not isinstance(value, torch.Tensor):
-            raise TypeError(
-                f"variable {self.name!r} must be a torch.Tensor, got {type(value).__name__}"
-            )
+            raise TypeError(f"variable {self.name!r} must be a torch.Tensor, got {type(value).__name__}")
         if tuple(value.shape[1:]) != self.shape:
             raise ValueError(
                 f"variable {self.name!r} has shape {tuple(value.shape)}, expected "

@@ -53,9 +53,7 @@ class MultimodalDataset(Dataset):
         seed: int = 0,
     ) -> None:
         if binarize not in BINARIZE_CHOICES:
-            raise ValueError(
-                f"binarize={binarize!r} is not supported; choose one of {BINARIZE_CHOICES}"
-            )
+            raise ValueError(f"binarize={binarize!r} is not supported; choose one of {BINARIZE_CHOICES}")
         if set(tensors) != set(modalities):
             raise ValueError(
                 f"dataset {name!r}: tensors {sorted(tensors)} and modalities "

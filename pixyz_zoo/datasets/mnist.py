@@ -84,7 +84,7 @@ def _missing_message(dataset: str, split: str, root: Path, missing: list[Path], 
     env_note = f"currently {env!r}" if env else "currently unset"
     lines = [
         f"dataset {dataset!r} ({split} split) needs these files, which are missing:",
-        *(f"  {path}" for path in missing),
+        *(f"  {path.absolute()}" for path in missing),
         "(uncompressed copies, the same names without '.gz', are accepted too).",
         f"Data root in use: {root} (absolute: {root.resolve()}).",
         f"Fix: put the files in {raw_dir(root, folder)}, or point the data root at a folder that "

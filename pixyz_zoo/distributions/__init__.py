@@ -18,3 +18,4 @@ from pixyz_zoo.distributions.networks import (
     encoder_network,
 )
 from pixyz_zoo.distributions.priors import standard_normal
+from pixyz_zoo.distributions.experts import MixtureOfExperts, ProductOfGaussianExperts

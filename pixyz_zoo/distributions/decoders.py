@@ -91,9 +91,7 @@ class _LocScaleDecoder(_NetworkDecoder):
         elif isinstance(scale, (int, float)) and scale > 0:
             self.register_buffer("fixed_scale", torch.tensor(float(scale)))
         else:
-            raise ValueError(
-                f"scale must be a positive number, 'learned' or 'per-example', got {scale!r}"
-            )
+            raise ValueError(f"scale must be a positive number, 'learned' or 'per-example', got {scale!r}")
         self.scale_mode = scale
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -85,8 +85,9 @@ class ProductOfGaussianExperts(Normal):
     r"""Product of Gaussian experts, MVAE (Wu & Goodman 2018, Sec. 2 / Eq. 4 and App. A).
 
     .. math::
-        q(z|x_1..x_N) \propto p(z) \prod_{i \in \text{available}} q(z|x_i),\quad
-        T = \sum_i \sigma_i^{-2},\quad \mu = T^{-1} \sum_i \sigma_i^{-2} \mu_i,\quad \sigma = T^{-1/2}
+        q(z|x_1..x_N) \propto p(z) \prod_{i \in \text{available}} q(z|x_i),\qquad
+        T = \sum_i \sigma_i^{-2},\quad \mu = T^{-1} \sum_i \sigma_i^{-2} \mu_i,\quad
+        \sigma = T^{-1/2}
 
     (element-wise over features), where the sum runs over the prior expert, when given, and the
     experts whose conditioning variables are in the input. The prior expert is used exactly as
@@ -318,7 +319,7 @@ class MixtureOfExperts(Distribution):
     def sample_stratified(
         self,
         x_dict: dict,
-        sample_shape: torch.Size | Sequence[int] = torch.Size(),
+        sample_shape: Sequence[int] = (),
         reparam: bool = True,
         batch_n: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,7 +341,7 @@ class MixtureOfExperts(Distribution):
         self,
         x_dict: dict | None = None,
         batch_n: int | None = None,
-        sample_shape: torch.Size | Sequence[int] = torch.Size(),
+        sample_shape: Sequence[int] = (),
         return_all: bool = True,
         reparam: bool = False,
         sample_mean: bool = False,
@@ -372,8 +373,8 @@ class MixtureOfExperts(Distribution):
     ) -> torch.Tensor:
         if not sum_features:
             raise ValueError(
-                f"log {self.prob_text} does not factorise over features: a mixture's log-density is "
-                "only defined summed over them (sum_features=True)."
+                f"log {self.prob_text} does not factorise over features: a mixture's "
+                "log-density is only defined summed over them (sum_features=True)."
             )
         if self.var[0] not in x_dict:
             raise ValueError(f"log {self.prob_text} needs '{self.var[0]}' in the input dict.")

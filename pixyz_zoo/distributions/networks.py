@@ -75,7 +75,9 @@ class ConvEncoderNet(nn.Module):
         self.conv = nn.Sequential(*layers)
         with torch.no_grad():
             flat = self.conv(torch.zeros(1, c, h, w)).numel()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
+        )
         self.image_shape = tuple(image_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,7 +126,7 @@ class MultiInputNet(nn.Module):
         self.head = head
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.cat([body(x) for body, x in zip(self.bodies, inputs)], dim=1))
+        return self.head(torch.cat([body(x) for body, x in zip(self.bodies, inputs, strict=True)], dim=1))
 
 
 def encoder_network(
@@ -150,7 +152,11 @@ def encoder_network(
 
 
 def decoder_network(
-    modality: Modality, in_dim: int, arch: str = "mlp", hidden: Sequence[int] = (512, 512), out_channels: int = 1
+    modality: Modality,
+    in_dim: int,
+    arch: str = "mlp",
+    hidden: Sequence[int] = (512, 512),
+    out_channels: int = 1,
 ) -> nn.Module:
     """A network from ``in_dim`` latent features to ``out_channels`` x the modality's shape."""
     shape = modality.shape

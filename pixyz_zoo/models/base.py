@@ -1,0 +1,275 @@
+"""The surface every zoo model shares, on top of :class:`pixyz.models.Model`.
+
+A zoo model is a set of Pixyz distributions and one Pixyz loss expression. ``print(model)``
+shows the factorisation of the generative model, the inference distribution and the loss
+exactly as optimised. Everything else (trainer, evaluation, plots, CLI) uses only this surface:
+
+- ``train_step(batch)`` / ``test_step(batch)``: one optimisation step / the test loss;
+- ``encode(batch, given)``: latent means (or samples) inferred from a subset of modalities;
+- ``generate(batch, given, targets)``: the one cross-modal generation path;
+- ``reconstruct(batch)`` and ``sample(n)``: the two special cases of ``generate``.
+
+Hyperparameters that change during training (a KL warm-up weight, a capacity) are
+``pixyz.losses.Parameter`` symbols in the loss; their values are fed through the batch dict.
+``hyperparameters`` holds their final (evaluation) values and ``annealed`` names those the
+trainer ramps up linearly from 0 during warm-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from pixyz.distributions.distributions import Distribution
+from pixyz.losses.losses import Loss
+from pixyz.models import Model
+from torch import optim
+
+from pixyz_zoo.modalities import Modality, check_batch
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (no parameter was updated with it)."""
+
+
+class ZooModel(Model):
+    """A Pixyz model with the zoo's surface.
+
+    Args:
+        loss: the training objective, a Pixyz loss expression (a scalar: use ``.mean()``).
+        distributions: the distributions whose parameters are trained.
+        modalities: the observed variables the model is built on.
+        generative: the joint generative distribution, e.g. ``p(x|z) * p(z)``.
+        inference: the inference distribution over all latents given all modalities, ``q(z|x)``.
+        hyperparameters: final values of the ``Parameter`` symbols in the loss.
+        annealed: symbols ramped linearly from 0 to their final value during KL warm-up.
+        test_loss: the test objective (default: ``loss``).
+        lr: Adam learning rate. clip_grad_norm: gradient-norm clipping (None: off).
+        config: JSON-serialisable constructor arguments, stored in checkpoints.
+    """
+
+    name = "model"
+    description = ""
+
+    def __init__(
+        self,
+        loss: Loss,
+        distributions: Sequence[Distribution],
+        modalities: dict[str, Modality],
+        generative: Distribution,
+        inference: Distribution,
+        hyperparameters: dict[str, float] | None = None,
+        annealed: Iterable[str] = (),
+        test_loss: Loss | None = None,
+        lr: float = 1e-3,
+        clip_grad_norm: float | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            loss,
+            test_loss=test_loss,
+            distributions=list(distributions),
+            optimizer=optim.Adam,
+            optimizer_params={"lr": lr},
+            clip_grad_norm=clip_grad_norm,
+        )
+        self.modalities = dict(modalities)
+        self.generative = generative
+        self.inference = inference
+        self.hyperparameters = dict(hyperparameters or {})
+        self.annealed = frozenset(annealed)
+        unknown = self.annealed - set(self.hyperparameters)
+        if unknown:
+            raise ValueError(f"annealed symbols {sorted(unknown)} have no final value in hyperparameters")
+        self.latents = [v for v in generative.var if v not in self.modalities]
+        self.config = dict(config or {})
+        self.config.setdefault("lr", lr)
+        self.config.setdefault("clip_grad_norm", clip_grad_norm)
+
+    # ------------------------------------------------------------------ printing
+    def __str__(self) -> str:
+        text = (
+            f"{type(self).__name__}: {self.description}\n"
+            f"Generative model:\n  {self.generative.prob_joint_factorized_and_text}\n"
+            f"Inference model:\n  {self.inference.prob_joint_factorized_and_text}\n"
+        )
+        if self.hyperparameters:
+            values = ", ".join(f"{k}={v:g}" for k, v in self.hyperparameters.items())
+            text += f"Hyperparameters (fed through the batch):\n  {values}"
+            if self.annealed:
+                text += f" (warm-up from 0: {', '.join(sorted(self.annealed))})"
+            text += "\n"
+        return text + super().__str__()
+
+    @property
+    def loss_latex(self) -> str:
+        """The training objective in LaTeX, as printed by Pixyz."""
+        return self.loss_cls.loss_text
+
+    # ------------------------------------------------------------------ device
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.distributions.parameters():
+            return tensor.device
+        for tensor in self.distributions.buffers():  # pragma: no cover - parameter-free model
+            return tensor.device
+        return torch.device("cpu")  # pragma: no cover
+
+    def to(self, device: torch.device | str) -> ZooModel:
+        self.distributions.to(device)
+        return self
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        device = self.device
+        return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    # ------------------------------------------------------------------ training
+    def feed(self, batch: dict[str, torch.Tensor], **values: float) -> dict[str, Any]:
+        """Check the batch, move it to the model's device and add the hyperparameter values."""
+        check_batch(batch, self.modalities)
+        unknown = set(values) - set(self.hyperparameters)
+        if unknown:
+            raise KeyError(
+                f"{sorted(unknown)} are not hyperparameters of {self.name}: {sorted(self.hyperparameters)}"
+            )
+        return {**self._to_device(batch), **self.hyperparameters, **values}
+
+    def train(self, train_x_dict: dict[str, Any] | None = None, **kwargs: Any) -> torch.Tensor:
+        """Pixyz's training step, refusing to step on a NaN/inf loss so the parameters stay good."""
+        self.distributions.train()
+        self.optimizer.zero_grad()
+        loss = self.loss_cls.eval(train_x_dict or {}, **kwargs)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"the training loss is {float(loss)}")
+        loss.backward()
+        if self.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.distributions.parameters(), self.clip_norm)
+        self.optimizer.step()
+        return loss
+
+    def train_step(self, batch: dict[str, torch.Tensor], **values: float) -> float:
+        """One optimiser step on ``batch``; returns the loss (hyperparameters default to final)."""
+        return float(self.train(self.feed(batch, **values)).detach())
+
+    def test_step(self, batch: dict[str, torch.Tensor]) -> float:
+        """The test loss on ``batch`` (hyperparameters at their final values), no gradient."""
+        return float(self.test(self.feed(batch)).detach())
+
+    def with_loss(self, loss: Loss, hyperparameters: dict[str, float] | None = None) -> ZooModel:
+        """A model over the same distributions trained with another loss expression."""
+        model = ZooModel(
+            loss,
+            list(self.distributions),
+            self.modalities,
+            self.generative,
+            self.inference,
+            hyperparameters=hyperparameters,
+            lr=self.config["lr"],
+            clip_grad_norm=self.clip_norm,
+        )
+        model.inference_for = self.inference_for  # type: ignore[method-assign]
+        model.description = "custom loss over the distributions of " + type(self).__name__
+        return model
+
+    # ------------------------------------------------------------------ inference & generation
+    def _check_given(self, given: Iterable[str]) -> list[str]:
+        given = list(given)
+        unknown = [g for g in given if g not in self.modalities]
+        if unknown:
+            raise KeyError(f"unknown modality {unknown}; this model has {sorted(self.modalities)}")
+        return given
+
+    def inference_for(self, given: Sequence[str]) -> Distribution:
+        """The distribution of the latents given the modalities ``given``.
+
+        Models with unimodal encoders, experts or iterative sampling override this.
+        """
+        if set(given) == set(self.inference.cond_var):
+            return self.inference
+        raise ValueError(
+            f"{type(self).__name__} infers {self.latents} only from {self.inference.cond_var}, not from "
+            f"{list(given)}; pass all of {self.inference.cond_var} or use a multimodal model with "
+            "unimodal inference"
+        )
+
+    @torch.no_grad()
+    def encode(
+        self, batch: dict[str, torch.Tensor], given: Sequence[str] | None = None, sample: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Latents inferred from ``given`` (default: every modality): means, or one sample."""
+        given = self._check_given(self.modalities if given is None else given)
+        for name in given:
+            self.modalities[name].check(batch[name])
+        self.distributions.eval()
+        q = self.inference_for(given)
+        inputs = self._to_device({g: batch[g] for g in given})
+        if sample:
+            out = q.sample(inputs, return_all=False)
+        elif len(q.var) == 1:
+            out = {q.var[0]: q.sample_mean(inputs)}
+        else:  # a chain of latents: ancestral means
+            out = {}
+            for factor in q.graph.factors(sorted=True):
+                out[factor.dist.var[0]] = factor.dist.sample_mean({**inputs, **out})
+        return out
+
+    @torch.no_grad()
+    def decode(self, latents: dict[str, torch.Tensor], targets: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Means of ``p(target|latents)`` for each target modality."""
+        self.distributions.eval()
+        out = {}
+        for target in self._check_given(targets):
+            factor = self.generative.graph.distribution(target)
+            out[target] = factor.sample_mean({**latents, **out})
+        return out
+
+    @torch.no_grad()
+    def generate(
+        self,
+        batch: dict[str, torch.Tensor] | None = None,
+        given: Sequence[str] = (),
+        targets: Sequence[str] | None = None,
+        n: int | None = None,
+        sample_latent: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Generate ``targets`` from the modalities ``given`` (from the prior when none is given).
+
+        The latent is sampled from ``q(z|given)`` (or ``p(z)``), then each target is the mean of
+        ``p(target|z)``. This is the one cross-modal generation path of the zoo.
+        """
+        targets = list(self.modalities if targets is None else targets)
+        given = self._check_given(given)
+        if given:
+            if batch is None:
+                raise ValueError(f"generating from {given} needs a batch holding them")
+            latents = self.encode(batch, given, sample=sample_latent)
+        else:
+            if n is None:
+                raise ValueError("generating from the prior needs the number of samples n")
+            prior = self.generative.marginalize_var(self.modalities_in_generative())
+            latents = prior.sample(batch_n=n, return_all=False)
+            latents = {k: latents[k] for k in self.latents if k in latents}
+        return self.decode(latents, targets)
+
+    def modalities_in_generative(self) -> list[str]:
+        return [v for v in self.generative.var if v in self.modalities]
+
+    def reconstruct(
+        self, batch: dict[str, torch.Tensor], sample_latent: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Decode every modality from the latent inferred from all of them."""
+        return self.generate(batch, given=list(self.modalities), sample_latent=sample_latent)
+
+    def sample(self, n: int) -> dict[str, torch.Tensor]:
+        """``n`` unconditional samples (decoder means at latents drawn from the prior)."""
+        return self.generate(given=(), n=n)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        return {"distributions": self.distributions.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.distributions.load_state_dict(state["distributions"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,92 @@
+"""VAE (Kingma & Welling 2014), the lower bound of JMVAE paper eq. (1).
+
+    p(x, z) = p(x|z) p(z),      p(z) = N(0, I)
+    q(z|x)  = N(z; mu(x), diag sigma(x)^2)
+    L(x)    = E_q(z|x)[log p(x|z)] - beta * KL(q(z|x) || p(z))
+
+The loss minimised is ``-L(x)`` averaged over the batch. ``beta`` is a Parameter symbol: 1 at
+evaluation, ramped 0 -> 1 during KL warm-up (Bowman et al. 2016; the JMVAE paper, sec. 4.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pixyz.losses import Expectation as E
+from pixyz.losses import KullbackLeibler, LogProb, Parameter
+
+from pixyz_zoo.distributions import (
+    GaussianEncoder,
+    decoder_for,
+    decoder_network,
+    decoder_output_channels,
+    encoder_network,
+    standard_normal,
+)
+from pixyz_zoo.modalities import Modality
+from pixyz_zoo.models.base import ZooModel
+
+
+def pick_image_modality(modalities: dict[str, Modality], observed: str | None) -> Modality:
+    """The modality named ``observed``, or the first image modality."""
+    if observed is not None:
+        if observed not in modalities:
+            raise KeyError(f"observed={observed!r} is not a modality of the data: {sorted(modalities)}")
+        return modalities[observed]
+    for modality in modalities.values():
+        if modality.is_image:
+            return modality
+    return next(iter(modalities.values()))
+
+
+class VAE(ZooModel):
+    """Variational autoencoder ``p(x|z)p(z)`` with inference ``q(z|x)``."""
+
+    name = "vae"
+    description = "VAE (Kingma & Welling 2014): ELBO of JMVAE paper eq. (1), KL warm-up weight beta"
+
+    def __init__(
+        self,
+        modalities: dict[str, Modality],
+        observed: str | None = None,
+        z_dim: int = 64,
+        hidden: Sequence[int] = (512, 512),
+        arch: str = "mlp",
+        decoder_scale: str | float | None = None,
+        beta: float = 1.0,
+        lr: float = 1e-3,
+        clip_grad_norm: float | None = None,
+    ) -> None:
+        x = pick_image_modality(modalities, observed)
+
+        # q(z|x): Gaussian encoder
+        q = GaussianEncoder(encoder_network([x], 2 * z_dim, arch, hidden), cond_var=[x.name], name="q")
+        # p(x|z) p(z): decoder of the modality's likelihood family and standard normal prior
+        out = decoder_output_channels(x, decoder_scale)
+        p_x = decoder_for(x, decoder_network(x, z_dim, arch, hidden, out), name="p", scale=decoder_scale)
+        prior = standard_normal("z", z_dim, name="p")
+
+        # eq. (1): -ELBO = E_q[-log p(x|z)] + beta KL(q(z|x) || p(z))
+        beta_symbol = Parameter("beta")
+        loss = (E(q, -LogProb(p_x)) + beta_symbol * KullbackLeibler(q, prior)).mean()
+
+        super().__init__(
+            loss,
+            distributions=[p_x, q],
+            modalities={x.name: x},
+            generative=p_x * prior,
+            inference=q,
+            hyperparameters={"beta": beta},
+            annealed=["beta"],
+            lr=lr,
+            clip_grad_norm=clip_grad_norm,
+            config=dict(
+                observed=x.name,
+                z_dim=z_dim,
+                hidden=list(hidden),
+                arch=arch,
+                decoder_scale=decoder_scale,
+                beta=beta,
+            ),
+        )
+        self.q, self.p_x, self.prior = q, p_x, prior

@@ -1,0 +1,309 @@
+"""The trainer: one loop for every zoo model.
+
+Epochs of Adam steps over shuffled minibatches, KL warm-up of the model's annealed
+``Parameter`` symbols, per-epoch test loss, an atomic checkpoint after every epoch, exact resume
+(parameters, optimiser, data order and sampling RNG), and a clear stop on a NaN/inf loss that
+keeps the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from pixyz_zoo.datasets.base import MultimodalDataset
+from pixyz_zoo.modalities import Modality
+from pixyz_zoo.models import ZooModel, build_model
+from pixyz_zoo.models.base import NonFiniteLossError
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupted, or belongs to another model."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"--device {device} was requested but PyTorch sees no CUDA device "
+            f"(torch {torch.__version__}); use --device cpu or --device auto"
+        )
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed PyTorch's CPU and CUDA generators (model initialisation and sampling)."""
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------- checkpoints
+def modalities_to_json(modalities: dict[str, Modality]) -> dict[str, Any]:
+    return {
+        n: {"shape": list(m.shape), "likelihood": m.likelihood, "labels": list(m.labels)}
+        for n, m in modalities.items()
+    }
+
+
+def modalities_from_json(data: dict[str, Any]) -> dict[str, Modality]:
+    return {
+        n: Modality(n, tuple(d["shape"]), d["likelihood"], tuple(d.get("labels", ())))
+        for n, d in data.items()
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically: to a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, expected_model: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint (a run directory or the file), with clear errors."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.exists():
+        raise CheckpointError(
+            f"no checkpoint at {path}; train first (pixyz-zoo train MODEL --out DIR) or point to "
+            "the run directory that holds checkpoint.pt"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged files
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted or not a PyTorch file ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Checkpoints are written "
+            "atomically, so the file was damaged afterwards: delete the run directory and train again"
+        ) from error
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a pixyz-zoo checkpoint (format {CHECKPOINT_FORMAT}); it was written by "
+            "something else. Train a model with pixyz-zoo to get one"
+        )
+    if expected_model is not None and payload["model_name"] != expected_model:
+        raise CheckpointError(
+            f"checkpoint {path} holds model {payload['model_name']!r}, not {expected_model!r}; "
+            f"resume it with `pixyz-zoo train {payload['model_name']} --resume {path.parent}` or "
+            "start a fresh run with another --out"
+        )
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any], device: torch.device | str = "cpu") -> ZooModel:
+    """Rebuild the registered model a checkpoint was made from and load its state."""
+    modalities = modalities_from_json(payload["modalities"])
+    model = build_model(payload["model_name"], modalities, **payload["model_config"]).to(device)
+    try:
+        model.load_state(payload["state"])
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise CheckpointError(
+            f"the checkpoint's parameters do not fit model {payload['model_name']!r} built with "
+            f"{payload['model_config']}: {str(error).splitlines()[0]}"
+        ) from error
+    return model
+
+
+# ---------------------------------------------------------------------- trainer
+class Trainer:
+    """Train a :class:`~pixyz_zoo.models.ZooModel` on a :class:`MultimodalDataset`.
+
+    Args:
+        model: the model (already on its device; see ``resolve_device``).
+        train_data, test_data: datasets whose modalities include the model's.
+        epochs: total number of epochs (a resumed run continues up to this number).
+        batch_size: minibatch size.
+        seed: seed of data shuffling, binarisation and latent sampling.
+        warmup_epochs: epochs over which annealed symbols (KL weight) ramp linearly from 0.
+        run_dir: where ``checkpoint.pt`` is written after every epoch (None: no checkpoints).
+        progress: show a progress bar with the running loss.
+        callback: called as ``callback(trainer, record)`` after each epoch.
+    """
+
+    def __init__(
+        self,
+        model: ZooModel,
+        train_data: MultimodalDataset,
+        test_data: MultimodalDataset | None = None,
+        epochs: int = 10,
+        batch_size: int = 100,
+        seed: int = 0,
+        warmup_epochs: float = 0.0,
+        run_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+        callback: Callable[[Trainer, dict[str, float]], None] | None = None,
+    ) -> None:
+        for data in (train_data, test_data):
+            if data is None:
+                continue
+            missing = [n for n in model.modalities if n not in data.modalities]
+            if missing:
+                raise KeyError(
+                    f"dataset {data.name!r} has no variable(s) {missing} that model {model.name!r} "
+                    f"needs; it has {sorted(data.modalities)}"
+                )
+        if epochs < 0 or batch_size < 1:
+            raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
+        self.model = model
+        self.train_data, self.test_data = train_data, test_data
+        self.epochs, self.batch_size = epochs, batch_size
+        self.seed, self.warmup_epochs = seed, warmup_epochs
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress, self.callback = progress, callback
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.generator = torch.Generator().manual_seed(seed)
+        self._fresh = True
+
+    # ------------------------------------------------------------------ schedules
+    def hyperparameter_values(self, progress_epochs: float) -> dict[str, float]:
+        """Values of the model's Parameter symbols after ``progress_epochs`` epochs of training."""
+        ramp = 1.0 if self.warmup_epochs <= 0 else min(1.0, progress_epochs / self.warmup_epochs)
+        return {
+            name: value * ramp if name in self.model.annealed else value
+            for name, value in self.model.hyperparameters.items()
+        }
+
+    # ------------------------------------------------------------------ loop
+    def _model_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {n: batch[n] for n in self.model.modalities}
+
+    def fit(self) -> list[dict[str, float]]:
+        """Train until ``epochs`` epochs are done; returns the per-epoch history."""
+        if self._fresh:
+            torch.manual_seed(self.seed)
+            self._fresh = False
+        while self.epoch < self.epochs:
+            record = self._train_epoch()
+            self.history.append(record)
+            self.epoch += 1
+            if self.run_dir is not None:
+                self.save()
+            if self.callback is not None:
+                self.callback(self, record)
+        return self.history
+
+    def _train_epoch(self) -> dict[str, float]:
+        start = time.perf_counter()
+        n_batches = self.train_data.num_batches(self.batch_size)
+        bar = tqdm(
+            self.train_data.batches(self.batch_size, shuffle=True, generator=self.generator),
+            total=n_batches,
+            desc=f"epoch {self.epoch + 1}/{self.epochs}",
+            disable=not self.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        total, count = 0.0, 0
+        for step, batch in enumerate(bar):
+            values = self.hyperparameter_values(self.epoch + step / n_batches)
+            batch = self._model_batch(batch)
+            try:
+                loss = self.model.train_step(batch, **values)
+            except NonFiniteLossError as error:
+                kept = (
+                    f"the last good checkpoint ({self.run_dir / CHECKPOINT}, epoch {self.epoch}) is kept"
+                    if self.run_dir is not None and (self.run_dir / CHECKPOINT).exists()
+                    else "no checkpoint was written yet"
+                )
+                raise NonFiniteLossError(
+                    f"{error} at epoch {self.epoch + 1}, step {step + 1}; training stopped and {kept}. "
+                    "Lower the learning rate (--lr), clip gradients (--clip-grad-norm 10), or check "
+                    "the data for extreme values"
+                ) from None
+            n = len(next(iter(batch.values())))
+            total, count = total + loss * n, count + n
+            bar.set_postfix(loss=f"{total / count:.3f}")
+        bar.close()
+        record = {"epoch": self.epoch + 1, "train_loss": total / count}
+        if self.test_data is not None:
+            record["test_loss"] = self.test_loss()
+        record["seconds"] = time.perf_counter() - start
+        if self.progress:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
+            tqdm.write(f"epoch {record['epoch']}/{self.epochs}: {shown}")
+        return record
+
+    def test_loss(self, data: MultimodalDataset | None = None) -> float:
+        """Average test loss (hyperparameters at their final values) over ``data``."""
+        data = data if data is not None else self.test_data
+        if data is None:
+            raise ValueError("no test data given")
+        generator = torch.Generator().manual_seed(self.seed + 1)
+        total, count = 0.0, 0
+        for batch in data.batches(self.batch_size, generator=generator):
+            batch = self._model_batch(batch)
+            n = len(next(iter(batch.values())))
+            total += self.model.test_step(batch) * n
+            count += n
+        return total / count
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_payload(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model_name": self.model.name,
+            "model_config": self.model.config,
+            "modalities": modalities_to_json(self.model.modalities),
+            "epoch": self.epoch,
+            "state": self.model.state(),
+            "rng": rng,
+            "history": self.history,
+            "trainer": {
+                "epochs": self.epochs,
+                "batch_size": self.batch_size,
+                "seed": self.seed,
+                "warmup_epochs": self.warmup_epochs,
+            },
+        }
+
+    def save(self) -> Path:
+        if self.run_dir is None:
+            raise ValueError("this trainer has no run_dir to save to")
+        path = save_checkpoint(self.run_dir / CHECKPOINT, self.checkpoint_payload())
+        (self.run_dir / "history.json").write_text(json.dumps(self.history, indent=2))
+        return path
+
+    def resume(self, path: str | os.PathLike | None = None) -> Trainer:
+        """Continue from a checkpoint (default: this trainer's run directory)."""
+        source = Path(path) if path is not None else self.run_dir
+        if source is None:
+            raise ValueError("resume needs a checkpoint path or a run_dir")
+        payload = load_checkpoint(source, expected_model=self.model.name)
+        if payload["model_config"] != self.model.config:
+            raise CheckpointError(
+                f"checkpoint {source} was made with options {payload['model_config']}, but this "
+                f"model has {self.model.config}; rebuild the model with the checkpoint's options "
+                "(pixyz-zoo train --resume does this for you)"
+            )
+        self.model.load_state(payload["state"])
+        self.epoch = payload["epoch"]
+        self.history = list(payload["history"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        self.generator.set_state(payload["rng"]["data"])
+        if "cuda" in payload["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        self._fresh = False
+        return self

@@ -1,0 +1,252 @@
+"""Tests for pixyz_zoo.plots: image grids, heat maps, saving and graphical-model drawing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pixyz_zoo  # noqa: F401  (first: turns Pixyz's parameter cache off)
+
+# isort: split
+import pytest
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle
+from pixyz.distributions import Bernoulli, Normal
+from torch import nn
+
+from pixyz_zoo.modalities import Modality
+from pixyz_zoo.plots import (
+    comparison_grid,
+    draw_graphical_model,
+    graphical_model_edges,
+    image_grid,
+    sample_grid,
+    save_figure,
+    tile_images,
+)
+
+
+# ----------------------------------------------------------------------------- tiny distributions
+class Decoder(Bernoulli):
+    """p(var | cond) with a linear network."""
+
+    def __init__(self, var: str, cond: str, dim: int = 3, latent: int = 2) -> None:
+        super().__init__(var=[var], cond_var=[cond], name="p")
+        self.net = nn.Linear(latent, dim)
+        self.cond = cond
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"probs": torch.sigmoid(self.net(inputs[self.cond]))}
+
+
+class Encoder(Normal):
+    """q(z | cond...) with a linear network."""
+
+    def __init__(self, cond: list[str], var: str = "z") -> None:
+        super().__init__(var=[var], cond_var=cond, name="q")
+        self.net = nn.Linear(3 * len(cond), 2)
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.net(torch.cat([inputs[name] for name in self.cond_var], dim=-1))
+        return {"loc": h, "scale": torch.ones_like(h)}
+
+
+def prior(var: str = "z") -> Normal:
+    return Normal(loc=torch.zeros(2), scale=torch.ones(2), var=[var], features_shape=[2], name="p")
+
+
+def texts_of(fig: Figure) -> dict[str, tuple[float, float]]:
+    """Drawn text -> its data position, over all axes of ``fig``."""
+    return {t.get_text(): t.get_position() for ax in fig.axes for t in ax.texts}
+
+
+# ------------------------------------------------------------------------------ graphical model
+def test_vae_edges_and_observed() -> None:
+    p = Decoder("x", "z") * prior()
+    q = Encoder(["x"])
+    structure = graphical_model_edges(p, q)
+    assert structure["generative"] == [("z", "x")]
+    assert structure["inference"] == [("x", "z")]
+    assert structure["observed"] == ["x"]
+    assert structure["nodes"]["x"]["observed"] and not structure["nodes"]["z"]["observed"]
+    assert structure["nodes"]["z"]["label"] == "$z$"
+    assert structure["nodes"]["z"]["layer"] < structure["nodes"]["x"]["layer"]
+
+
+def test_default_observed_without_inference_is_the_leaves() -> None:
+    structure = graphical_model_edges(Decoder("x", "z") * prior())
+    assert structure["inference"] == []
+    assert structure["observed"] == ["x"]
+
+
+def test_explicit_observed_and_unknown_name() -> None:
+    p = Decoder("x", "z") * prior()
+    assert graphical_model_edges(p, observed=["z", "x"])["observed"] == ["z", "x"]
+    with pytest.raises(ValueError, match="not in the model"):
+        graphical_model_edges(p, observed=["y"])
+    with pytest.raises(TypeError, match="Pixyz distribution"):
+        graphical_model_edges("p(x|z)p(z)")
+
+
+def test_two_modality_jmvae_structure() -> None:
+    p = Decoder("x", "z") * Decoder("w", "z") * prior()
+    q = Encoder(["x", "w"])
+    structure = graphical_model_edges(p, q)
+    assert sorted(structure["generative"]) == [("z", "w"), ("z", "x")]
+    assert sorted(structure["inference"]) == [("w", "z"), ("x", "z")]
+    assert sorted(structure["observed"]) == ["w", "x"]
+    nodes = structure["nodes"]
+    assert nodes["x"]["layer"] == nodes["w"]["layer"] == nodes["z"]["layer"] + 1
+    assert nodes["x"]["position"] != nodes["w"]["position"]
+    # one theta per decoder (subscripted), one phi for the encoder, the fixed prior has none
+    params = {(e["kind"], e["symbol"], tuple(e["children"])) for e in structure["parameters"]}
+    assert params == {
+        ("generative", r"$\theta_{x}$", ("x",)),
+        ("generative", r"$\theta_{w}$", ("w",)),
+        ("inference", r"$\phi$", ("z",)),
+    }
+    assert "p(w|z)p(x|z)p(z)" in structure["captions"][0]
+    assert structure["captions"][1] == "q(z|x,w)"
+
+
+def test_inference_as_list_of_encoders() -> None:
+    p = Decoder("x", "z") * Decoder("w", "z") * prior()
+    structure = graphical_model_edges(p, [Encoder(["x"]), Encoder(["w"])])
+    assert sorted(structure["inference"]) == [("w", "z"), ("x", "z")]
+    assert sorted(structure["observed"]) == ["w", "x"]
+    assert len(structure["captions"]) == 3
+
+
+def test_hierarchical_layers_drawn_top_to_bottom() -> None:
+    p = Decoder("x", "z_1") * Decoder("z_1", "z_2", dim=2) * prior("z_2")
+    q = Encoder(["x"], var="z_1") * Normal(
+        loc="z_1", scale=torch.ones(2), var=["z_2"], cond_var=["z_1"], name="q"
+    )
+    structure = graphical_model_edges(p, q)
+    assert structure["generative"] == [("z_2", "z_1"), ("z_1", "x")]
+    assert sorted(structure["inference"]) == [("x", "z_1"), ("z_1", "z_2")]
+    assert structure["observed"] == ["x"]
+    layers = {name: node["layer"] for name, node in structure["nodes"].items()}
+    assert layers == {"z_2": 0, "z_1": 1, "x": 2}
+
+    fig = draw_graphical_model(p, q)
+    drawn = texts_of(fig)
+    y_z2, y_z1, y_x = drawn["$z_{2}$"][1], drawn["$z_{1}$"][1], drawn["$x$"][1]
+    assert y_z2 > y_z1 > y_x
+
+
+def test_conditional_input_counts_as_observed() -> None:
+    # CVAE-like p(x|z,y)p(z): y is conditioned on, never generated.
+    p = Normal(loc="z", scale=1.0, var=["x"], cond_var=["z", "y"]) * Normal(
+        loc=0.0, scale=1.0, var=["z"]
+    )
+    assert sorted(graphical_model_edges(p)["observed"]) == ["x", "y"]
+
+
+def test_draw_marks_observed_and_saves_png(tmp_path: Path) -> None:
+    p = Decoder("x", "z") * Decoder("w", "z") * prior()
+    fig = draw_graphical_model(p, Encoder(["x", "w"]), show_parameters=True, title="JMVAE")
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    circles = [patch for patch in ax.patches if isinstance(patch, Circle)]
+    nodes = [c for c in circles if c.get_radius() > 0.2]
+    dots = [c for c in circles if c.get_radius() <= 0.2]
+    assert len(nodes) == 3 and len(dots) == 3
+    shaded = sorted(c.center[1] for c in nodes if c.get_facecolor()[:3] != (1.0, 1.0, 1.0))
+    white = [c.center[1] for c in nodes if c.get_facecolor()[:3] == (1.0, 1.0, 1.0)]
+    assert len(shaded) == 2 and len(white) == 1 and white[0] > shaded[-1]  # z above x, w
+    drawn = texts_of(fig)
+    assert {"$x$", "$w$", "$z$", r"$\theta_{x}$", r"$\theta_{w}$", r"$\phi$"} <= set(drawn)
+    dashed = [p for p in ax.patches if not isinstance(p, Circle) and p.get_linestyle() != "-"]
+    assert len(dashed) == 2 + 1  # two inference edges + the phi edge
+
+    path = save_figure(fig, tmp_path / "figures" / "dag.png")
+    assert path.exists() and path.stat().st_size > 10_000
+
+
+def test_caption_falls_back_to_plain_text() -> None:
+    from pixyz_zoo.plots.graphical_model import _mathtext_or_plain
+
+    assert _mathtext_or_plain("p(x|z)p(z)") == "$p(x|z)p(z)$"
+    assert _mathtext_or_plain(r"p(x|\notacommand{z})") == r"p(x|\notacommand{z})"
+
+
+# ------------------------------------------------------------------------------------- grids
+def grid_array(fig: Figure):
+    (ax,) = fig.axes
+    (image,) = ax.images
+    return image.get_array()
+
+
+def test_image_grid_grey_tiles() -> None:
+    images = torch.rand(10, 1, 8, 8)
+    fig = image_grid(images, nrow=4, title="samples")
+    assert isinstance(fig, Figure)
+    array = grid_array(fig)
+    # 3 rows x 4 columns of 8x8 tiles with 2-pixel padding
+    assert array.shape == (3 * 10 + 2, 4 * 10 + 2)
+    assert fig.axes[0].get_title() == "samples"
+
+
+def test_image_grid_rgb_clamps_and_reshapes_flat_vectors() -> None:
+    images = torch.randn(6, 3, 5, 7) * 3
+    array = grid_array(image_grid(images, nrow=3))
+    assert array.shape == (2 * 7 + 2, 3 * 9 + 2, 3)
+    assert array.min() >= 0.0 and array.max() <= 1.0
+    modality = Modality("x", (1, 8, 8), "bernoulli")
+    flat = torch.rand(5, 64)
+    assert grid_array(sample_grid(flat, modality, nrow=8)).shape == (12, 5 * 10 + 2)
+    with pytest.raises(ValueError, match="C = 1"):
+        image_grid(torch.rand(4, 2, 8, 8))
+
+
+def test_tile_images_places_each_image() -> None:
+    images = torch.zeros(3, 1, 2, 2)
+    images[1] = 0.5
+    grid = tile_images(images, nrow=3)
+    assert grid.shape == (6, 14)
+    assert grid[2, 2] == 0.0 and grid[2, 6] == 0.5 and grid[0, 0] == 1.0
+
+
+def test_categorical_heat_map_uses_labels() -> None:
+    labels = tuple(str(i) for i in range(10))
+    modality = Modality("y", (10,), "categorical", labels=labels)
+    probs = torch.softmax(torch.randn(5, 10), dim=-1)
+    fig = image_grid(probs, modality)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(labels)
+    assert ax.images[0].get_array().shape == (5, 10)
+    # class indices are one-hot encoded
+    fig = image_grid(torch.tensor([3, 1]), modality)
+    array = fig.axes[0].images[0].get_array()
+    assert array.shape == (2, 10) and array[0, 3] == 1.0 and array[1].sum() == 1.0
+    with pytest.raises(ValueError, match="expected 10"):
+        image_grid(torch.rand(2, 4), modality)
+
+
+def test_comparison_grid_rows() -> None:
+    x = torch.rand(12, 1, 8, 8)
+    fig = comparison_grid({"data": x, "reconstruction": x.flip(0)}, ncol=6, title="recon")
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_ylabel() for ax in image_axes] == ["data", "reconstruction"]
+    for ax in image_axes:
+        assert ax.images[0].get_array().shape == (10 + 2, 6 * 10 + 2)
+    # mixed image / label rows (cross-modal generation), shortest row sets the width
+    modality = Modality("y", (3,), "categorical", labels=("a", "b", "c"))
+    fig = comparison_grid(
+        {"x": x[:4], "y": torch.eye(3)[[0, 1, 2, 0, 1]]}, modality={"y": modality}
+    )
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert image_axes[0].images[0].get_array().shape == (12, 4 * 10 + 2)
+    assert image_axes[1].images[0].get_array().shape == (3, 4)  # classes x examples
+
+
+def test_save_figure_creates_parents_and_closes(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    image_grid(torch.rand(4, 1, 8, 8), ax=ax)
+    target = tmp_path / "a" / "b" / "grid"
+    path = save_figure(fig, target)
+    assert path == target.with_suffix(".png") and path.exists() and path.stat().st_size > 1000
+    assert not plt.fignum_exists(fig.number)
