@@ -106,39 +106,40 @@ def _new_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axe
     return fig, fig.add_subplot()
 
 
-def _heat_map(
-    values: torch.Tensor | np.ndarray,
-    modality: Modality | None,
-    title: str | None,
-    ax: Axes | None,
-    examples_as_columns: bool = False,
-) -> Figure:
-    array = _as_categorical(values, modality)
-    n, k = array.shape
-    if examples_as_columns:  # (K, N): lines up with the image rows of a comparison grid
-        array = array.T
+def _is_image(values: torch.Tensor | np.ndarray, modality: Modality | None) -> bool:
+    return modality.is_image if modality is not None else _to_numpy(values).ndim in (3, 4)
+
+
+def _draw_heat_map(
+    ax: Axes, array: np.ndarray, modality: Modality | None, examples_as_columns: bool
+) -> None:
+    """Draw (N, K) vectors; examples as rows, or as columns (comparison grids, no colour bar)."""
+    k = array.shape[1]
     is_categorical = modality is not None and modality.likelihood == "categorical"
-    fig, ax = _new_axes(ax, min(2.0 + 0.45 * array.shape[1], 14.0), min(1.2 + 0.3 * len(array), 14.0))
-    if is_categorical:
-        image = ax.imshow(array, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
-    else:
-        image = ax.imshow(array, cmap="viridis", aspect="auto")
+    colours = {"cmap": "Blues", "vmin": 0.0, "vmax": 1.0} if is_categorical else {"cmap": "viridis"}
+    image = ax.imshow(array.T if examples_as_columns else array, aspect="auto", **colours)
     labels = tuple(modality.labels) if modality is not None else ()
+    ticks = labels if len(labels) == k else [str(i) for i in range(k)]
     if examples_as_columns:
         ax.set_xticks([])
-        ax.set_yticks(range(k), labels if len(labels) == k else range(k), fontsize="small")
+        ax.set_yticks(range(k), ticks, fontsize="small")
+        return
+    ax.set_xticks(range(k), ticks, rotation=90 if max(map(len, ticks)) > 3 else 0)
+    ax.set_yticks([])
+    if modality is not None:
+        ax.set_xlabel(modality.name)
+    ax.get_figure().colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+
+
+def _draw_tiles(ax: Axes, grid: np.ndarray, aspect: str = "equal") -> None:
+    if grid.ndim == 2:
+        ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect=aspect)
     else:
-        if len(labels) == k:
-            ax.set_xticks(range(k), labels, rotation=90 if max(map(len, labels)) > 3 else 0)
-        else:
-            ax.set_xticks(range(k))
-        ax.set_yticks([])
-        if modality is not None:
-            ax.set_xlabel(modality.name)
-    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
-    if title:
-        ax.set_title(title)
-    return fig
+        ax.imshow(grid, interpolation="nearest", aspect=aspect)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
 
 
 def image_grid(
@@ -148,32 +149,30 @@ def image_grid(
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """Draw a batch as a grid and return the figure.
+    """Draw a batch as a grid and return the figure (``ax.figure`` when ``ax`` is given).
 
     Images ``(N, C, H, W)`` (C = 1 grey, C = 3 RGB; values clamped to [0, 1]) are tiled ``nrow``
-    per row into one picture. For a non-image ``modality`` (or 2-D input without a modality) the
-    vectors are drawn as a heat map, one row per example, with the modality's ``labels`` as tick
-    labels; class indices (an integer tensor (N,)) are one-hot encoded first.
+    per row into one picture; flat vectors are reshaped to an image ``modality``'s shape. For a
+    non-image ``modality`` (or 2-D input without one) the vectors are drawn as a heat map, one
+    row per example, with the modality's ``labels`` as tick labels; class indices (an integer
+    tensor (N,)) are one-hot encoded first.
     """
-    is_image = modality.is_image if modality is not None else _to_numpy(images).ndim in (3, 4)
-    if not is_image:
-        return _heat_map(images, modality, title, ax)
-    array = _as_images(images, modality)
-    grid = tile_images(array, nrow)
-    height, width = grid.shape[:2]
-    longest = max(height, width)
-    inches_per_pixel = min(max(longest / 50.0, 3.0), 10.0) / longest
-    fig, ax = _new_axes(
-        ax, max(1.0, width * inches_per_pixel), max(1.0, height * inches_per_pixel) + 0.4 * bool(title)
-    )
-    if grid.ndim == 2:
-        ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    if _is_image(images, modality):
+        grid = tile_images(_as_images(images, modality), nrow)
+        height, width = grid.shape[:2]
+        longest = max(height, width)
+        inches_per_pixel = min(max(longest / 50.0, 4.0), 10.0) / longest
+        fig, ax = _new_axes(
+            ax,
+            max(1.0, width * inches_per_pixel),
+            max(1.0, height * inches_per_pixel) + 0.4 * bool(title),
+        )
+        _draw_tiles(ax, grid)
     else:
-        ax.imshow(grid, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
+        array = _as_categorical(images, modality)
+        n, k = array.shape
+        fig, ax = _new_axes(ax, min(2.0 + 0.45 * k, 14.0), min(1.2 + 0.3 * n, 14.0))
+        _draw_heat_map(ax, array, modality, examples_as_columns=False)
     if title:
         ax.set_title(title)
     return fig
@@ -191,8 +190,9 @@ def comparison_grid(
     """Stack labelled rows, e.g. ``{"data": x, "reconstruction": x_hat}``, one row per entry.
 
     Each row shows its first ``ncol`` examples (fewer if a row is shorter; all rows show the
-    same number). ``modality`` is one declaration for every row or a dict keyed by row label, so
-    an image row can sit above a label heat map (cross-modal generation).
+    same number, column j is example j in every row). ``modality`` is one declaration for every
+    row or a dict keyed by row label, so an image row can sit above a label heat map
+    (cross-modal generation); a heat-map row has one column per example, one line per class.
     """
     if not rows:
         raise ValueError("comparison_grid needs at least one row, e.g. {'data': x}")
@@ -205,15 +205,30 @@ def comparison_grid(
             return modality.get(label)
         return modality
 
-    fig = Figure(figsize=(min(1.0 + 0.9 * n, 16.0), 0.3 + 1.05 * len(rows)), layout="constrained")
-    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
-    for ax, (label, values) in zip(axes, rows.items(), strict=True):
+    drawn: list[tuple[str, bool, np.ndarray, Modality | None]] = []
+    for label, values in rows.items():
         row_modality = modality_of(label)
-        is_image = row_modality.is_image if row_modality else _to_numpy(values).ndim in (3, 4)
-        if is_image:
-            image_grid(values[:n], row_modality, nrow=n, ax=ax)
+        if _is_image(values, row_modality):
+            grid = tile_images(_as_images(values[:n], row_modality), nrow=n)
+            drawn.append((label, True, grid, row_modality))
         else:
-            _heat_map(values[:n], row_modality, None, ax, examples_as_columns=True)
+            drawn.append((label, False, _as_categorical(values[:n], row_modality), row_modality))
+
+    # Rows share one width (aspect "auto"), so the figure is sized to keep image tiles square.
+    row_height = 1.0
+    image_ratios = [grid.shape[1] / grid.shape[0] for _, is_img, grid, _ in drawn if is_img]
+    strip = row_height * (max(image_ratios) if image_ratios else 0.8 * n)
+    heights = [row_height if is_img else max(0.8, 0.16 * a.shape[1]) for _, is_img, a, _ in drawn]
+    fig = Figure(
+        figsize=(min(strip + 1.8, 16.0), sum(heights) + 0.25 * len(drawn) + 0.5 * bool(title)),
+        layout="constrained",
+    )
+    axes = fig.subplots(len(drawn), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, (label, is_img, array, row_modality) in zip(axes, drawn, strict=True):
+        if is_img:
+            _draw_tiles(ax, array, aspect="auto")
+        else:
+            _draw_heat_map(ax, array, row_modality, examples_as_columns=True)
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title)
