@@ -226,7 +226,7 @@ def test_categorical_heat_map_uses_labels() -> None:
 
 def test_comparison_grid_rows() -> None:
     x = torch.rand(12, 1, 8, 8)
-    fig = comparison_grid({"data": x, "reconstruction": x.flip(0)}, ncol=6, title="recon")
+    fig = comparison_grid({"data": x, "reconstruction": x.flip(0)}, nrow=6, title="recon")
     image_axes = [ax for ax in fig.axes if ax.images]
     assert [ax.get_ylabel() for ax in image_axes] == ["data", "reconstruction"]
     for ax in image_axes:

@@ -139,7 +139,14 @@ class ZooModel(Model):
         """Pixyz's training step, refusing to step on a NaN/inf loss so the parameters stay good."""
         self.distributions.train()
         self.optimizer.zero_grad()
-        loss = self.loss_cls.eval(train_x_dict or {}, **kwargs)
+        try:
+            loss = self.loss_cls.eval(train_x_dict or {}, **kwargs)
+        except ValueError as error:  # torch.distributions rejects NaN parameters
+            if "Expected parameter" not in str(error):
+                raise
+            raise NonFiniteLossError(
+                f"a distribution's parameters became NaN/inf ({str(error).split(' of ')[0]})"
+            ) from None
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"the training loss is {float(loss)}")
         loss.backward()

@@ -28,6 +28,31 @@ if (
 ):
     matplotlib.use("Agg")
 
+
+def _enable_inline_display() -> None:
+    """In a Jupyter kernel on the inline backend, let returned figures display as images.
+
+    The zoo builds figures without pyplot, and IPython only learns to render a bare ``Figure``
+    once the inline backend is activated (``%matplotlib inline``), which otherwise waits for the
+    first pyplot figure. A backend the user picked (``%matplotlib widget``, ...) is left alone.
+    """
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        try:
+            backend = matplotlib.get_backend(auto_select=False)
+        except TypeError:  # matplotlib < 3.10
+            backend = matplotlib.get_backend()
+        if shell is not None and backend in ("inline", "module://matplotlib_inline.backend_inline"):
+            shell.run_line_magic("matplotlib", "inline")
+    except Exception:  # display is a convenience; never fail an import over it
+        pass
+
+
+if "ipykernel" in sys.modules:
+    _enable_inline_display()
+
 from pixyz_zoo.plots.graphical_model import (  # noqa: E402
     draw_graphical_model,
     graphical_model_edges,

@@ -184,19 +184,20 @@ sample_grid = image_grid
 def comparison_grid(
     rows: Mapping[str, torch.Tensor | np.ndarray],
     modality: Modality | Mapping[str, Modality] | None = None,
-    ncol: int = 8,
+    nrow: int = 8,
     title: str | None = None,
 ) -> Figure:
     """Stack labelled rows, e.g. ``{"data": x, "reconstruction": x_hat}``, one row per entry.
 
-    Each row shows its first ``ncol`` examples (fewer if a row is shorter; all rows show the
-    same number, column j is example j in every row). ``modality`` is one declaration for every
+    Each row shows its first ``nrow`` examples (images per row, as in :func:`image_grid`;
+    fewer if a row is shorter): all rows show the same number, column j is example j in every
+    row. ``modality`` is one declaration for every
     row or a dict keyed by row label, so an image row can sit above a label heat map
     (cross-modal generation); a heat-map row has one column per example, one line per class.
     """
     if not rows:
         raise ValueError("comparison_grid needs at least one row, e.g. {'data': x}")
-    n = min(int(ncol), *(len(values) for values in rows.values()))
+    n = min(int(nrow), *(len(values) for values in rows.values()))
     if n <= 0:
         raise ValueError("comparison_grid got an empty row")
 
@@ -218,9 +219,9 @@ def comparison_grid(
     row_height = 1.0
     image_ratios = [grid.shape[1] / grid.shape[0] for _, is_img, grid, _ in drawn if is_img]
     strip = row_height * (max(image_ratios) if image_ratios else 0.8 * n)
-    heights = [row_height if is_img else max(0.8, 0.16 * a.shape[1]) for _, is_img, a, _ in drawn]
+    heights = [row_height if is_img else max(0.8, 0.13 * a.shape[1]) for _, is_img, a, _ in drawn]
     fig = Figure(
-        figsize=(min(strip + 1.8, 16.0), sum(heights) + 0.25 * len(drawn) + 0.5 * bool(title)),
+        figsize=(min(strip + 2.0, 16.0), sum(heights) + 0.25 * len(drawn) + 0.5 * bool(title)),
         layout="constrained",
     )
     axes = fig.subplots(len(drawn), 1, squeeze=False, height_ratios=heights)[:, 0]

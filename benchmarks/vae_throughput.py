@@ -1,0 +1,290 @@
+"""Training throughput of the zoo's VAE against a plain PyTorch VAE of the identical architecture.
+
+Both models: x (1x28x28, Bernoulli logits) -> MLP 784-512-512-128 -> (mu, softplus(.) + 1e-4)
+-> one reparameterised z (64) -> MLP 64-512-512-784 -> logits; loss = mean over the batch of
+[BCE-with-logits summed over pixels + analytic KL(N(mu, sigma) || N(0, I))]; Adam, lr 1e-3.
+
+The zoo model is trained through ``VAE.train_step`` (its Pixyz loss expression); the plain model
+is written below. Before timing, the zoo's weights are copied into the plain model and the two
+losses are compared on one batch (KL term, reconstruction term at the posterior mean, and the
+full one-sample loss with the same seed): a mismatch aborts the benchmark, so the timing always
+compares identical computations. Rounds alternate which model runs first, warm-up steps are
+discarded and the medians over rounds are reported, so machine noise hits both sides.
+
+    python benchmarks/vae_throughput.py --steps 300 --rounds 5
+    python benchmarks/vae_throughput.py --device cuda --steps 1000 --out benchmarks/results/vae_throughput_cuda.json
+
+``--profile N`` adds a cProfile of N zoo steps (top functions by own and cumulative time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pixyz_zoo  # noqa: F401  (turns Pixyz's parameter cache off before pixyz.distributions loads)
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixyz_zoo.datasets import load_dataset
+from pixyz_zoo.datasets.mnist import IMAGE_28X28
+from pixyz_zoo.models import VAE
+from pixyz_zoo.training import resolve_device
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 1.15
+IMAGE_SHAPE = (1, 28, 28)
+
+
+# ---------------------------------------------------------------------- the plain PyTorch VAE
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """``Linear -> ReLU`` between consecutive sizes, no activation after the last Linear."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i + 2 < len(sizes):
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class PureVAE(nn.Module):
+    """The same VAE in plain PyTorch: one encoder pass, one sample, analytic KL."""
+
+    def __init__(self, x_dim: int = 784, z_dim: int = 64, hidden: tuple[int, ...] = (512, 512)) -> None:
+        super().__init__()
+        self.encoder = mlp([x_dim, *hidden, 2 * z_dim])
+        self.decoder = mlp([z_dim, *hidden, x_dim])
+        self.min_scale = 1e-4
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and scale of ``q(z|x)``."""
+        loc, raw = self.encoder(x.flatten(1)).chunk(2, dim=-1)
+        return loc, F.softplus(raw) + self.min_scale
+
+    def terms(self, x: torch.Tensor, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example (reconstruction NLL, KL); ``z`` defaults to one reparameterised sample."""
+        loc, scale = self.posterior(x)
+        if z is None:
+            z = loc + torch.randn_like(loc) * scale
+        logits = self.decoder(z)
+        nll = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="none").sum(1)
+        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(1)
+        return nll, kl
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        nll, kl = self.terms(x)
+        return (nll + kl).mean()
+
+
+def copy_zoo_weights(zoo: VAE, pure: PureVAE) -> None:
+    """Load the zoo model's encoder and decoder weights into the plain model."""
+    pure.encoder.load_state_dict(zoo.q.network.net.state_dict())
+    pure.decoder.load_state_dict(zoo.p_x.network[0].net.state_dict())
+
+
+# ---------------------------------------------------------------------- equivalence check
+@torch.no_grad()
+def check_same_loss(zoo: VAE, pure: PureVAE, x: torch.Tensor, seed: int = 123) -> dict[str, float]:
+    """Compare the two models' losses for the same parameters; raise if they differ."""
+    from pixyz.losses import KullbackLeibler, LogProb
+
+    copy_zoo_weights(zoo, pure)
+    zoo.distributions.eval()
+    batch = {"x": x}
+    kl_zoo = KullbackLeibler(zoo.q, zoo.prior).eval(batch)
+    z_mean = zoo.q.sample_mean(batch)
+    nll_zoo = -LogProb(zoo.p_x).eval({"x": x, "z": z_mean})
+    nll_pure, kl_pure = pure.terms(x, z=pure.posterior(x)[0])
+    torch.manual_seed(seed)
+    loss_zoo = zoo.loss_cls.eval({**batch, **zoo.hyperparameters})
+    torch.manual_seed(seed)
+    loss_pure = pure.loss(x)
+    pairs = {
+        "kl": (kl_zoo.mean(), kl_pure.mean()),
+        "nll_at_posterior_mean": (nll_zoo.mean(), nll_pure.mean()),
+        "loss_same_seed": (loss_zoo, loss_pure),
+    }
+    report = {}
+    for name, (a, b) in pairs.items():
+        a, b = float(a), float(b)
+        report[f"{name}_zoo"], report[f"{name}_pure"] = a, b
+        if abs(a - b) > 1e-4 * max(1.0, abs(a)):
+            raise SystemExit(
+                f"the zoo VAE and the plain VAE compute different {name}: zoo {a:.6f} vs plain {b:.6f}. "
+                "The architectures or losses are not identical, so the timing would compare different "
+                "computations; fix PureVAE (or the zoo model) before benchmarking"
+            )
+    return report
+
+
+# ---------------------------------------------------------------------- data and timing
+def make_batches(source: str, n: int, batch_size: int, data_root: str | None, device: torch.device):
+    """``n`` binary batches of shape (batch_size, 1, 28, 28) on ``device``."""
+    g = torch.Generator().manual_seed(0)
+    if source == "mnist-10k":
+        data = load_dataset("mnist-10k", "train", root=data_root, binarize="dynamic")
+        it = data.batches(batch_size, shuffle=True, generator=g, drop_last=True)
+        xs = [next(it)["x"] for _ in range(min(n, data.num_batches(batch_size, drop_last=True)))]
+    else:
+        xs = [torch.bernoulli(torch.full((batch_size, *IMAGE_SHAPE), 0.5), generator=g) for _ in range(n)]
+    return [x.to(device) for x in xs]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[torch.Tensor], float], xs: list[torch.Tensor], steps: int, warmup: int,
+               device: torch.device) -> float:
+    """Seconds for ``steps`` training steps after ``warmup`` discarded ones."""
+    for i in range(warmup):
+        step(xs[i % len(xs)])
+    sync(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(xs[i % len(xs)])
+    sync(device)
+    return time.perf_counter() - start
+
+
+def profile_zoo(zoo: VAE, xs: list[torch.Tensor], steps: int, top: int = 25) -> dict[str, Any]:
+    """cProfile of ``steps`` zoo training steps: top functions by own time and by cumulative time."""
+    for x in xs[:5]:
+        zoo.train_step({"x": x})
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(steps):
+        zoo.train_step({"x": xs[i % len(xs)]})
+    prof.disable()
+    stats = pstats.Stats(prof)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (file, line, func), (_cc, ncalls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        short = file.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+        rows.append({
+            "function": f"{short}:{line}({func})",
+            "calls_per_step": ncalls / steps,
+            "own_share": tottime / total,
+            "cumulative_share": cumtime / total,
+        })
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(top)
+    return {
+        "steps": steps,
+        "total_seconds": total,
+        "by_own_time": sorted(rows, key=lambda r: -r["own_share"])[:top],
+        "by_cumulative_time": sorted(rows, key=lambda r: -r["cumulative_share"])[:top],
+        "pstats_text": text.getvalue(),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per model per round")
+    parser.add_argument("--warmup", type=int, default=20, help="discarded steps before each timing")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--data", choices=["random", "mnist-10k"], default="random")
+    parser.add_argument("--data-root", default=None, help="data root for --data mnist-10k")
+    parser.add_argument("--profile", type=int, default=0, help="also cProfile this many zoo steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/vae_throughput.json"))
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(args.seed)
+    zoo = VAE({"x": IMAGE_28X28}, z_dim=64, hidden=(512, 512), lr=1e-3).to(device)
+    pure = PureVAE(784, 64, (512, 512)).to(device)
+    xs = make_batches(args.data, 50, args.batch_size, args.data_root, device)
+
+    equivalence = check_same_loss(zoo, pure, xs[0])
+    print("same loss for the same parameters:", json.dumps(equivalence))
+    copy_zoo_weights(zoo, pure)  # both start from the same weights
+    pure_opt = torch.optim.Adam(pure.parameters(), lr=1e-3)
+
+    def zoo_step(x: torch.Tensor) -> float:
+        return zoo.train_step({"x": x})
+
+    def pure_step(x: torch.Tensor) -> float:
+        pure.train()
+        pure_opt.zero_grad()
+        loss = pure.loss(x)
+        loss.backward()
+        pure_opt.step()
+        return float(loss.detach())  # the trainer needs the value: one sync per step, as the zoo's
+
+    times: dict[str, list[float]] = {"zoo": [], "pure": []}
+    for r in range(args.rounds):
+        order = [("zoo", zoo_step), ("pure", pure_step)]
+        for name, step in order if r % 2 == 0 else order[::-1]:
+            times[name].append(time_steps(step, xs, args.steps, args.warmup, device))
+        print(f"round {r + 1}/{args.rounds}: zoo {times['zoo'][-1]:.3f}s, pure {times['pure'][-1]:.3f}s "
+              f"({args.steps} steps each), ratio {times['zoo'][-1] / times['pure'][-1]:.3f}")
+
+    zoo_t, pure_t = statistics.median(times["zoo"]), statistics.median(times["pure"])
+    ratio = zoo_t / pure_t
+    result: dict[str, Any] = {
+        "benchmark": "vae_throughput",
+        "command": "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+        if argv is None else "main(" + repr(argv) + ")",
+        "settings": {
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "steps_per_round": args.steps,
+            "warmup_steps": args.warmup,
+            "rounds": args.rounds,
+            "batch_size": args.batch_size,
+            "data": args.data,
+            "architecture": "MLP 784-512-512-128 encoder, 64-512-512-784 decoder, ReLU",
+            "z_dim": 64,
+            "optimizer": "Adam lr 1e-3",
+        },
+        "equivalence_check": equivalence,
+        "round_seconds": times,
+        "round_ratios": [z / p for z, p in zip(times["zoo"], times["pure"], strict=True)],
+        "zoo_steps_per_s": args.steps / zoo_t,
+        "pure_steps_per_s": args.steps / pure_t,
+        "ratio_zoo_over_pure": ratio,
+        "target_ratio": TARGET_RATIO,
+        "target_met": ratio <= TARGET_RATIO,
+        "environment": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        },
+    }
+    if args.profile:
+        result["profile"] = profile_zoo(zoo, xs, args.profile)
+        print(result["profile"]["pstats_text"])
+    print(f"zoo {result['zoo_steps_per_s']:.1f} steps/s, pure {result['pure_steps_per_s']:.1f} steps/s, "
+          f"ratio zoo/pure {ratio:.3f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'})")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print("written", out)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Shared fixtures. ``import pixyz_zoo`` comes first: it turns Pixyz's parameter cache off."""
+
+from __future__ import annotations
+
+import pixyz_zoo  # noqa: F401, I001
+import pytest
+import torch
+
+from pixyz_zoo.datasets import load_dataset
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(scope="session")
+def digits_train():
+    return load_dataset("digits", "train")
+
+
+@pytest.fixture(scope="session")
+def digits_test():
+    return load_dataset("digits", "test")
+
+
+@pytest.fixture
+def tiny_options() -> dict:
+    """Small networks so that unit tests run in a second."""
+    return {"z_dim": 4, "hidden": [32]}

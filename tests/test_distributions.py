@@ -1,0 +1,110 @@
+import pytest
+import torch
+from pixyz.losses import KullbackLeibler
+from torch import distributions as td
+
+from pixyz_zoo.distributions import (
+    ConvDecoderNet,
+    ConvEncoderNet,
+    GaussianEncoder,
+    decoder_for,
+    decoder_network,
+    decoder_output_channels,
+    encoder_network,
+    standard_normal,
+)
+from pixyz_zoo.modalities import Modality
+
+torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("size", [8, 28, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_conv_presets_round_trip_shapes(size, channels):
+    shape = (channels, size, size)
+    assert ConvEncoderNet(shape, 10)(torch.zeros(2, *shape)).shape == (2, 10)
+    assert ConvDecoderNet(5, shape)(torch.zeros(2, 5)).shape == (2, *shape)
+
+
+def test_conv_preset_refuses_unknown_size():
+    with pytest.raises(ValueError, match="no convolutional preset for 16x16"):
+        ConvEncoderNet((1, 16, 16), 4)
+
+
+def test_gaussian_encoder_matches_its_network():
+    x = Modality("x", (1, 8, 8), "bernoulli")
+    q = GaussianEncoder(encoder_network([x], 2 * 3, hidden=(16,)), cond_var=["x"])
+    data = torch.rand(5, 1, 8, 8)
+    h = q.network(data)
+    params = q.get_params({"x": data})
+    assert torch.allclose(params["loc"], h[:, :3])
+    assert torch.allclose(params["scale"], torch.nn.functional.softplus(h[:, 3:]) + 1e-4)
+    z = q.sample({"x": data}, reparam=True)["z"]
+    z.sum().backward()
+    assert q.network.net[0].weight.grad is not None
+
+
+def test_two_input_encoder_prints_joint_condition():
+    x, w = Modality("x", (1, 8, 8), "bernoulli"), Modality("w", (10,), "categorical")
+    q = GaussianEncoder(encoder_network([x, w], 8, arch="conv"), cond_var=["x", "w"])
+    assert q.prob_text == "q(z|x,w)"
+    assert q.sample({"x": torch.rand(3, 1, 8, 8), "w": torch.eye(10)[:3]})["z"].shape == (3, 4)
+
+
+def _decoder(modality, scale=None):
+    net = decoder_network(modality, 4, hidden=(16,), out_channels=decoder_output_channels(modality, scale))
+    return decoder_for(modality, net, scale=scale)
+
+
+def test_bernoulli_decoder_log_prob_is_cross_entropy_also_for_grey_levels():
+    x = Modality("x", (1, 8, 8), "bernoulli")
+    p = _decoder(x)
+    z, target = torch.randn(3, 4), torch.rand(3, 1, 8, 8)
+    logits = p.network(z)
+    expected = -torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    assert torch.allclose(p.get_log_prob({"x": target, "z": z}), expected.flatten(1).sum(1), atol=1e-5)
+    assert torch.allclose(p.sample_mean({"z": z}), torch.sigmoid(logits))
+
+
+def test_categorical_decoder_log_prob():
+    w = Modality("w", (10,), "categorical")
+    p = _decoder(w)
+    z, target = torch.randn(3, 4), torch.eye(10)[[1, 5, 9]]
+    expected = torch.log_softmax(p.network(z), -1)[torch.arange(3), [1, 5, 9]]
+    assert torch.allclose(p.get_log_prob({"w": target, "z": z}), expected, atol=1e-6)
+    assert p.sample({"z": z})["w"].sum(-1).eq(1).all()
+
+
+@pytest.mark.parametrize("likelihood, torch_cls", [("gaussian", td.Normal), ("laplace", td.Laplace)])
+@pytest.mark.parametrize("scale", [None, 0.5, "learned", "per-example"])
+def test_location_scale_decoders(likelihood, torch_cls, scale):
+    m = Modality("x", (6,), likelihood)
+    p = _decoder(m, scale)
+    z, target = torch.randn(3, 4), torch.randn(3, 6)
+    params = p.get_params({"z": z})
+    h = p.network(z)
+    if scale == "per-example":
+        assert torch.allclose(params["loc"], h[:, :6])
+    else:
+        assert torch.allclose(params["loc"], h)
+    if isinstance(scale, float):
+        assert torch.allclose(params["scale"], torch.full((3, 6), scale))
+    expected = torch_cls(params["loc"], params["scale"]).log_prob(target).sum(-1)
+    assert torch.allclose(p.get_log_prob({"x": target, "z": z}), expected)
+    if scale == "learned":
+        assert any(n == "log_scale" for n, _ in p.named_parameters())
+
+
+def test_bad_decoder_scale_is_explained():
+    with pytest.raises(ValueError, match="positive number, 'learned' or 'per-example'"):
+        _decoder(Modality("x", (6,), "gaussian"), scale=-1.0)
+
+
+def test_standard_normal_prior_and_analytic_kl():
+    prior = standard_normal("z", 3)
+    q = GaussianEncoder(torch.nn.Linear(2, 6), cond_var=["a"])
+    a = torch.randn(4, 2)
+    params = q.get_params({"a": a})
+    expected = td.kl_divergence(td.Normal(params["loc"], params["scale"]), td.Normal(0.0, 1.0)).sum(-1)
+    assert torch.allclose(KullbackLeibler(q, prior).eval({"a": a}), expected, atol=1e-6)
+    assert prior.sample(batch_n=7)["z"].shape == (7, 3)

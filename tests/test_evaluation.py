@@ -1,0 +1,88 @@
+"""The likelihood estimators against a linear-Gaussian model whose log p(x) is known exactly."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from pixyz_zoo.datasets.base import MultimodalDataset
+from pixyz_zoo.distributions import GaussianEncoder, decoder_for, standard_normal
+from pixyz_zoo.evaluation import elbo_estimate, evaluate_log_likelihood, iwae_bound, log_weights
+from pixyz_zoo.modalities import Modality
+from pixyz_zoo.models import VAE, ZooModel
+from pixyz_zoo.training import Trainer
+
+NOISE = 0.5  # p(x|z) = N(z, NOISE^2), p(z) = N(0, 1)  =>  p(x) = N(0, 1 + NOISE^2)
+X = Modality("x", (1,), "gaussian")
+
+
+class Posterior(nn.Module):
+    """Outputs (loc, raw scale) of N(shift + x / (1 + s^2), scale^2); exact for shift=0, scale=None."""
+
+    def __init__(self, shift: float = 0.0, scale: float | None = None) -> None:
+        super().__init__()
+        self.shift = shift
+        self.scale = scale if scale is not None else math.sqrt(NOISE**2 / (1 + NOISE**2))
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        loc = self.shift + x / (1 + NOISE**2)
+        raw = math.log(math.expm1(self.scale - 1e-4))
+        return torch.cat([loc, torch.full_like(x, raw)], dim=1)
+
+
+def linear_gaussian(shift=0.0, scale=None) -> ZooModel:
+    q = GaussianEncoder(Posterior(shift, scale), cond_var=["x"])
+    p_x = decoder_for(X, nn.Identity(), scale=NOISE)
+    prior = standard_normal("z", 1)
+    return ZooModel(
+        (-p_x.log_prob().expectation(q)).mean(), [q, p_x], {"x": X}, generative=p_x * prior, inference=q
+    )
+
+
+def exact_log_px(x: torch.Tensor) -> torch.Tensor:
+    return torch.distributions.Normal(0.0, math.sqrt(1 + NOISE**2)).log_prob(x).flatten()
+
+
+def test_exact_posterior_gives_exact_log_likelihood_for_any_k_and_chunking():
+    torch.manual_seed(0)
+    x = torch.randn(50, 1) * 1.5
+    model = linear_gaussian()
+    for max_rows in (50, 100_000):
+        log_w = log_weights(model, {"x": x}, k=7, max_rows=max_rows)
+        assert log_w.shape == (7, 50)
+        assert torch.allclose(log_w, exact_log_px(x).expand(7, 50), atol=1e-4)
+    assert torch.allclose(iwae_bound(log_w), exact_log_px(x), atol=1e-4)
+
+
+def test_iwae_increases_with_k_towards_log_px_for_a_poor_proposal():
+    torch.manual_seed(0)
+    x = torch.randn(200, 1)
+    data = MultimodalDataset("toy", {"x": x}, {"x": X})
+    model = linear_gaussian(shift=0.7, scale=0.9)
+    truth = float(exact_log_px(x).mean())
+    results = {k: evaluate_log_likelihood(model, data, k=k, batch_size=50, max_rows=3000) for k in (1, 10, 1000)}
+    bounds = [results[1]["iwae_1"], results[10]["iwae_10"], results[1000]["iwae_1000"]]
+    assert bounds[0] < bounds[1] < bounds[2] < truth + 0.01, (bounds, truth)
+    assert truth - bounds[2] < 0.05 < truth - bounds[0]
+    # the ELBO estimate is the mean log-weight: IWAE_1 in distribution, and unchanged by K
+    assert results[1000]["elbo"] == pytest.approx(results[1]["elbo"], abs=0.1)
+    assert results[1000]["elbo"] < bounds[2]
+
+
+def test_estimators_on_known_log_weights():
+    log_w = torch.log(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))
+    assert torch.allclose(iwae_bound(log_w), torch.log(torch.tensor([2.0, 4.0])))
+    assert torch.allclose(elbo_estimate(log_w), log_w.mean(0))
+    with pytest.raises(ValueError, match=">= 1"):
+        evaluate_log_likelihood(linear_gaussian(), MultimodalDataset("t", {"x": torch.zeros(2, 1)}, {"x": X}), k=0)
+
+
+def test_iwae_above_elbo_and_increasing_on_a_trained_vae(digits_train, digits_test):
+    torch.manual_seed(0)
+    model = VAE(digits_train.modalities, z_dim=8, hidden=[128])
+    Trainer(model, digits_train, epochs=3, batch_size=50, progress=False).fit()
+    r = {k: evaluate_log_likelihood(model, digits_test, k=k, seed=1) for k in (1, 10, 100)}
+    assert r[1]["iwae_1"] == r[1]["elbo"]
+    assert r[100]["elbo"] < r[10]["iwae_10"] < r[100]["iwae_100"], r

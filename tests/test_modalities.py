@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from pixyz_zoo.modalities import Modality, check_batch
+
+X = Modality("x", (1, 8, 8), "bernoulli")
+Y = Modality("y", (10,), "categorical")
+
+
+def test_declaration_properties():
+    assert X.dim == 64 and X.is_image
+    assert Y.dim == 10 and not Y.is_image
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "1x", "shape": (3,), "likelihood": "gaussian"}, "not a valid variable name"),
+        ({"name": "x", "shape": (3,), "likelihood": "poisson"}, "unknown likelihood"),
+        ({"name": "y", "shape": (2, 5), "likelihood": "categorical"}, "one-hot vector"),
+    ],
+)
+def test_bad_declarations_are_explained(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Modality(**kwargs)
+
+
+def test_check_batch_names_missing_variable():
+    with pytest.raises(KeyError, match=r"missing variable\(s\) \['y'\].*rename the keys"):
+        check_batch({"x": torch.zeros(2, 1, 8, 8), "label": torch.zeros(2, 10)}, {"x": X, "y": Y})
+
+
+def test_check_batch_names_wrong_shape():
+    with pytest.raises(ValueError, match=r"'x' has shape \(2, 64\), expected \(batch, 1, 8, 8\)"):
+        check_batch({"x": torch.zeros(2, 64)}, {"x": X})
+
+
+def test_check_batch_finds_nan():
+    bad = torch.zeros(2, 1, 8, 8)
+    bad[1, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="1 NaN/inf values"):
+        check_batch({"x": bad}, {"x": X})
+
+
+def test_check_batch_rejects_non_dict():
+    with pytest.raises(TypeError, match="dict keyed by variable name"):
+        check_batch([torch.zeros(2, 1, 8, 8)], {"x": X})
