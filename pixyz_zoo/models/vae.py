@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pixyz.losses import Expectation as E
-from pixyz.losses import KullbackLeibler, LogProb, Parameter
+from pixyz.losses import Parameter
 
 from pixyz_zoo.distributions import (
     GaussianEncoder,
@@ -24,6 +23,7 @@ from pixyz_zoo.distributions import (
     standard_normal,
 )
 from pixyz_zoo.modalities import Modality
+from pixyz_zoo.losses import negative_elbo
 from pixyz_zoo.models.base import ZooModel
 
 
@@ -67,8 +67,7 @@ class VAE(ZooModel):
         prior = standard_normal("z", z_dim, name="p")
 
         # eq. (1): -ELBO = E_q[-log p(x|z)] + beta KL(q(z|x) || p(z))
-        beta_symbol = Parameter("beta")
-        loss = (E(q, -LogProb(p_x)) + beta_symbol * KullbackLeibler(q, prior)).mean()
+        loss = negative_elbo(q, [p_x], prior, beta=Parameter("beta")).mean()
 
         super().__init__(
             loss,

@@ -53,6 +53,7 @@ def _enable_inline_display() -> None:
 if "ipykernel" in sys.modules:
     _enable_inline_display()
 
+from pixyz_zoo.plots.curves import training_curve  # noqa: E402
 from pixyz_zoo.plots.graphical_model import (  # noqa: E402
     draw_graphical_model,
     graphical_model_edges,
@@ -73,4 +74,5 @@ __all__ = [
     "sample_grid",
     "save_figure",
     "tile_images",
+    "training_curve",
 ]
