@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model into a run directory, then evaluate it")
     train.add_argument("model", choices=sorted(MODELS))
     train.add_argument("--dataset", default="digits", choices=sorted(DATASETS))
-    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument(
+        "--epochs", type=int, default=None, help="total epochs (default 30; --resume: as before)"
+    )
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
     train.add_argument("--clip-grad-norm", type=float, default=None)
@@ -126,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             args.model,
             run_dir,
             dataset=args.dataset,
-            epochs=args.epochs,
+            epochs=args.epochs or 30,
             batch_size=args.batch_size,
             seed=args.seed,
             device=args.device,

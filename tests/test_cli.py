@@ -1,0 +1,86 @@
+"""The command line end to end on the bundled digits (tiny networks, few epochs)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from pixyz_zoo.cli import main
+
+TINY = ["-o", "hidden=[32]", "--z-dim", "4", "--no-progress", "--iw-samples", "5"]
+
+
+def test_list_shows_models_and_datasets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "vae" in out and "z_dim=64" in out
+    assert "digits" in out and "mnist-10k" in out and "offline" in out
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("pixyz-zoo")
+    assert exe is not None, "pip install -e . installs the pixyz-zoo console script"
+    result = subprocess.run([exe, "list"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "vae" in result.stdout
+
+
+def test_train_evaluate_resume_end_to_end(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "vae", "--epochs", "2", "--batch-size", "128", "--seed", "1", "--out", str(run),
+                 "--device", "cpu", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "p(x,z) = p(x|z)p(z)" in out and "test_iwae_5" in out
+    for name in ("config.json", "checkpoint.pt", "metrics.json", "report.md", "figures/graphical_model.png",
+                 "figures/reconstruction_x.png", "figures/samples_x.png", "figures/training_curve.png"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_trained"] == 2 and metrics["test_iwae_5"] < 0
+    assert metrics["test_iwae_5"] >= metrics["test_elbo"] - 1.0
+    config = json.loads((run / "config.json").read_text())
+    assert config["options"]["z_dim"] == 4 and config["train"]["seed"] == 1
+    report = (run / "report.md").read_text()
+    assert "q(z|x)" in report and "test_elbo" in report and "figures/samples_x.png" in report
+
+    assert main(["train", "vae", "--resume", str(run), "--epochs", "3", "--no-progress", "--no-eval"]) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+
+    assert main(["evaluate", str(run), "--iw-samples", "3", "--no-progress"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["epochs_trained"] == 3
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "vae", "--epochs", "1", "--out", str(run), "--no-eval", *TINY]
+    assert main(args) == 0
+    assert main(args) == 1
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+
+
+def test_errors_are_reported_without_traceback(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 1
+    assert "is not a run directory" in capsys.readouterr().err
+    assert main(["train", "vae", "--dataset", "mnist", "--data-root", str(tmp_path), "--out",
+                 str(tmp_path / "r"), *TINY]) == 1
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz" in err and "PIXYZ_ZOO_DATA" in err
+    assert main(["train", "vae", "-o", "zdim=3", "--out", str(tmp_path / "r2"), "--no-progress"]) == 1
+    assert "no option(s) ['zdim']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "not-a-model"])
+
+
+def test_graph_prints_formulas_and_draws(tmp_path, capsys):
+    out = tmp_path / "g.png"
+    assert main(["graph", "vae", "--parameters", "--out", str(out), "-o", "hidden=[8]"]) == 0
+    assert out.stat().st_size > 5000
+    text = capsys.readouterr().out
+    assert "q(z|x)" in text and r"\log p(x|z)" in text
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "pixyz_zoo.cli", "list"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "Datasets:" in result.stdout
