@@ -189,6 +189,7 @@ class Trainer:
 
     def fit(self) -> list[dict[str, float]]:
         """Train until ``epochs`` epochs are done; returns the per-epoch history."""
+        self.model.prepare(self.train_data)
         if self._fresh:
             torch.manual_seed(self.seed)
             self._fresh = False

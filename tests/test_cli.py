@@ -28,12 +28,38 @@ def test_console_script_is_installed():
 
 def test_train_evaluate_resume_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "vae", "--epochs", "2", "--batch-size", "128", "--seed", "1", "--out", str(run),
-                 "--device", "cpu", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "128",
+                "--seed",
+                "1",
+                "--out",
+                str(run),
+                "--device",
+                "cpu",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "p(x,z) = p(x|z)p(z)" in out and "test_iwae_5" in out
-    for name in ("config.json", "checkpoint.pt", "metrics.json", "report.md", "figures/graphical_model.png",
-                 "figures/reconstruction_x.png", "figures/samples_x.png", "figures/training_curve.png"):
+    for name in (
+        "config.json",
+        "checkpoint.pt",
+        "metrics.json",
+        "report.md",
+        "figures/graphical_model.png",
+        "figures/reconstruction_x.png",
+        "figures/samples_x.png",
+        "figures/training_curve.png",
+    ):
         assert (run / name).exists(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_trained"] == 2 and metrics["test_iwae_5"] < 0
@@ -62,8 +88,22 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
 def test_errors_are_reported_without_traceback(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 1
     assert "is not a run directory" in capsys.readouterr().err
-    assert main(["train", "vae", "--dataset", "mnist", "--data-root", str(tmp_path), "--out",
-                 str(tmp_path / "r"), *TINY]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--dataset",
+                "mnist",
+                "--data-root",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "r"),
+                *TINY,
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte.gz" in err and "PIXYZ_ZOO_DATA" in err
     assert main(["train", "vae", "-o", "zdim=3", "--out", str(tmp_path / "r2"), "--no-progress"]) == 1
@@ -81,6 +121,7 @@ def test_graph_prints_formulas_and_draws(tmp_path, capsys):
 
 
 def test_module_entry_point():
-    result = subprocess.run([sys.executable, "-m", "pixyz_zoo.cli", "list"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pixyz_zoo.cli", "list"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "Datasets:" in result.stdout

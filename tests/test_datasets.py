@@ -6,9 +6,15 @@ from pixyz_zoo.modalities import Modality
 
 
 def test_digits_is_real_and_split_without_overlap():
-    train, test = load_dataset("digits", "train", binarize="none"), load_dataset("digits", "test", binarize="none")
+    train, test = (
+        load_dataset("digits", "train", binarize="none"),
+        load_dataset("digits", "test", binarize="none"),
+    )
     assert len(train) + len(test) == 1797 and len(test) == 359
-    assert train.tensors["x"].shape[1:] == (1, 8, 8) and 0 <= train.tensors["x"].min() <= train.tensors["x"].max() <= 1
+    assert (
+        train.tensors["x"].shape[1:] == (1, 8, 8)
+        and 0 <= train.tensors["x"].min() <= train.tensors["x"].max() <= 1
+    )
     flat_train = {tuple(v.flatten().tolist()) for v in train.tensors["x"]}
     overlap = sum(tuple(v.flatten().tolist()) in flat_train for v in test.tensors["x"])
     assert overlap < 5  # a handful of digits are pixel-identical in the original data
@@ -36,7 +42,9 @@ def test_batches_cover_the_data_once_and_shuffle():
     data = load_dataset("digits", binarize="none")
     seen = torch.cat([b["y"].argmax(1) for b in data.batches(100)])
     assert len(seen) == len(data) and torch.equal(seen, data.tensors["y"].argmax(1))
-    shuffled = torch.cat([b["y"].argmax(1) for b in data.batches(100, shuffle=True, generator=torch.Generator())])
+    shuffled = torch.cat(
+        [b["y"].argmax(1) for b in data.batches(100, shuffle=True, generator=torch.Generator())]
+    )
     assert not torch.equal(shuffled, seen) and torch.equal(shuffled.sort().values, seen.sort().values)
     assert data.num_batches(100) == 15 and data.num_batches(100, drop_last=True) == 14
     item = data[3]

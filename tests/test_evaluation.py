@@ -62,7 +62,9 @@ def test_iwae_increases_with_k_towards_log_px_for_a_poor_proposal():
     data = MultimodalDataset("toy", {"x": x}, {"x": X})
     model = linear_gaussian(shift=0.7, scale=0.9)
     truth = float(exact_log_px(x).mean())
-    results = {k: evaluate_log_likelihood(model, data, k=k, batch_size=50, max_rows=3000) for k in (1, 10, 1000)}
+    results = {
+        k: evaluate_log_likelihood(model, data, k=k, batch_size=50, max_rows=3000) for k in (1, 10, 1000)
+    }
     bounds = [results[1]["iwae_1"], results[10]["iwae_10"], results[1000]["iwae_1000"]]
     assert bounds[0] < bounds[1] < bounds[2] < truth + 0.01, (bounds, truth)
     assert truth - bounds[2] < 0.05 < truth - bounds[0]
@@ -76,7 +78,9 @@ def test_estimators_on_known_log_weights():
     assert torch.allclose(iwae_bound(log_w), torch.log(torch.tensor([2.0, 4.0])))
     assert torch.allclose(elbo_estimate(log_w), log_w.mean(0))
     with pytest.raises(ValueError, match=">= 1"):
-        evaluate_log_likelihood(linear_gaussian(), MultimodalDataset("t", {"x": torch.zeros(2, 1)}, {"x": X}), k=0)
+        evaluate_log_likelihood(
+            linear_gaussian(), MultimodalDataset("t", {"x": torch.zeros(2, 1)}, {"x": X}), k=0
+        )
 
 
 def test_iwae_above_elbo_and_increasing_on_a_trained_vae(digits_train, digits_test):

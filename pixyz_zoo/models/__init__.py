@@ -7,9 +7,10 @@ from typing import Any
 
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.base import ZooModel
+from pixyz_zoo.models.beta_vae import AnnealedVAE, BetaTCVAE, BetaVAE
 from pixyz_zoo.models.vae import VAE
 
-MODELS: dict[str, type[ZooModel]] = {VAE.name: VAE}
+MODELS: dict[str, type[ZooModel]] = {cls.name: cls for cls in (VAE, BetaVAE, AnnealedVAE, BetaTCVAE)}
 
 
 def register_model(cls: type[ZooModel]) -> type[ZooModel]:
@@ -43,4 +44,15 @@ def build_model(name: str, modalities: dict[str, Modality], **options: Any) -> Z
     return get_model_class(name)(modalities, **options)
 
 
-__all__ = ["MODELS", "VAE", "ZooModel", "build_model", "get_model_class", "model_options", "register_model"]
+__all__ = [
+    "MODELS",
+    "VAE",
+    "AnnealedVAE",
+    "BetaTCVAE",
+    "BetaVAE",
+    "ZooModel",
+    "build_model",
+    "get_model_class",
+    "model_options",
+    "register_model",
+]

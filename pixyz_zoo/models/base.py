@@ -135,6 +135,9 @@ class ZooModel(Model):
             )
         return {**self._to_device(batch), **self.hyperparameters, **values}
 
+    def prepare(self, train_data: Any) -> None:
+        """Called by the trainer before training (a hook for models that need data statistics)."""
+
     def train(self, train_x_dict: dict[str, Any] | None = None, **kwargs: Any) -> torch.Tensor:
         """Pixyz's training step, refusing to step on a NaN/inf loss so the parameters stay good."""
         self.distributions.train()

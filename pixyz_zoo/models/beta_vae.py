@@ -1,0 +1,124 @@
+"""The beta-VAE family: one encoder/decoder/prior, four ways to weigh the KL term.
+
+All share the VAE's distributions ``q(z|x)``, ``p(x|z)``, ``p(z) = N(0, I)`` and differ only in
+the loss expression:
+
+- beta-VAE (Higgins et al. 2017, eq. 4): ``-E_q[log p(x|z)] + beta KL(q(z|x)||p(z))``;
+- annealed-capacity beta-VAE (Burgess et al. 2018, eq. 8): ``-E_q[log p(x|z)] + gamma |KL - C|``
+  with the capacity ``C`` annealed linearly from 0 to ``capacity`` during warm-up;
+- beta-TCVAE (Chen et al. 2018, eq. 4): ``-E_q[log p(x|z)] + alpha MI + beta TC + gamma dimKL``,
+  the KL split by minibatch-weighted sampling (see ``pixyz_zoo.losses.total_correlation``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pixyz.losses import Expectation as E
+from pixyz.losses import KullbackLeibler, LogProb, Parameter
+
+from pixyz_zoo.datasets.base import MultimodalDataset
+from pixyz_zoo.losses.total_correlation import AggregatePosteriorLogProb, ProductOfMarginalsLogProb
+from pixyz_zoo.modalities import Modality
+from pixyz_zoo.models.vae import VAE
+
+
+class BetaVAE(VAE):
+    """beta-VAE: the VAE bound with the KL weighted by a constant ``beta`` (default 4)."""
+
+    name = "beta-vae"
+    description = "beta-VAE (Higgins et al. 2017, eq. 4): KL weighted by beta"
+
+    def __init__(
+        self,
+        modalities: dict[str, Modality],
+        observed: str | None = None,
+        z_dim: int = 10,
+        hidden: Sequence[int] = (1200, 1200),
+        arch: str = "mlp",
+        decoder_scale: str | float | None = None,
+        beta: float = 4.0,
+        lr: float = 1e-4,
+        clip_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(modalities, observed, z_dim, hidden, arch, decoder_scale, beta, lr, clip_grad_norm)
+
+
+class AnnealedVAE(VAE):
+    """Capacity-annealed beta-VAE: pull the KL towards a capacity C that grows during warm-up."""
+
+    name = "annealed-vae"
+    description = "annealed-capacity beta-VAE (Burgess et al. 2018, eq. 8): gamma |KL - C|, C annealed"
+
+    def __init__(
+        self,
+        modalities: dict[str, Modality],
+        observed: str | None = None,
+        z_dim: int = 10,
+        hidden: Sequence[int] = (1200, 1200),
+        arch: str = "mlp",
+        decoder_scale: str | float | None = None,
+        gamma: float = 1000.0,
+        capacity: float = 25.0,
+        lr: float = 1e-4,
+        clip_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(modalities, observed, z_dim, hidden, arch, decoder_scale, 1.0, lr, clip_grad_norm)
+        q, p_x, prior = self.q, self.p_x, self.prior
+        C, gamma_ = Parameter("C"), Parameter("gamma")
+        loss = (E(q, -LogProb(p_x)) + gamma_ * (KullbackLeibler(q, prior) - C).abs()).mean()
+        self.set_loss(loss)
+        self.hyperparameters = {"C": capacity, "gamma": gamma}
+        self.annealed = frozenset({"C"})
+        self.config.update(gamma=gamma, capacity=capacity)
+        del self.config["beta"]
+
+
+class BetaTCVAE(VAE):
+    """beta-TCVAE: the KL split into mutual information, total correlation and dimension-wise KL."""
+
+    name = "beta-tcvae"
+    description = "beta-TCVAE (Chen et al. 2018, eq. 4): alpha MI + beta TC + gamma dim-wise KL, MWS"
+
+    def __init__(
+        self,
+        modalities: dict[str, Modality],
+        observed: str | None = None,
+        z_dim: int = 10,
+        hidden: Sequence[int] = (1200, 1200),
+        arch: str = "mlp",
+        decoder_scale: str | float | None = None,
+        alpha: float = 1.0,
+        beta: float = 6.0,
+        gamma: float = 1.0,
+        lr: float = 1e-4,
+        clip_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(modalities, observed, z_dim, hidden, arch, decoder_scale, 1.0, lr, clip_grad_norm)
+        q, p_x, prior = self.q, self.p_x, self.prior
+        log_qz = AggregatePosteriorLogProb(q, dataset_size="N")
+        log_prod_qz = ProductOfMarginalsLogProb(q, dataset_size="N")
+        mutual_information = LogProb(q) - log_qz
+        total_correlation = log_qz - log_prod_qz
+        dimension_wise_kl = log_prod_qz - LogProb(prior)
+        self.terms = {
+            "mutual_information": E(q, mutual_information).mean(),
+            "total_correlation": E(q, total_correlation).mean(),
+            "dimension_wise_kl": E(q, dimension_wise_kl).mean(),
+        }
+        alpha_, beta_, gamma_ = Parameter("alpha"), Parameter("beta"), Parameter("gamma")
+        loss = E(
+            q,
+            -LogProb(p_x)
+            + alpha_ * mutual_information
+            + beta_ * total_correlation
+            + gamma_ * dimension_wise_kl,
+        ).mean()
+        self.set_loss(loss)
+        self.hyperparameters = {"alpha": alpha, "beta": beta, "gamma": gamma, "N": 1.0}
+        self.annealed = frozenset()
+        self.config.update(alpha=alpha, beta=beta, gamma=gamma)
+
+    def prepare(self, train_data: MultimodalDataset) -> None:
+        """The minibatch-weighted estimates need the dataset size N."""
+        self.hyperparameters["N"] = float(len(train_data))
