@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pixyz_zoo  # noqa: F401, I001
 import pytest
 import torch
 
+import pixyz_zoo  # noqa: F401, I001
 from pixyz_zoo.datasets import load_dataset
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

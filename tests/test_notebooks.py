@@ -1,6 +1,5 @@
 """Every notebook runs top to bottom in the smoke setting (PIXYZ_ZOO_SMOKE=1: tiny data and epochs)."""
 
-import os
 from pathlib import Path
 
 import nbformat

@@ -9,6 +9,7 @@ from pixyz_zoo.distributions.decoders import (
     decoder_output_channels,
 )
 from pixyz_zoo.distributions.encoders import GaussianEncoder
+from pixyz_zoo.distributions.experts import MixtureOfExperts, ProductOfGaussianExperts
 from pixyz_zoo.distributions.networks import (
     MLP,
     ConvDecoderNet,
@@ -18,4 +19,22 @@ from pixyz_zoo.distributions.networks import (
     encoder_network,
 )
 from pixyz_zoo.distributions.priors import standard_normal
-from pixyz_zoo.distributions.experts import MixtureOfExperts, ProductOfGaussianExperts
+
+__all__ = [
+    "MLP",
+    "BernoulliDecoder",
+    "CategoricalDecoder",
+    "ConvDecoderNet",
+    "ConvEncoderNet",
+    "GaussianDecoder",
+    "GaussianEncoder",
+    "LaplaceDecoder",
+    "MixtureOfExperts",
+    "MultiInputNet",
+    "ProductOfGaussianExperts",
+    "decoder_for",
+    "decoder_network",
+    "decoder_output_channels",
+    "encoder_network",
+    "standard_normal",
+]

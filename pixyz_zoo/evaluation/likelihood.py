@@ -83,7 +83,9 @@ def evaluate_log_likelihood(
     elbo_sum = iwae_sum = 0.0
     count = 0
     batches = data.batches(batch_size, generator=generator)
-    for batch in tqdm(batches, total=data.num_batches(batch_size), disable=not progress, desc="log-likelihood"):
+    for batch in tqdm(
+        batches, total=data.num_batches(batch_size), disable=not progress, desc="log-likelihood"
+    ):
         log_w = log_weights(model, batch, k, max_rows=max_rows)
         elbo_sum += float(elbo_estimate(log_w).sum())
         iwae_sum += float(iwae_bound(log_w).sum())

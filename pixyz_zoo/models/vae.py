@@ -22,8 +22,8 @@ from pixyz_zoo.distributions import (
     encoder_network,
     standard_normal,
 )
-from pixyz_zoo.modalities import Modality
 from pixyz_zoo.losses import negative_elbo
+from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.base import ZooModel
 
 
