@@ -6,7 +6,8 @@ from pixyz.losses import KullbackLeibler
 from torch import distributions as td
 
 from pixyz_zoo.losses.total_correlation import AggregatePosteriorLogProb, ProductOfMarginalsLogProb
-from pixyz_zoo.models import MODELS, AnnealedVAE, BetaTCVAE, BetaVAE
+from pixyz_zoo.losses.adversarial import permute_dims
+from pixyz_zoo.models import MODELS, AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE
 from pixyz_zoo.training import Trainer
 
 TINY = {"z_dim": 3, "hidden": [32]}
@@ -18,7 +19,7 @@ def posterior(model, batch):
 
 
 def test_registered_for_the_cli():
-    assert {"beta-vae", "annealed-vae", "beta-tcvae"} <= set(MODELS)
+    assert {"beta-vae", "annealed-vae", "beta-tcvae", "factor-vae"} <= set(MODELS)
 
 
 def test_beta_vae_loss_weights_the_kl(digits_train):
@@ -83,11 +84,42 @@ def test_tc_decomposition_sums_to_the_kl_in_expectation(digits_train):
 
 
 def test_each_variant_trains(digits_train, digits_test):
-    for cls in (BetaVAE, AnnealedVAE, BetaTCVAE):
+    for cls in (BetaVAE, AnnealedVAE, BetaTCVAE, FactorVAE):
         torch.manual_seed(0)
-        model = cls(digits_train.modalities, lr=1e-3, **TINY)
+        extra = {"discriminator_hidden": [32]} if cls is FactorVAE else {}
+        model = cls(digits_train.modalities, lr=1e-3, **TINY, **extra)
         history = Trainer(
             model, digits_train, digits_test, epochs=2, batch_size=64, warmup_epochs=1, progress=False
         ).fit()
         assert all(math.isfinite(r["test_loss"]) for r in history)
         assert history[-1]["test_loss"] < history[0]["test_loss"], (cls.name, history)
+
+
+def test_permutation_keeps_each_marginal_and_breaks_dependence():
+    torch.manual_seed(0)
+    a = torch.randn(2000, 1)
+    z = torch.cat([a, a + 0.01 * torch.randn(2000, 1), torch.randn(2000, 1)], 1)
+    permuted = permute_dims(z)
+    assert torch.equal(permuted.sort(0).values, z.sort(0).values)
+    assert torch.corrcoef(z.T)[0, 1] > 0.99 and abs(torch.corrcoef(permuted.T)[0, 1]) < 0.1
+
+
+def test_factor_vae_tc_term_and_discriminator(digits_train):
+    torch.manual_seed(0)
+    model = FactorVAE(digits_train.modalities, gamma=2.0, discriminator_hidden=[16], **TINY)
+    batch = digits_train.first(16)
+    torch.manual_seed(5)
+    tc = model.total_correlation.eval(batch)
+    torch.manual_seed(5)
+    z = posterior(model, batch).rsample()
+    assert torch.allclose(tc, model.discriminator(z).squeeze(-1), atol=1e-5)
+    assert r"\frac{D(z)}{1 - D(z)}" in str(model) and r"\gamma" in str(model)
+
+    before = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    model.train_step(batch)
+    after = model.discriminator.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before), "the discriminator takes a step"
+    state = model.state()
+    fresh = FactorVAE(digits_train.modalities, gamma=2.0, discriminator_hidden=[16], **TINY)
+    fresh.load_state(state)
+    assert all(torch.equal(after[k], fresh.discriminator.state_dict()[k]) for k in after)

@@ -38,6 +38,7 @@ import os
 import struct
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,16 +82,20 @@ def heart_polygon(num_vertices: int = HEART_VERTICES) -> np.ndarray:
     return np.stack([x, y], axis=1) * (HEART_HALF_WIDTH / 16.0)
 
 
-def points_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd rule: whether each point ``(x, y)`` lies inside ``polygon`` ``(m, 2)``."""
-    inside = np.zeros(np.broadcast(x, y).shape, dtype=bool)
-    x0, y0 = polygon[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for x1, y1 in polygon:
-            crosses = (y1 > y) != (y0 > y)
-            x_cross = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
-            inside ^= crosses & (x < x_cross)
-            x0, y0 = x1, y1
+def scanline_fill(polygon: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Whether each grid point ``(xs[j], ys[i])`` lies inside ``polygon`` ``(m, 2)``: ``(len(ys), len(xs))``.
+
+    Even-odd rule, one scanline per row: a point is inside when an odd number of the polygon's
+    edges cross its row to its left.
+    """
+    xa, ya = polygon[:, 0], polygon[:, 1]
+    xb, yb = np.roll(xa, -1), np.roll(ya, -1)
+    inside = np.zeros((len(ys), len(xs)), dtype=bool)
+    for i, y in enumerate(ys):
+        crosses = (ya > y) != (yb > y)
+        t = (y - ya[crosses]) / (yb[crosses] - ya[crosses])
+        x_cross = np.sort(xa[crosses] + t * (xb[crosses] - xa[crosses]))
+        inside[i] = np.searchsorted(x_cross, xs, side="right") % 2 == 1
     return inside
 
 
@@ -99,40 +104,68 @@ def heart_table(resolution: int = HEART_TABLE_RESOLUTION) -> torch.Tensor:
     """The filled heart sampled on a ``resolution``-square grid of the sprite frame (bool).
 
     Entry ``[i, j]`` is the cell centred at ``q = -E + (i + 1/2) 2E/R``, ``p = -E + (j + 1/2) 2E/R``
-    with ``E = HEART_TABLE_EXTENT``. Computed once per process; lookups cost one gather per pixel.
+    with ``E = HEART_TABLE_EXTENT``; the border cells are empty. Computed once per process;
+    a lookup costs one gather per pixel.
     """
     step = 2.0 * HEART_TABLE_EXTENT / resolution
     centres = -HEART_TABLE_EXTENT + (np.arange(resolution) + 0.5) * step
-    inside = points_in_polygon(centres[None, :], centres[:, None], heart_polygon())
-    return torch.from_numpy(inside)
+    return torch.from_numpy(scanline_fill(heart_polygon(), centres, centres))
 
 
-def inside_square(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    return torch.maximum(p.abs(), q.abs()) <= SQUARE_HALF_SIDE
+@dataclass(frozen=True)
+class SpriteShape:
+    """A shape as an inside test in its own normalised frame.
+
+    The rasteriser hands ``inside`` the coordinates ``u = p * scale[0] + offset[0]`` and
+    ``v = q * scale[1] + offset[1]`` of each pixel centre, where ``(p, q)`` is the sprite frame
+    (sprite units, ``p`` to the right, ``q`` up); folding the affine map into the per-sprite
+    coefficients keeps the per-pixel work to a few tensor operations. ``inside`` may overwrite
+    ``u`` and ``v``.
+    """
+
+    name: str
+    inside: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    scale: tuple[float, float] = (1.0, 1.0)
+    offset: tuple[float, float] = (0.0, 0.0)
+
+    def contains(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Whether the sprite-frame points ``(p, q)`` are inside the shape."""
+        u = p.to(torch.float32) * self.scale[0] + self.offset[0]
+        v = q.to(torch.float32) * self.scale[1] + self.offset[1]
+        return self.inside(u, v)
 
 
-def inside_ellipse(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    a, b = ELLIPSE_SEMI_AXES
-    return (p / a) ** 2 + (q / b) ** 2 <= 1.0
+def _inside_square(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return torch.maximum(u.abs_(), v.abs_()) <= SQUARE_HALF_SIDE
 
 
-def inside_heart(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+def _inside_unit_disc(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return u.mul_(u).addcmul_(v, v) <= 1.0
+
+
+def _inside_heart_table(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``(u, v)`` in table cells (column, row); points off the table land on its empty border."""
     table = heart_table()
-    resolution = table.shape[0]
-    scale = resolution / (2.0 * HEART_TABLE_EXTENT)
-    j = torch.floor((p + HEART_TABLE_EXTENT) * scale)
-    i = torch.floor((q + HEART_TABLE_EXTENT) * scale)
-    valid = (i >= 0) & (i < resolution) & (j >= 0) & (j < resolution)
-    flat = (i.clamp(0, resolution - 1) * resolution + j.clamp(0, resolution - 1)).long()
-    return table.reshape(-1)[flat] & valid
+    last = table.shape[0] - 1
+    u.clamp_(0, last).floor_()
+    index = v.clamp_(0, last).floor_().mul_(table.shape[0]).add_(u).long()
+    return table.reshape(-1)[index]
 
 
-#: Shape index -> inside test over sprite-frame coordinates, in the order of ``SHAPE_NAMES``.
-SHAPE_TESTS: tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ...] = (
-    inside_square,
-    inside_ellipse,
-    inside_heart,
+_HEART_CELLS = HEART_TABLE_RESOLUTION / (2.0 * HEART_TABLE_EXTENT)  # table cells per sprite unit
+#: The shapes, in the order of ``SHAPE_NAMES`` (the value of the shape factor indexes it).
+SHAPES: tuple[SpriteShape, ...] = (
+    SpriteShape("square", _inside_square),
+    SpriteShape("ellipse", _inside_unit_disc, (1.0 / ELLIPSE_SEMI_AXES[0], 1.0 / ELLIPSE_SEMI_AXES[1])),
+    SpriteShape(
+        "heart",
+        _inside_heart_table,
+        (_HEART_CELLS, _HEART_CELLS),
+        (HEART_TABLE_EXTENT * _HEART_CELLS, HEART_TABLE_EXTENT * _HEART_CELLS),
+    ),
 )
+#: Radius (sprite units) of a circle around the sprite's centre that holds every shape.
+BOUNDING_RADIUS = SQUARE_HALF_SIDE * math.sqrt(2.0)
 
 
 def _as_float(values: np.ndarray | torch.Tensor | float, n: int) -> torch.Tensor:
@@ -147,52 +180,72 @@ def rasterize(
     sizes: np.ndarray | torch.Tensor | float,
     angles: np.ndarray | torch.Tensor | float,
     image_size: int | tuple[int, int],
-    chunk_size: int = 2048,
+    chunk_size: int = 1024,
+    dtype: torch.dtype = torch.bool,
 ) -> torch.Tensor:
     """Binary masks ``(n, H, W)`` of ``n`` sprites, vectorised over the batch and the pixels.
 
     Each pixel centre is mapped into the sprite frame (translate to the sprite's centre, rotate
-    by ``-angle``, divide by its size) and tested against the shape there.
+    by ``-angle``, divide by its size) and tested against the shape there; a pixel is on when
+    its centre is inside. Only a square window around each sprite (side ``2 r + 2`` pixels for
+    the largest bounding radius ``r`` in the batch) is evaluated, then written into the canvas.
 
     Args:
-        shape_ids: ``(n,)`` index into ``SHAPE_NAMES``.
+        shape_ids: ``(n,)`` index into ``SHAPES`` (``SHAPE_NAMES``).
         centres: ``(n, 2)`` sprite centres ``(x, y)`` as fractions of the width and height;
             ``x`` grows to the right, ``y`` grows *downwards* (the row index), as in the image.
         sizes: ``(n,)`` or scalar, canvas fraction (of the shorter side) per sprite unit.
         angles: ``(n,)`` or scalar, rotation in radians, counter-clockwise as seen on screen.
         image_size: ``H`` (square) or ``(H, W)``.
         chunk_size: sprites rasterised at a time (bounds the temporary memory).
+        dtype: of the result (``torch.float32`` gives 0./1. images directly).
     """
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    ids = torch.as_tensor(np.asarray(shape_ids) if not torch.is_tensor(shape_ids) else shape_ids).long()
+    ids = (shape_ids if torch.is_tensor(shape_ids) else torch.as_tensor(np.asarray(shape_ids))).long()
     n = ids.shape[0]
-    if ids.numel() and (ids.min() < 0 or ids.max() >= len(SHAPE_TESTS)):
-        raise ValueError(f"shape ids must lie in 0..{len(SHAPE_TESTS) - 1} ({', '.join(SHAPE_NAMES)})")
+    out = torch.zeros(n, height, width, dtype=dtype)
+    if n == 0:
+        return out
+    if ids.min() < 0 or ids.max() >= len(SHAPES):
+        raise ValueError(f"shape ids must lie in 0..{len(SHAPES) - 1} ({', '.join(SHAPE_NAMES)})")
     centre = _as_float(centres, n).reshape(n, 2)
     cx = centre[:, 0] * width
     cy = centre[:, 1] * height
     size = _as_float(sizes, n) * min(height, width)
     angle = _as_float(angles, n)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    xs = torch.arange(width, dtype=torch.float32) + 0.5
-    ys = torch.arange(height, dtype=torch.float32) + 0.5
-    out = torch.zeros(n, height, width, dtype=torch.bool)
+    # p = a dx + b dy, q = a dy - b dx: the inverse rotation and scaling of the offsets (dx, dy).
+    a = torch.cos(angle) / size
+    b = torch.sin(angle) / size
+    window = math.ceil(2.0 * BOUNDING_RADIUS * float(size.max())) + 2
+    win_h, win_w = min(window, height), min(window, width)
+    x0 = torch.floor(cx - win_w / 2).clamp_(0, width - win_w)
+    y0 = torch.floor(cy - win_h / 2).clamp_(0, height - win_h)
+    cols = torch.arange(win_w, dtype=torch.float32)
+    rows = torch.arange(win_h, dtype=torch.float32)
+    first_pixel = (y0 * width + x0).long()  # flat index of each window's top-left pixel
+    window_pixels = (torch.arange(win_h)[:, None] * width + torch.arange(win_w)).reshape(-1)
+    flat = out.view(-1)
     for start in range(0, n, chunk_size):
-        sl = slice(start, min(start + chunk_size, n))
-        dx = xs[None, None, :] - cx[sl, None, None]  # (b, 1, W), to the right
-        dy = cy[sl, None, None] - ys[None, :, None]  # (b, H, 1), upwards
-        c, s, inv = cos[sl, None, None], sin[sl, None, None], 1.0 / size[sl, None, None]
-        p = (c * dx + s * dy) * inv
-        q = (c * dy - s * dx) * inv
-        chunk_ids = ids[sl]
+        stop = min(start + chunk_size, n)
+        chunk_ids = ids[start:stop]
         present = torch.unique(chunk_ids).tolist()
-        if len(present) == 1:
-            out[sl] = SHAPE_TESTS[present[0]](p, q)
-            continue
-        block = out[sl]
-        for shape in present:
-            rows = (chunk_ids == shape).nonzero().squeeze(1)
-            block[rows] = SHAPE_TESTS[shape](p[rows], q[rows])
+        for shape_id in present:
+            shape = SHAPES[shape_id]
+            if len(present) == 1:
+                which = torch.arange(start, stop)
+            else:
+                which = (chunk_ids == shape_id).nonzero().squeeze(1) + start
+            xs = x0[which, None, None] + cols  # (k, 1, w) left pixel edges
+            ys = y0[which, None, None] + rows[:, None]  # (k, h, 1) top pixel edges
+            dx = xs + (0.5 - cx[which, None, None])  # pixel centre, right of the sprite's centre
+            dy = (cy[which, None, None] - 0.5) - ys  # pixel centre, above the sprite's centre
+            ak, bk = a[which, None, None], b[which, None, None]
+            (su, sv), (ou, ov) = shape.scale, shape.offset
+            u = (ak * su) * dx + ou + (bk * su) * dy  # small + small: one (k, h, w) operation
+            v = ((ak * sv) * dy + ov) - (bk * sv) * dx
+            mask = shape.inside(u, v).reshape(-1).to(dtype)
+            index = (first_pixel[which] + which * (height * width))[:, None] + window_pixels
+            flat.scatter_(0, index.reshape(-1), mask)
     return out
 
 
@@ -256,8 +309,9 @@ class DSpritesRenderer(GroundTruthData):
             self.sprite_size * self.scales[f[:, 1]],
             self.orientations[f[:, 2]],
             self.observation_shape[1:],
+            dtype=torch.float32,
         )
-        return masks.unsqueeze(1).to(torch.float32)
+        return masks.unsqueeze(1)
 
     def iter_grid(self, batch_size: int = 8192) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """All ``(factors, images)`` of the grid in index order, ``batch_size`` at a time."""

@@ -7,10 +7,12 @@ from typing import Any
 
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.base import ZooModel
-from pixyz_zoo.models.beta_vae import AnnealedVAE, BetaTCVAE, BetaVAE
+from pixyz_zoo.models.beta_vae import AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE
 from pixyz_zoo.models.vae import VAE
 
-MODELS: dict[str, type[ZooModel]] = {cls.name: cls for cls in (VAE, BetaVAE, AnnealedVAE, BetaTCVAE)}
+MODELS: dict[str, type[ZooModel]] = {
+    cls.name: cls for cls in (VAE, BetaVAE, AnnealedVAE, BetaTCVAE, FactorVAE)
+}
 
 
 def register_model(cls: type[ZooModel]) -> type[ZooModel]:
@@ -50,6 +52,7 @@ __all__ = [
     "AnnealedVAE",
     "BetaTCVAE",
     "BetaVAE",
+    "FactorVAE",
     "ZooModel",
     "build_model",
     "get_model_class",

@@ -7,17 +7,22 @@ the loss expression:
 - annealed-capacity beta-VAE (Burgess et al. 2018, eq. 8): ``-E_q[log p(x|z)] + gamma |KL - C|``
   with the capacity ``C`` annealed linearly from 0 to ``capacity`` during warm-up;
 - beta-TCVAE (Chen et al. 2018, eq. 4): ``-E_q[log p(x|z)] + alpha MI + beta TC + gamma dimKL``,
-  the KL split by minibatch-weighted sampling (see ``pixyz_zoo.losses.total_correlation``).
+  the KL split by minibatch-weighted sampling (see ``pixyz_zoo.losses.total_correlation``);
+- FactorVAE (Kim & Mnih 2018, eq. 2): the VAE bound plus ``gamma`` times a discriminator's
+  density-ratio estimate of the total correlation (see ``pixyz_zoo.losses.adversarial``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, LogProb, Parameter
+from torch import nn
 
 from pixyz_zoo.datasets.base import MultimodalDataset
+from pixyz_zoo.losses.adversarial import AdversarialTotalCorrelation
 from pixyz_zoo.losses.total_correlation import AggregatePosteriorLogProb, ProductOfMarginalsLogProb
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.vae import VAE
@@ -122,3 +127,75 @@ class BetaTCVAE(VAE):
     def prepare(self, train_data: MultimodalDataset) -> None:
         """The minibatch-weighted estimates need the dataset size N."""
         self.hyperparameters["N"] = float(len(train_data))
+
+
+class FactorVAE(VAE):
+    """FactorVAE: the VAE bound plus gamma times a discriminator's estimate of total correlation.
+
+    ``-E_q[log p(x|z)] + KL(q(z|x)||p(z)) + gamma E_q(z)[log D(z)/(1-D(z))]`` (Kim & Mnih 2018,
+    eq. 2). Each training step also takes one Adam step of the discriminator (an MLP with
+    ``discriminator_hidden`` LeakyReLU layers, lr 1e-4, betas (0.5, 0.9) as in the paper). The
+    permuted samples come from the same minibatch (the paper draws a second one).
+    """
+
+    name = "factor-vae"
+    description = "FactorVAE (Kim & Mnih 2018, eq. 2): gamma x adversarial total correlation"
+
+    def __init__(
+        self,
+        modalities: dict[str, Modality],
+        observed: str | None = None,
+        z_dim: int = 10,
+        hidden: Sequence[int] = (1200, 1200),
+        arch: str = "mlp",
+        decoder_scale: str | float | None = None,
+        gamma: float = 35.0,
+        discriminator_hidden: Sequence[int] = (1000, 1000, 1000),
+        lr: float = 1e-4,
+        clip_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(modalities, observed, z_dim, hidden, arch, decoder_scale, 1.0, lr, clip_grad_norm)
+        q, p_x, prior = self.q, self.p_x, self.prior
+        layers: list[nn.Module] = []
+        last = z_dim
+        for width in discriminator_hidden:
+            layers += [nn.Linear(last, width), nn.LeakyReLU(0.2)]
+            last = width
+        self.discriminator = nn.Sequential(*layers, nn.Linear(last, 1)).to(self.device)
+        self.total_correlation = AdversarialTotalCorrelation(q, self.discriminator)
+        gamma_ = Parameter("gamma")
+        loss = (E(q, -LogProb(p_x)) + KullbackLeibler(q, prior) + gamma_ * self.total_correlation).mean()
+        self.set_loss(loss)
+        self.hyperparameters = {"gamma": gamma}
+        self.annealed = frozenset()
+        self.discriminator_optimizer = torch.optim.Adam(
+            self.discriminator.parameters(), lr=1e-4, betas=(0.5, 0.9)
+        )
+        self.config.update(gamma=gamma, discriminator_hidden=list(discriminator_hidden))
+        del self.config["beta"]
+
+    def to(self, device: torch.device | str) -> FactorVAE:
+        super().to(device)
+        self.discriminator.to(device)
+        return self
+
+    def train(self, train_x_dict: dict | None = None, **kwargs) -> torch.Tensor:
+        loss = super().train(train_x_dict, **kwargs)  # VAE step; D is not in its optimiser
+        self.discriminator.train()
+        self.discriminator_optimizer.zero_grad()
+        self.total_correlation.discriminator_loss(train_x_dict or {}).backward()
+        self.discriminator_optimizer.step()
+        return loss
+
+    def state(self) -> dict:
+        return {
+            **super().state(),
+            "discriminator": self.discriminator.state_dict(),
+            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.discriminator.load_state_dict(state["discriminator"])
+        if "discriminator_optimizer" in state:
+            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
