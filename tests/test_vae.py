@@ -94,3 +94,17 @@ def test_user_defined_loss_trains_with_the_same_trainer(digits_train, digits_tes
         kls[weight] = float(KullbackLeibler(q, prior).mean().eval(batch).detach())
     # the heavier KL weight is what was optimised: its posterior stays closer to the prior
     assert kls[4.0] < kls[1.0], kls
+
+
+def test_each_network_runs_once_per_step_and_nothing_is_reused_across_steps(digits_train, tiny_options):
+    model = VAE(digits_train.modalities, **tiny_options)
+    calls = {"q": 0, "p": 0}
+    model.q.network.register_forward_hook(lambda *_: calls.__setitem__("q", calls["q"] + 1))
+    model.p_x.network.register_forward_hook(lambda *_: calls.__setitem__("p", calls["p"] + 1))
+    batch = digits_train.first(16)
+    model.train_step(batch)
+    assert calls == {"q": 1, "p": 1}  # E_q[...] and KL(q||p) share q's parameters
+    before = model.q.get_params({"x": batch["x"]})["loc"].detach().clone()
+    model.train_step(batch)  # same tensor again: fresh parameters after the optimiser step
+    after = model.q.get_params({"x": batch["x"]})["loc"]
+    assert not torch.equal(before, after)

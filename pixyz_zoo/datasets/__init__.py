@@ -14,7 +14,10 @@ from pixyz_zoo.datasets.base import (
     MultimodalDataset,
     resolve_data_root,
 )
+from pixyz_zoo.datasets.colored_shapes import load_colored_shapes
 from pixyz_zoo.datasets.digits import load_digits
+from pixyz_zoo.datasets.dsprites import load_dsprites, load_dsprites_procedural
+from pixyz_zoo.datasets.ground_truth import GroundTruthData, GroundTruthDataset
 from pixyz_zoo.datasets.mnist import load_fashion_mnist, load_mnist, load_mnist_10k
 
 
@@ -54,6 +57,24 @@ register_dataset(
     "fashion-mnist",
     "Fashion-MNIST 28x28 clothing (60,000 train / 10,000 test) from <root>/FashionMNIST/raw/",
 )(load_fashion_mnist)
+register_dataset(
+    "dsprites",
+    "dSprites 64x64 sprites (Matthey et al. 2017) from <root>/dsprites/"
+    "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz: seeded disjoint subsets of the 737,280-image "
+    "factor grid, 20,000 train / 2,000 test; .factors and .ground_truth attached",
+)(load_dsprites)
+register_dataset(
+    "dsprites-procedural",
+    "procedurally rendered dSprites (same factor grid, approximate pixels), 20,000 train / "
+    "2,000 test, offline; .factors and .ground_truth attached",
+    offline=True,
+)(load_dsprites_procedural)
+register_dataset(
+    "colored-shapes",
+    "32x32 RGB shapes from shape 3 x hue 8 x scale 4 x posX 8 x posY 8, 5,000 train / 1,000 "
+    "test, offline; .factors and .ground_truth attached",
+    offline=True,
+)(load_colored_shapes)
 
 
 def load_dataset(
@@ -85,6 +106,8 @@ __all__ = [
     "DATASETS",
     "DATA_ROOT_ENV",
     "DatasetInfo",
+    "GroundTruthData",
+    "GroundTruthDataset",
     "MultimodalDataset",
     "load_dataset",
     "register_dataset",

@@ -27,7 +27,10 @@ Registered datasets (``load_dataset(name, split)``): ``dsprites`` (the real file
 examples, disjoint (see :func:`~pixyz_zoo.datasets.ground_truth.split_grid_indices`, seed 0
 whatever the training seed, so runs with different seeds see the same data). The images are
 already binary: the ``binarize`` argument is ignored (``none``). Each dataset yields
-``{"x": (1, 64, 64) bernoulli image}`` and carries ``.ground_truth`` and ``.factors``.
+``{"x": (1, 64, 64) bernoulli image}`` and carries ``.ground_truth`` and ``.factors``. The
+examples are held as float32 (the train split takes 330 MB); the procedural ones are rendered
+when the split is loaded (a few seconds for 20,000, see ``benchmarks/renderer_throughput.py``),
+the real ones are looked up after the file's images are read once (see :class:`DSpritesNPZ`).
 """
 
 from __future__ import annotations
@@ -407,6 +410,10 @@ class DSpritesNPZ(GroundTruthData):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(missing_file_message(self.path))
+        if not zipfile.is_zipfile(self.path):
+            raise ValueError(
+                f"{self.path} is not an npz (zip) file; download it again from {DSPRITES_SOURCE}"
+            )
         try:
             with np.load(self.path, allow_pickle=False) as npz:
                 keys = set(npz.files)
@@ -464,7 +471,11 @@ class DSpritesNPZ(GroundTruthData):
         n, height, width = self._images_shape
         if self._images_offset is not None and not self._images_fortran:
             self._images = np.memmap(
-                self.path, dtype=self._images_dtype, mode="r", offset=self._images_offset, shape=(n, height, width)
+                self.path,
+                dtype=self._images_dtype,
+                mode="r",
+                offset=self._images_offset,
+                shape=(n, height, width),
             )
             self.storage = "memmap"
             return self._images

@@ -17,10 +17,11 @@ from pixyz.distributions.distributions import DistributionBase
 from torch import distributions as td
 from torch import nn
 
+from pixyz_zoo.distributions.shared_parameters import SharedParameters
 from pixyz_zoo.modalities import Modality
 
 
-class _NetworkDecoder:
+class _NetworkDecoder(SharedParameters):
     """Mixin: ``forward`` runs the network on the conditioning variables in order."""
 
     network: nn.Module

@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from pixyz.distributions import Normal
 from torch import nn
 
+from pixyz_zoo.distributions.shared_parameters import SharedParameters
 
-class GaussianEncoder(Normal):
+
+class GaussianEncoder(SharedParameters, Normal):
     """``q(z|x_1, ..., x_n) = N(z; mu(x), diag(sigma(x)^2))`` (Kingma & Welling 2014, eq. 9-10).
 
     Args:

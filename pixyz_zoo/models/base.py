@@ -26,6 +26,7 @@ from pixyz.losses.losses import Loss
 from pixyz.models import Model
 from torch import optim
 
+from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.modalities import Modality, check_batch
 
 
@@ -143,7 +144,8 @@ class ZooModel(Model):
         self.distributions.train()
         self.optimizer.zero_grad()
         try:
-            loss = self.loss_cls.eval(train_x_dict or {}, **kwargs)
+            with shared_parameters():
+                loss = self.loss_cls.eval(train_x_dict or {}, **kwargs)
         except ValueError as error:  # torch.distributions rejects NaN parameters
             if "Expected parameter" not in str(error):
                 raise
@@ -164,7 +166,8 @@ class ZooModel(Model):
 
     def test_step(self, batch: dict[str, torch.Tensor]) -> float:
         """The test loss on ``batch`` (hyperparameters at their final values), no gradient."""
-        return float(self.test(self.feed(batch)).detach())
+        with shared_parameters():
+            return float(self.test(self.feed(batch)).detach())
 
     def with_loss(self, loss: Loss, hyperparameters: dict[str, float] | None = None) -> ZooModel:
         """A model over the same distributions trained with another loss expression."""
