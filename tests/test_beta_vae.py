@@ -5,8 +5,8 @@ import torch
 from pixyz.losses import KullbackLeibler
 from torch import distributions as td
 
-from pixyz_zoo.losses.total_correlation import AggregatePosteriorLogProb, ProductOfMarginalsLogProb
 from pixyz_zoo.losses.adversarial import permute_dims
+from pixyz_zoo.losses.total_correlation import AggregatePosteriorLogProb, ProductOfMarginalsLogProb
 from pixyz_zoo.models import MODELS, AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE
 from pixyz_zoo.training import Trainer
 
