@@ -607,8 +607,8 @@ QUICK_SETTINGS: dict[str, dict[str, Any]] = {
     "sap": {"num_train": 1000, "num_test": 500},
 }
 """Options of each metric in :func:`compute_all` with ``quick=True``: small sample counts and 10
-boosting stages instead of 100 for DCI (noisy numbers, for smoke tests and CI only; about 8 s on
-dSprites' factor sizes without a network, against about 3 minutes at the standard settings)."""
+boosting stages instead of 100 for DCI (noisy numbers, for smoke tests and CI only; about 3 s on
+dSprites' factor sizes without a network, against about 2 minutes at the standard settings)."""
 
 
 def compute_all(
