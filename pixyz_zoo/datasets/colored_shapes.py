@@ -22,7 +22,7 @@ import os
 import numpy as np
 import torch
 
-from pixyz_zoo.datasets.dsprites import SHAPE_NAMES, rasterize, split_size
+from pixyz_zoo.datasets.dsprites import SHAPE_NAMES, render_sprites, split_size
 from pixyz_zoo.datasets.ground_truth import GroundTruthData, GroundTruthDataset
 
 COLORED_SHAPES_TRAIN_SIZE = 5_000
@@ -80,18 +80,14 @@ class ColoredShapes(GroundTruthData):
         self, factors: np.ndarray, rng: np.random.Generator | None = None
     ) -> torch.Tensor:
         f = self.check_factors(factors)
-        span = 1.0 - 2.0 * self.margin
-        centres = np.stack(
-            [self.margin + span * self.positions[f[:, 3]], self.margin + span * self.positions[f[:, 4]]],
-            axis=1,
-        )
-        masks = rasterize(
+        masks = render_sprites(
             f[:, 0],
-            centres,
+            self.positions[f[:, 3]],
+            self.positions[f[:, 4]],
             self.sprite_size * self.scales[f[:, 2]],
             0.0,
+            self.margin,
             self.observation_shape[1:],
-            dtype=torch.float32,
         )
         colors = torch.from_numpy(self.colors[f[:, 1]].astype(np.float32))
         return masks[:, None] * colors[:, :, None, None]

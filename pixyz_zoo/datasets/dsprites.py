@@ -253,6 +253,21 @@ def rasterize(
 
 
 # ------------------------------------------------------------------------ the procedural renderer
+def render_sprites(
+    shapes: np.ndarray,
+    pos_x: np.ndarray,
+    pos_y: np.ndarray,
+    size: np.ndarray,
+    angles: np.ndarray | float,
+    margin: float,
+    image_size: tuple[int, ...],
+) -> torch.Tensor:
+    """Masks ``(n, H, W)`` of sprites centred at ``margin + (1 - 2 margin) * position``."""
+    span = 1.0 - 2.0 * margin
+    centres = np.stack([margin + span * pos_x, margin + span * pos_y], axis=1)
+    return rasterize(shapes, centres, size, angles, image_size, dtype=torch.float32)
+
+
 class DSpritesRenderer(GroundTruthData):
     """Offline procedural dSprites: the factor grid of Matthey et al. (2017), drawn on demand.
 
@@ -301,18 +316,14 @@ class DSpritesRenderer(GroundTruthData):
         self, factors: np.ndarray, rng: np.random.Generator | None = None
     ) -> torch.Tensor:
         f = self.check_factors(factors)
-        span = 1.0 - 2.0 * self.margin
-        centres = np.stack(
-            [self.margin + span * self.positions[f[:, 3]], self.margin + span * self.positions[f[:, 4]]],
-            axis=1,
-        )
-        masks = rasterize(
+        masks = render_sprites(
             f[:, 0],
-            centres,
+            self.positions[f[:, 3]],
+            self.positions[f[:, 4]],
             self.sprite_size * self.scales[f[:, 1]],
             self.orientations[f[:, 2]],
+            self.margin,
             self.observation_shape[1:],
-            dtype=torch.float32,
         )
         return masks.unsqueeze(1)
 
