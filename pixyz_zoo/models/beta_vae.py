@@ -68,15 +68,26 @@ class AnnealedVAE(VAE):
         lr: float = 1e-4,
         clip_grad_norm: float | None = None,
     ) -> None:
-        super().__init__(modalities, observed, z_dim, hidden, arch, decoder_scale, 1.0, lr, clip_grad_norm)
+        self.gamma, self.capacity = gamma, capacity
+        self.build(
+            modalities,
+            observed,
+            z_dim,
+            hidden,
+            arch,
+            decoder_scale,
+            lr,
+            clip_grad_norm,
+            gamma=gamma,
+            capacity=capacity,
+        )
+
+    def objective(self):
+        """eq. (8): E_q[-log p(x|z)] + gamma |KL(q(z|x) || p(z)) - C|, C annealed from 0."""
         q, p_x, prior = self.q, self.p_x, self.prior
-        C, gamma_ = Parameter("C"), Parameter("gamma")
-        loss = (E(q, -LogProb(p_x)) + gamma_ * (KullbackLeibler(q, prior) - C).abs()).mean()
-        self.set_loss(loss)
-        self.hyperparameters = {"C": capacity, "gamma": gamma}
-        self.annealed = frozenset({"C"})
-        self.config.update(gamma=gamma, capacity=capacity)
-        del self.config["beta"]
+        C, gamma = Parameter("C"), Parameter("gamma")
+        loss = (E(q, -LogProb(p_x)) + gamma * (KullbackLeibler(q, prior) - C).abs()).mean()
+        return loss, {"C": self.capacity, "gamma": self.gamma}, {"C"}
 
 
 class BetaTCVAE(VAE):
@@ -99,7 +110,23 @@ class BetaTCVAE(VAE):
         lr: float = 1e-4,
         clip_grad_norm: float | None = None,
     ) -> None:
-        super().__init__(modalities, observed, z_dim, hidden, arch, decoder_scale, 1.0, lr, clip_grad_norm)
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        self.build(
+            modalities,
+            observed,
+            z_dim,
+            hidden,
+            arch,
+            decoder_scale,
+            lr,
+            clip_grad_norm,
+            alpha=alpha,
+            beta=beta,
+            gamma=gamma,
+        )
+
+    def objective(self):
+        """eq. (4) with the minibatch-weighted estimates; N (dataset size) is set by ``prepare``."""
         q, p_x, prior = self.q, self.p_x, self.prior
         log_qz = AggregatePosteriorLogProb(q, dataset_size="N")
         log_prod_qz = ProductOfMarginalsLogProb(q, dataset_size="N")
@@ -111,18 +138,12 @@ class BetaTCVAE(VAE):
             "total_correlation": E(q, total_correlation).mean(),
             "dimension_wise_kl": E(q, dimension_wise_kl).mean(),
         }
-        alpha_, beta_, gamma_ = Parameter("alpha"), Parameter("beta"), Parameter("gamma")
+        alpha, beta, gamma = Parameter("alpha"), Parameter("beta"), Parameter("gamma")
         loss = E(
             q,
-            -LogProb(p_x)
-            + alpha_ * mutual_information
-            + beta_ * total_correlation
-            + gamma_ * dimension_wise_kl,
+            -LogProb(p_x) + alpha * mutual_information + beta * total_correlation + gamma * dimension_wise_kl,
         ).mean()
-        self.set_loss(loss)
-        self.hyperparameters = {"alpha": alpha, "beta": beta, "gamma": gamma, "N": 1.0}
-        self.annealed = frozenset()
-        self.config.update(alpha=alpha, beta=beta, gamma=gamma)
+        return loss, {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "N": 1.0}, set()
 
     def prepare(self, train_data: MultimodalDataset) -> None:
         """The minibatch-weighted estimates need the dataset size N."""
@@ -154,25 +175,36 @@ class FactorVAE(VAE):
         lr: float = 1e-4,
         clip_grad_norm: float | None = None,
     ) -> None:
-        super().__init__(modalities, observed, z_dim, hidden, arch, decoder_scale, 1.0, lr, clip_grad_norm)
-        q, p_x, prior = self.q, self.p_x, self.prior
         layers: list[nn.Module] = []
         last = z_dim
         for width in discriminator_hidden:
             layers += [nn.Linear(last, width), nn.LeakyReLU(0.2)]
             last = width
-        self.discriminator = nn.Sequential(*layers, nn.Linear(last, 1)).to(self.device)
-        self.total_correlation = AdversarialTotalCorrelation(q, self.discriminator)
-        gamma_ = Parameter("gamma")
-        loss = (E(q, -LogProb(p_x)) + KullbackLeibler(q, prior) + gamma_ * self.total_correlation).mean()
-        self.set_loss(loss)
-        self.hyperparameters = {"gamma": gamma}
-        self.annealed = frozenset()
+        self.discriminator = nn.Sequential(*layers, nn.Linear(last, 1))
+        self.gamma = gamma
+        self.build(
+            modalities,
+            observed,
+            z_dim,
+            hidden,
+            arch,
+            decoder_scale,
+            lr,
+            clip_grad_norm,
+            gamma=gamma,
+            discriminator_hidden=list(discriminator_hidden),
+        )
         self.discriminator_optimizer = torch.optim.Adam(
             self.discriminator.parameters(), lr=1e-4, betas=(0.5, 0.9)
         )
-        self.config.update(gamma=gamma, discriminator_hidden=list(discriminator_hidden))
-        del self.config["beta"]
+
+    def objective(self):
+        """eq. (2): -ELBO + gamma E_q(z)[log D(z) / (1 - D(z))]."""
+        q, p_x, prior = self.q, self.p_x, self.prior
+        self.total_correlation = AdversarialTotalCorrelation(q, self.discriminator)
+        gamma = Parameter("gamma")
+        loss = (E(q, -LogProb(p_x)) + KullbackLeibler(q, prior) + gamma * self.total_correlation).mean()
+        return loss, {"gamma": self.gamma}, set()
 
     def to(self, device: torch.device | str) -> FactorVAE:
         super().to(device)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pixyz.losses import Parameter
+from pixyz.losses.losses import Loss
 
 from pixyz_zoo.distributions import (
     GaussianEncoder,
@@ -57,6 +58,25 @@ class VAE(ZooModel):
         lr: float = 1e-3,
         clip_grad_norm: float | None = None,
     ) -> None:
+        self.beta = beta
+        self.build(modalities, observed, z_dim, hidden, arch, decoder_scale, lr, clip_grad_norm, beta=beta)
+
+    def build(
+        self,
+        modalities: dict[str, Modality],
+        observed: str | None,
+        z_dim: int,
+        hidden: Sequence[int],
+        arch: str,
+        decoder_scale: str | float | None,
+        lr: float,
+        clip_grad_norm: float | None,
+        **loss_options: object,
+    ) -> None:
+        """Declare ``q(z|x)``, ``p(x|z)``, ``p(z)`` and train them on :meth:`objective`.
+
+        ``loss_options`` are the subclass's loss settings, recorded in the model's config.
+        """
         x = pick_image_modality(modalities, observed)
 
         # q(z|x): Gaussian encoder
@@ -65,18 +85,17 @@ class VAE(ZooModel):
         out = decoder_output_channels(x, decoder_scale)
         p_x = decoder_for(x, decoder_network(x, z_dim, arch, hidden, out), name="p", scale=decoder_scale)
         prior = standard_normal("z", z_dim, name="p")
+        self.q, self.p_x, self.prior = q, p_x, prior
 
-        # eq. (1): -ELBO = E_q[-log p(x|z)] + beta KL(q(z|x) || p(z))
-        loss = negative_elbo(q, [p_x], prior, beta=Parameter("beta")).mean()
-
+        loss, hyperparameters, annealed = self.objective()
         super().__init__(
             loss,
             distributions=[p_x, q],
             modalities={x.name: x},
             generative=p_x * prior,
             inference=q,
-            hyperparameters={"beta": beta},
-            annealed=["beta"],
+            hyperparameters=hyperparameters,
+            annealed=annealed,
             lr=lr,
             clip_grad_norm=clip_grad_norm,
             config=dict(
@@ -85,7 +104,14 @@ class VAE(ZooModel):
                 hidden=list(hidden),
                 arch=arch,
                 decoder_scale=decoder_scale,
-                beta=beta,
+                **loss_options,
             ),
         )
-        self.q, self.p_x, self.prior = q, p_x, prior
+
+    def objective(self) -> tuple[Loss, dict[str, float], set[str]]:
+        """The loss over ``self.q``, ``self.p_x``, ``self.prior``, its symbols' values, the annealed ones.
+
+        eq. (1): -ELBO = E_q[-log p(x|z)] + beta KL(q(z|x) || p(z)), beta warmed up from 0.
+        """
+        loss = negative_elbo(self.q, [self.p_x], self.prior, beta=Parameter("beta")).mean()
+        return loss, {"beta": self.beta}, {"beta"}
