@@ -84,6 +84,21 @@ class CategoricalDecoder(_NetworkDecoder, DistributionBase):
 class _LocScaleDecoder(_NetworkDecoder):
     """Shared body of the Gaussian and Laplace decoders: fixed, learned or per-example scale."""
 
+    default_scale: float
+
+    def __init__(
+        self,
+        network: nn.Module,
+        var: str,
+        shape: Sequence[int],
+        cond_var: Sequence[str] = ("z",),
+        name: str = "p",
+        scale: str | float | None = None,
+    ) -> None:
+        super().__init__(var=[var], cond_var=list(cond_var), name=name)
+        self.network = network
+        self._init_scale(self.default_scale if scale is None else scale, shape)
+
     def _init_scale(self, scale: str | float, shape: Sequence[int]) -> None:
         if scale == "learned":
             self.log_scale = nn.Parameter(torch.zeros(*shape))
@@ -111,35 +126,13 @@ class GaussianDecoder(_LocScaleDecoder, Normal):
     With ``scale="per-example"`` the network outputs twice the modality's channels.
     """
 
-    def __init__(
-        self,
-        network: nn.Module,
-        var: str,
-        shape: Sequence[int],
-        cond_var: Sequence[str] = ("z",),
-        name: str = "p",
-        scale: str | float = 1.0,
-    ) -> None:
-        super().__init__(var=[var], cond_var=list(cond_var), name=name)
-        self.network = network
-        self._init_scale(scale, shape)
+    default_scale = 1.0
 
 
 class LaplaceDecoder(_LocScaleDecoder, Laplace):
     """``p(x|z) = Laplace(x; f(z), b)`` with b fixed, learned per feature, or per example."""
 
-    def __init__(
-        self,
-        network: nn.Module,
-        var: str,
-        shape: Sequence[int],
-        cond_var: Sequence[str] = ("z",),
-        name: str = "p",
-        scale: str | float = 0.1,
-    ) -> None:
-        super().__init__(var=[var], cond_var=list(cond_var), name=name)
-        self.network = network
-        self._init_scale(scale, shape)
+    default_scale = 0.1
 
 
 def decoder_for(
@@ -155,8 +148,7 @@ def decoder_for(
     if modality.likelihood == "categorical":
         return CategoricalDecoder(network, modality.name, cond_var, name)
     cls = GaussianDecoder if modality.likelihood == "gaussian" else LaplaceDecoder
-    kwargs = {} if scale is None else {"scale": scale}
-    return cls(network, modality.name, modality.shape, cond_var, name, **kwargs)
+    return cls(network, modality.name, modality.shape, cond_var, name, scale)
 
 
 def decoder_output_channels(modality: Modality, scale: str | float | None = None) -> int:
