@@ -34,6 +34,7 @@ import numpy as np
 import sklearn
 import torch
 
+from pixyz_zoo.datasets.ground_truth import FactorsAsObservations
 from pixyz_zoo.evaluation.disentanglement import (
     QUICK_SETTINGS,
     beta_vae_score,
@@ -46,29 +47,6 @@ from pixyz_zoo.evaluation.disentanglement import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DSPRITES_FACTORS = {"shape": 3, "scale": 6, "orientation": 40, "position_x": 32, "position_y": 32}
-
-
-class ProceduralFactors:
-    """Independent uniform factors with dSprites' sizes; an observation is its factor vector."""
-
-    def __init__(self, factors: dict[str, int] = DSPRITES_FACTORS) -> None:
-        self.factor_names = tuple(factors)
-        self.factor_sizes = tuple(factors.values())
-        self.observation_shape = (len(factors),)
-
-    @property
-    def num_factors(self) -> int:
-        return len(self.factor_sizes)
-
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return np.stack([rng.integers(size, size=n) for size in self.factor_sizes], axis=1)
-
-    def sample_observations_from_factors(self, factors: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        return torch.as_tensor(factors, dtype=torch.float32)
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor]:
-        factors = self.sample_factors(n, rng)
-        return factors, self.sample_observations_from_factors(factors, rng)
 
 
 class CountingIdentity:
@@ -101,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/metric_timing.json"))
     args = parser.parse_args(argv)
 
-    gt = ProceduralFactors()
+    gt = FactorsAsObservations(tuple(DSPRITES_FACTORS.values()), tuple(DSPRITES_FACTORS))
     represent = CountingIdentity(gt.factor_sizes)
     runs: dict[str, Callable[[np.random.Generator], dict[str, float]]] = {
         "beta_vae": lambda rng: beta_vae_score(gt, represent, rng),

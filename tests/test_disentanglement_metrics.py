@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from pixyz_zoo.datasets.ground_truth import FactorsAsObservations
 from pixyz_zoo.evaluation import (
     beta_vae_score,
     compute_all,
@@ -32,32 +33,8 @@ from pixyz_zoo.evaluation.disentanglement import sap_from_score_matrix, sap_scor
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import build_model
 
-
-class FakeGroundTruth:
-    """Independent uniform discrete factors; the observations are the factor values (float)."""
-
-    def __init__(self, factor_sizes: tuple[int, ...]) -> None:
-        self.factor_sizes = tuple(factor_sizes)
-        self.factor_names = tuple(f"factor{i}" for i in range(len(factor_sizes)))
-        self.observation_shape = (len(factor_sizes),)
-
-    @property
-    def num_factors(self) -> int:
-        return len(self.factor_sizes)
-
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return np.stack([rng.integers(size, size=n) for size in self.factor_sizes], axis=1)
-
-    def sample_observations_from_factors(self, factors: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(factors), dtype=torch.float32)
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor]:
-        factors = self.sample_factors(n, rng)
-        return factors, self.sample_observations_from_factors(factors, rng)
-
-
 SIZES = (3, 4, 5, 6)
-GROUND_TRUTH = FakeGroundTruth(SIZES)
+GROUND_TRUTH = FactorsAsObservations(SIZES)
 _S = np.array(SIZES, dtype=np.float64)
 _MEAN, _STD = (_S - 1) / 2, np.sqrt((_S**2 - 1) / 12)  # of a uniform factor on 0..size-1
 _ROTATION = np.linalg.qr(np.random.default_rng(123).normal(size=(len(SIZES), len(SIZES))))[0]
@@ -237,7 +214,7 @@ def test_sap_from_hand_made_score_matrices():
 
 
 # ---------------------------------------------------------------------- options and the surface
-SMALL_GROUND_TRUTH = FakeGroundTruth((2, 3))
+SMALL_GROUND_TRUTH = FactorsAsObservations((2, 3))
 
 
 def small_identity(obs: torch.Tensor) -> np.ndarray:

@@ -197,6 +197,31 @@ class GroundTruthData(abc.ABC):
         return f"{type(self).__name__}({factors}; x{list(self.observation_shape)}:{self.likelihood})"
 
 
+class FactorsAsObservations(GroundTruthData):
+    """Ground truth whose observation is the factor vector itself (float32, shape ``(k,)``).
+
+    No rendering and no network: the reference case for checking and timing the disentanglement
+    metrics (an identity representation of it is a perfectly disentangled code).
+    """
+
+    name = "factors"
+    likelihood = "gaussian"
+
+    def __init__(self, factor_sizes: Sequence[int], factor_names: Sequence[str] | None = None) -> None:
+        self.factor_sizes = tuple(int(size) for size in factor_sizes)
+        self.factor_names = (
+            tuple(factor_names)
+            if factor_names
+            else tuple(f"factor{i}" for i in range(len(self.factor_sizes)))
+        )
+        self.observation_shape = (len(self.factor_sizes),)
+
+    def sample_observations_from_factors(
+        self, factors: np.ndarray, rng: np.random.Generator | None = None
+    ) -> torch.Tensor:
+        return torch.as_tensor(self.check_factors(factors), dtype=torch.float32)
+
+
 class GroundTruthDataset(MultimodalDataset):
     """A :class:`MultimodalDataset` ``{"x": image}`` that knows its examples' factors.
 
