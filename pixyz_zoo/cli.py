@@ -5,6 +5,7 @@ pixyz-zoo train vae --dataset digits --epochs 10 --out runs/vae
 pixyz-zoo train vae --resume runs/vae --epochs 20
 pixyz-zoo evaluate runs/vae --iw-samples 1000
 pixyz-zoo graph vae --out vae.png
+pixyz-zoo reproduce beta-vae --quick
 """
 
 from __future__ import annotations
@@ -90,7 +91,38 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--option", "-o", type=parse_option, action="append", default=[], metavar="KEY=VALUE")
     graph.add_argument("--parameters", action="store_true", help="draw the parameters theta and phi")
     graph.add_argument("--out", type=Path, default=None, help="figure path (default MODEL_graph.png)")
+
+    reproduce = sub.add_parser(
+        "reproduce", help="reproduce a paper's experiments (tables beside the paper's, figures)"
+    )
+    reproduce.add_argument("experiment", help="experiment name (see `pixyz-zoo list`)")
+    reproduce.add_argument("--quick", action="store_true", help="small setting: minutes on 2 CPU cores")
+    reproduce.add_argument(
+        "--out", type=Path, default=None, help="output directory (default runs/reproduce-NAME[-quick])"
+    )
+    reproduce.add_argument("--device", default="auto")
+    reproduce.add_argument("--data-root", default=None)
+    reproduce.add_argument("--seed", type=int, default=0)
+    reproduce.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from pixyz_zoo.experiments import reproduce
+
+    out = args.out or Path("runs") / f"reproduce-{args.experiment}{'-quick' if args.quick else ''}"
+    print(f"output directory: {out}")
+    results = reproduce(
+        args.experiment,
+        out=out,
+        quick=args.quick,
+        device=args.device,
+        data_root=args.data_root,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    print((out / "report.md").read_text())
+    print(f"report: {out / 'report.md'} ({results['wall_seconds']:.0f} s)")
 
 
 def cmd_list() -> None:
@@ -103,6 +135,11 @@ def cmd_list() -> None:
     for name, info in sorted(DATASETS.items()):
         where = "offline" if info.offline else f"files under the data root (${DATA_ROOT_ENV})"
         print(f"  {name:<14} {info.description} [{where}]")
+    from pixyz_zoo.experiments import EXPERIMENTS, experiment_names
+
+    print("\nExperiments (pixyz-zoo reproduce NAME [--quick]):")
+    for name in experiment_names():
+        print(f"  {name:<22} {EXPERIMENTS[name].description}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -196,9 +233,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "graph":
             cmd_graph(args)
+        elif args.command == "reproduce":
+            cmd_reproduce(args)
     except KeyboardInterrupt:
         resume = getattr(args, "resume", None) or getattr(args, "out", None)
-        hint = f" Continue with: pixyz-zoo train {args.model} --resume {resume}" if resume else ""
+        if args.command == "reproduce":
+            hint = " Run the same command again: every finished or interrupted run is picked up."
+        elif resume:
+            hint = f" Continue with: pixyz-zoo train {args.model} --resume {resume}"
+        else:
+            hint = ""
         print(f"\ninterrupted; the last epoch's checkpoint is kept.{hint}", file=sys.stderr)
         return 130
     except (

@@ -123,6 +123,75 @@ def resume_run(
     return net, trainer
 
 
+def fit_run(
+    model: str,
+    run_dir: str | os.PathLike,
+    dataset: str = "digits",
+    epochs: int = 10,
+    batch_size: int = 100,
+    seed: int = 0,
+    device: str = "auto",
+    warmup_epochs: float = 0.0,
+    data_root: str | None = None,
+    binarize: str = "dynamic",
+    options: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> ZooModel:
+    """The model of ``run_dir`` trained for ``epochs``: trained afresh, resumed, or loaded if done.
+
+    This is what experiments use, so that an interrupted experiment resumes each of its runs from
+    the last checkpoint. A run directory made with other settings is an error, never reused.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT).exists():
+        net, _ = train_run(
+            model,
+            run_dir,
+            dataset=dataset,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
+            warmup_epochs=warmup_epochs,
+            data_root=data_root,
+            binarize=binarize,
+            options=options,
+            progress=progress,
+        )
+        return net
+    config = read_config(run_dir)
+    wanted = {
+        "model": model,
+        "dataset": dataset,
+        "binarize": binarize,
+        "batch_size": batch_size,
+        "seed": seed,
+        "warmup_epochs": warmup_epochs,
+    }
+    found = {
+        "model": config["model"],
+        "dataset": config["data"]["dataset"],
+        "binarize": config["data"]["binarize"],
+        **{k: config["train"][k] for k in ("batch_size", "seed", "warmup_epochs")},
+    }
+    stored_options = config["options"]
+    differing = {k: (found[k], v) for k, v in wanted.items() if found[k] != v}
+    differing.update(
+        {k: (stored_options.get(k), v) for k, v in (options or {}).items() if stored_options.get(k) != v}
+    )
+    if differing:
+        changes = ", ".join(f"{k}: {old!r} there, {new!r} asked" for k, (old, new) in differing.items())
+        raise FileExistsError(
+            f"{run_dir} holds a run with other settings ({changes}); delete it or choose another "
+            "output directory"
+        )
+    payload = load_checkpoint(run_dir, expected_model=model)
+    if payload["epoch"] >= epochs:
+        return model_from_checkpoint(payload, resolve_device(device))
+    net, _ = resume_run(run_dir, epochs=epochs, device=device, progress=progress)
+    return net
+
+
 def environment(device: torch.device) -> dict[str, str]:
     env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
     if device.type == "cuda":
@@ -228,4 +297,4 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CheckpointError", "evaluate_run", "read_config", "resume_run", "train_run"]
+__all__ = ["CheckpointError", "evaluate_run", "fit_run", "read_config", "resume_run", "train_run"]

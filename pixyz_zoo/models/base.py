@@ -227,15 +227,100 @@ class ZooModel(Model):
                 out[factor.dist.var[0]] = factor.dist.sample_mean({**inputs, **out})
         return out
 
+    def complete_latents(self, latents: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Add the latents the decoders need but ``latents`` lacks, drawn ancestrally from the
+        generative model (e.g. ``z_1 ~ p(z_1|z_2)`` when only the top layer ``z_2`` was inferred)."""
+        out = dict(latents)
+        for factor in self.generative.graph.factors(sorted=True):
+            var = factor.dist.var[0]
+            if var in self.latents and var not in out and all(c in out for c in factor.dist.cond_var):
+                batch_n = None if factor.dist.cond_var else len(next(iter(out.values())))
+                out[var] = factor.dist.sample(
+                    {c: out[c] for c in factor.dist.cond_var}, batch_n=batch_n, return_all=False
+                )[var]
+        return out
+
+    def _decoder_inputs(
+        self, decoder: Distribution, latents: dict[str, torch.Tensor], conditions: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The inputs of ``decoder``: latents, plus observed parents (a CVAE's ``p(x|z,w)``)."""
+        rows = len(next(iter(latents.values())))
+        inputs = {}
+        for name in decoder.cond_var:
+            if name in latents:
+                inputs[name] = latents[name]
+            elif name in conditions:
+                value = conditions[name].to(self.device)
+                inputs[name] = value.repeat(rows // len(value), *([1] * (value.dim() - 1)))
+            else:
+                raise ValueError(
+                    f"{decoder.prob_text} needs {name!r}: pass it in the batch (conditions) or as a latent"
+                )
+        return inputs
+
     @torch.no_grad()
-    def decode(self, latents: dict[str, torch.Tensor], targets: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Means of ``p(target|latents)`` for each target modality."""
+    def decode(
+        self,
+        latents: dict[str, torch.Tensor],
+        targets: Sequence[str],
+        conditions: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Means of ``p(target|latents)`` for each target modality.
+
+        ``conditions`` holds observed parents of a decoder (a conditional model's ``p(x|z,w)``).
+        """
         self.distributions.eval()
+        latents = self.complete_latents(latents)
         out = {}
         for target in self._check_given(targets):
             factor = self.generative.graph.distribution(target)
-            out[target] = factor.sample_mean({**latents, **out})
+            out[target] = factor.sample_mean(
+                self._decoder_inputs(factor, latents, {**(conditions or {}), **out})
+            )
         return out
+
+    def sample_latents(
+        self,
+        batch: dict[str, torch.Tensor] | None,
+        given: Sequence[str],
+        n_samples: int = 1,
+        n: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``n_samples`` draws of the latents inferred from ``given`` (the prior when none is given).
+
+        Rows are sample-major: row ``s * B + b`` is sample ``s`` of example ``b``. This is the one
+        place where a model's missing-modality inference is applied (unimodal encoders, products of
+        experts, iterative sampling: whatever ``inference_for(given)`` returns).
+        """
+        given = self._check_given(given)
+        self.distributions.eval()
+        if given:
+            if batch is None:
+                raise ValueError(f"inferring the latents from {given} needs a batch holding them")
+            for name in given:
+                self.modalities[name].check(batch[name])
+            inputs = {
+                g: batch[g].to(self.device).repeat(n_samples, *([1] * (batch[g].dim() - 1))) for g in given
+            }
+            latents = self.inference_for(given).sample(inputs, return_all=False)
+        else:
+            if n is None:
+                raise ValueError("sampling from the prior needs the number of samples n")
+            prior = self.generative.marginalize_var(self.modalities_in_generative())
+            latents = prior.sample(batch_n=n * n_samples, return_all=False)
+        return self.complete_latents({k: v for k, v in latents.items() if k in self.latents})
+
+    def log_likelihood(
+        self, target: str, latents: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """``log p(target|latents)`` per row (rows of ``latents``; the batch is repeated to match)."""
+        (target,) = self._check_given([target])
+        decoder = self.generative.graph.distribution(target)
+        inputs = self._decoder_inputs(decoder, latents, batch)
+        rows = len(next(iter(latents.values())))
+        value = batch[target].to(self.device)
+        inputs[target] = value.repeat(rows // len(value), *([1] * (value.dim() - 1)))
+        return decoder.get_log_prob(inputs)
 
     @torch.no_grad()
     def generate(
@@ -253,17 +338,11 @@ class ZooModel(Model):
         """
         targets = list(self.modalities if targets is None else targets)
         given = self._check_given(given)
-        if given:
-            if batch is None:
-                raise ValueError(f"generating from {given} needs a batch holding them")
-            latents = self.encode(batch, given, sample=sample_latent)
+        if given and not sample_latent:
+            latents = self.encode(batch if batch is not None else {}, given)
         else:
-            if n is None:
-                raise ValueError("generating from the prior needs the number of samples n")
-            prior = self.generative.marginalize_var(self.modalities_in_generative())
-            latents = prior.sample(batch_n=n, return_all=False)
-            latents = {k: latents[k] for k in self.latents if k in latents}
-        return self.decode(latents, targets)
+            latents = self.sample_latents(batch, given, n=n)
+        return self.decode(latents, targets, conditions=batch)
 
     def modalities_in_generative(self) -> list[str]:
         return [v for v in self.generative.var if v in self.modalities]

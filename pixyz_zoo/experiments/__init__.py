@@ -1,0 +1,161 @@
+"""Paper reproductions: ``pixyz-zoo reproduce NAME [--quick]``.
+
+An experiment trains the models a paper compares (each in its own run directory under
+``OUT/runs/``, so an interrupted experiment resumes every run from its last checkpoint),
+measures them, and writes ``OUT/report.md`` (tables beside the paper's numbers, the settings and
+the figures), ``OUT/results.json`` and ``OUT/figures/``. ``quick`` is a small setting that
+checks the whole pipeline in minutes; the full setting is the one the benchmarks record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pixyz_zoo.models import ZooModel
+from pixyz_zoo.runs import fit_run, write_json
+
+
+@dataclass
+class ExperimentContext:
+    """Where and how an experiment runs; passed to the experiment's function.
+
+    Attributes:
+        out: output directory (``report.md``, ``results.json``, ``figures/``, ``runs/``).
+        quick: the small setting (minutes on 2 CPU cores) instead of the full one.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``.
+        data_root: dataset folder (default ``$PIXYZ_ZOO_DATA`` or ``./data``).
+        seed: seed of every run.
+        progress: show progress bars.
+    """
+
+    out: Path
+    quick: bool = False
+    device: str = "auto"
+    data_root: str | None = None
+    seed: int = 0
+    progress: bool = True
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def figures(self) -> Path:
+        path = self.out / "figures"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def fit(self, key: str, model: str, dataset: str, **settings: Any) -> ZooModel:
+        """Train (or resume, or load when finished) the run ``OUT/runs/key``; see ``runs.fit_run``."""
+        settings.setdefault("seed", self.seed)
+        return fit_run(
+            model,
+            self.out / "runs" / key,
+            dataset=dataset,
+            device=self.device,
+            data_root=self.data_root,
+            progress=self.progress,
+            **settings,
+        )
+
+    def log(self, message: str) -> None:
+        if self.progress:
+            print(f"[{time.perf_counter() - self.started:7.1f}s] {message}", flush=True)
+
+    def finish(self, report: str, results: dict[str, Any]) -> dict[str, Any]:
+        """Write ``report.md`` and ``results.json`` (with the settings and the wall time)."""
+        results = {
+            **results,
+            "setting": "quick" if self.quick else "full",
+            "seed": self.seed,
+            "wall_seconds": round(time.perf_counter() - self.started, 1),
+        }
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.out / "results.json", results)
+        footer = (
+            f"\n\n---\nSetting: {results['setting']}, seed {self.seed}, wall time of this "
+            f"invocation {results['wall_seconds']:.0f} s (runs finished earlier are loaded, not retrained).\n"
+        )
+        (self.out / "report.md").write_text(report.rstrip() + footer)
+        return results
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    run: Callable[[ExperimentContext], dict[str, Any]]
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register_experiment(name: str, description: str):
+    """Decorator registering ``run(context) -> results`` as ``pixyz-zoo reproduce name``."""
+
+    def wrap(run: Callable[[ExperimentContext], dict[str, Any]]) -> Callable[[ExperimentContext], dict]:
+        EXPERIMENTS[name] = Experiment(name, description, run)
+        return run
+
+    return wrap
+
+
+def _load_all() -> None:
+    """Import the experiment modules (they register themselves)."""
+    from pixyz_zoo.experiments import beta_vae  # noqa: F401
+
+
+def reproduce(
+    name: str,
+    out: str | Path | None = None,
+    quick: bool = False,
+    device: str = "auto",
+    data_root: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the experiment ``name``; returns its results (also in ``OUT/results.json``)."""
+    _load_all()
+    if name not in EXPERIMENTS:
+        raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
+    out = Path(out) if out is not None else Path("runs") / f"reproduce-{name}{'-quick' if quick else ''}"
+    context = ExperimentContext(out, quick, device, data_root, seed, progress)
+    return EXPERIMENTS[name].run(context)
+
+
+def experiment_names() -> list[str]:
+    _load_all()
+    return sorted(EXPERIMENTS)
+
+
+def markdown_table(header: list[str], rows: list[list[Any]], digits: int = 3) -> str:
+    """A Markdown table; floats are printed with ``digits`` decimals, None as a dash."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.{digits}f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def read_results(out: str | Path) -> dict[str, Any]:
+    return json.loads((Path(out) / "results.json").read_text())
+
+
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "ExperimentContext",
+    "experiment_names",
+    "markdown_table",
+    "read_results",
+    "register_experiment",
+    "reproduce",
+]
