@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce", help="reproduce a paper's experiments (tables beside the paper's, figures)"
     )
     reproduce.add_argument("experiment", help="experiment name (see `pixyz-zoo list`)")
-    reproduce.add_argument("--quick", action="store_true", help="small setting: minutes on 2 CPU cores")
+    size = reproduce.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small setting: minutes on 2 CPU cores")
+    size.add_argument("--smoke", action="store_true", help="tiny pipeline check (numbers mean nothing)")
     reproduce.add_argument(
         "--out", type=Path, default=None, help="output directory (default runs/reproduce-NAME[-quick])"
     )
@@ -110,12 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from pixyz_zoo.experiments import reproduce
 
-    out = args.out or Path("runs") / f"reproduce-{args.experiment}{'-quick' if args.quick else ''}"
+    setting = "quick" if args.quick else "smoke" if args.smoke else "full"
+    suffix = "" if setting == "full" else f"-{setting}"
+    out = args.out or Path("runs") / f"reproduce-{args.experiment}{suffix}"
     print(f"output directory: {out}")
     results = reproduce(
         args.experiment,
         out=out,
-        quick=args.quick,
+        setting=setting,
         device=args.device,
         data_root=args.data_root,
         seed=args.seed,

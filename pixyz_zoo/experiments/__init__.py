@@ -4,7 +4,8 @@ An experiment trains the models a paper compares (each in its own run directory 
 ``OUT/runs/``, so an interrupted experiment resumes every run from its last checkpoint),
 measures them, and writes ``OUT/report.md`` (tables beside the paper's numbers, the settings and
 the figures), ``OUT/results.json`` and ``OUT/figures/``. ``quick`` is a small setting that
-checks the whole pipeline in minutes; the full setting is the one the benchmarks record.
+checks the whole pipeline in minutes (the test suite runs it); ``smoke`` is a seconds-long
+setting for the notebooks' tests; ``full`` is the setting the benchmarks record.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.runs import fit_run, write_json
 
+SETTINGS = ("full", "quick", "smoke")
+
 
 @dataclass
 class ExperimentContext:
@@ -26,7 +29,8 @@ class ExperimentContext:
 
     Attributes:
         out: output directory (``report.md``, ``results.json``, ``figures/``, ``runs/``).
-        quick: the small setting (minutes on 2 CPU cores) instead of the full one.
+        setting: ``full``, ``quick`` (minutes on 2 CPU cores) or ``smoke`` (seconds; a pipeline check
+            whose numbers mean nothing).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``.
         data_root: dataset folder (default ``$PIXYZ_ZOO_DATA`` or ``./data``).
         seed: seed of every run.
@@ -34,12 +38,26 @@ class ExperimentContext:
     """
 
     out: Path
-    quick: bool = False
+    setting: str = "full"
     device: str = "auto"
     data_root: str | None = None
     seed: int = 0
     progress: bool = True
     started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        self.out = Path(self.out)
+
+    @property
+    def quick(self) -> bool:
+        """True for the quick and smoke settings."""
+        return self.setting != "full"
+
+    def pick(self, full: Any, quick: Any, smoke: Any) -> Any:
+        """The value for this setting."""
+        return {"full": full, "quick": quick, "smoke": smoke}[self.setting]
 
     @property
     def figures(self) -> Path:
@@ -68,7 +86,7 @@ class ExperimentContext:
         """Write ``report.md`` and ``results.json`` (with the settings and the wall time)."""
         results = {
             **results,
-            "setting": "quick" if self.quick else "full",
+            "setting": self.setting,
             "seed": self.seed,
             "wall_seconds": round(time.perf_counter() - self.started, 1),
         }
@@ -110,18 +128,20 @@ def _load_all() -> None:
 def reproduce(
     name: str,
     out: str | Path | None = None,
-    quick: bool = False,
+    setting: str = "full",
     device: str = "auto",
     data_root: str | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the experiment ``name``; returns its results (also in ``OUT/results.json``)."""
+    """Run the experiment ``name`` in ``setting`` (full, quick, smoke); returns its results (also
+    in ``OUT/results.json``)."""
     _load_all()
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
-    out = Path(out) if out is not None else Path("runs") / f"reproduce-{name}{'-quick' if quick else ''}"
-    context = ExperimentContext(out, quick, device, data_root, seed, progress)
+    suffix = "" if setting == "full" else f"-{setting}"
+    out = Path(out) if out is not None else Path("runs") / f"reproduce-{name}{suffix}"
+    context = ExperimentContext(out, setting, device, data_root, seed, progress)
     return EXPERIMENTS[name].run(context)
 
 
@@ -150,6 +170,7 @@ def read_results(out: str | Path) -> dict[str, Any]:
 
 
 __all__ = [
+    "SETTINGS",
     "EXPERIMENTS",
     "Experiment",
     "ExperimentContext",
