@@ -65,9 +65,14 @@ from pixyz_zoo.plots.grids import (  # noqa: E402
     save_figure,
     tile_images,
 )
+from pixyz_zoo.plots.latents import curves, decision_regions, latent_grid, latent_scatter  # noqa: E402
 
 __all__ = [
     "comparison_grid",
+    "curves",
+    "decision_regions",
+    "latent_grid",
+    "latent_scatter",
     "draw_graphical_model",
     "graphical_model_edges",
     "image_grid",

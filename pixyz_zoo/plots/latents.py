@@ -1,0 +1,167 @@
+"""Pictures of a 2-D latent space: scatter by label, decision regions of ``p(w|z)``, decoded grid.
+
+These are the JMVAE paper's Fig. 5 (latents from ``q(z|x,w)`` and ``q(z|w)`` coloured by digit)
+and the attribute-MNIST walkthrough's plots (decision boundaries of ``p(w|z)`` over the latent
+plane, images decoded on a lattice of latent points).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from pixyz_zoo.plots.grids import _as_images, _draw_tiles, _new_axes, tile_images
+
+
+def _two_dimensional(codes: torch.Tensor | np.ndarray) -> np.ndarray:
+    array = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(
+            f"latent plots need codes of shape (N, 2), got {array.shape}; train with z_dim=2 "
+            "or project the codes to two dimensions first"
+        )
+    return array
+
+
+def _class_indices(labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    array = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    return array.argmax(-1) if array.ndim == 2 else array.astype(int)
+
+
+def latent_scatter(
+    codes: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    label_names: Sequence[str] = (),
+    title: str | None = None,
+    ax: Axes | None = None,
+    extent: float | None = None,
+) -> Figure:
+    """Scatter 2-D latent codes coloured by class (one-hot or indices); returns the figure."""
+    points = _two_dimensional(codes)
+    classes = _class_indices(labels)
+    if len(classes) != len(points):
+        raise ValueError(f"{len(points)} codes but {len(classes)} labels")
+    fig, ax = _new_axes(ax, 4.6, 4.0)
+    cmap = "tab10" if classes.max(initial=0) < 10 else "tab20"
+    scatter = ax.scatter(points[:, 0], points[:, 1], c=classes, cmap=cmap, s=6, alpha=0.7, vmin=0)
+    present = np.unique(classes)
+    names = [label_names[c] if c < len(label_names) else str(c) for c in present]
+    handles = [
+        ax.scatter([], [], color=scatter.cmap(scatter.norm(c)), s=20, label=name)
+        for c, name in zip(present, names, strict=True)
+    ]
+    ax.legend(handles=handles, fontsize="small", loc="upper right", markerscale=1.0, ncol=2)
+    if extent is not None:
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _lattice(extent: float, steps: int) -> tuple[np.ndarray, torch.Tensor]:
+    axis = np.linspace(-extent, extent, steps)
+    z1, z2 = np.meshgrid(axis, axis[::-1])  # top row = largest z_2
+    return axis, torch.tensor(np.stack([z1.ravel(), z2.ravel()], axis=1), dtype=torch.float32)
+
+
+def decision_regions(
+    model: Any,
+    target: str,
+    extent: float = 3.0,
+    resolution: int = 150,
+    latent: str = "z",
+    codes: torch.Tensor | np.ndarray | None = None,
+    labels: torch.Tensor | np.ndarray | None = None,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """The class of ``argmax p(target|z)`` over a square of the 2-D latent plane, with optional
+    points on top: the decision boundaries of a categorical decoder."""
+    modality = model.modalities[target]
+    if modality.likelihood != "categorical":
+        raise ValueError(f"decision regions need a categorical modality; {target!r} is {modality.likelihood}")
+    axis, grid = _lattice(extent, resolution)
+    decoded = model.decode({latent: grid.to(model.device)}, [target])[target]
+    classes = decoded.argmax(-1).cpu().numpy().reshape(resolution, resolution)
+    fig, ax = _new_axes(ax, 4.6, 4.0)
+    k = modality.shape[0]
+    ax.imshow(
+        classes,
+        extent=(-extent, extent, -extent, extent),
+        cmap="tab10" if k <= 10 else "tab20",
+        vmin=0,
+        vmax=9 if k <= 10 else 19,
+        alpha=0.35,
+        interpolation="nearest",
+    )
+    ax.contour(axis, axis[::-1], classes, levels=np.arange(k) + 0.5, colors="k", linewidths=0.6)
+    if codes is not None and labels is not None:
+        latent_scatter(codes, labels, modality.labels, ax=ax)
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
+    ax.set_title(title or f"argmax p({target}|z)")
+    return fig
+
+
+def latent_grid(
+    model: Any,
+    target: str,
+    extent: float = 3.0,
+    steps: int = 10,
+    latent: str = "z",
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Images decoded by ``p(target|z)`` on a ``steps x steps`` lattice of the 2-D latent plane
+    (left to right: z_1 from -extent to extent; top to bottom: z_2 from extent to -extent)."""
+    modality = model.modalities[target]
+    if not modality.is_image:
+        raise ValueError(
+            f"a decoded latent grid needs an image modality; {target!r} has shape {modality.shape}"
+        )
+    _, grid = _lattice(extent, steps)
+    images = model.decode({latent: grid.to(model.device)}, [target])[target].cpu()
+    tiles = tile_images(_as_images(images, modality), nrow=steps)
+    fig, ax = _new_axes(ax, 5.0, 5.0)
+    _draw_tiles(ax, tiles)
+    ax.set_title(title or f"mean of p({target}|z) on a latent grid, |z| <= {extent:g}")
+    return fig
+
+
+def curves(
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    flat: Mapping[str, float] | None = None,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str | None = None,
+    log_x: bool = False,
+    ax: Axes | None = None,
+) -> Figure:
+    """Lines ``series[name]`` against ``x`` and dashed horizontal lines ``flat[name]``
+    (the JMVAE paper's Fig. 4: likelihood against iterative-sampling steps, JMVAE-kl flat)."""
+    fig, ax = _new_axes(ax, 5.2, 3.4)
+    for name, values in series.items():
+        ax.plot(x, values, marker="o", label=name)
+    for name, value in (flat or {}).items():
+        ax.axhline(value, linestyle="--", color="k", linewidth=1.0, label=name)
+    if log_x:
+        ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+__all__ = ["curves", "decision_regions", "latent_grid", "latent_scatter"]
