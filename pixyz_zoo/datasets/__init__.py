@@ -113,3 +113,32 @@ __all__ = [
     "register_dataset",
     "resolve_data_root",
 ]
+
+# ---------------------------------------------------------------- attribute MNIST and CelebA
+from pixyz_zoo.datasets.attribute_mnist import (  # noqa: E402
+    load_attribute_digits,
+    load_attribute_mnist,
+    load_attribute_mnist_full,
+)
+from pixyz_zoo.datasets.celeba import load_celeba  # noqa: E402
+
+register_dataset(
+    "attribute-mnist",
+    "MNIST 1s and 2s of mnist-10k (t10k files in <root>/MNIST/raw/) on the left or right half of "
+    "a 1x28x56 canvas: x, position y1 (left/right), digit y2 (1/2); 1,740 train / 427 test",
+)(load_attribute_mnist)
+register_dataset(
+    "attribute-mnist-full",
+    "attribute-mnist built on the standard MNIST splits (<root>/MNIST/raw/): 12,700 train / 2,167 test",
+)(load_attribute_mnist_full)
+register_dataset(
+    "attribute-digits",
+    "the bundled 8x8 digits' 1s and 2s on the left or right half of a 1x8x16 canvas: x, y1 "
+    "(left/right), y2 (1/2); 293 train / 66 test, offline",
+    offline=True,
+)(load_attribute_digits)
+register_dataset(
+    "celeba",
+    "CelebA aligned faces x (3x32x32, centre crop 148, in [-1, 1]) with 40 attributes w in "
+    "{-1, 1}, official partition 162,770 train / 19,962 test, from <root>/celeba/",
+)(load_celeba)

@@ -148,7 +148,11 @@ def encoder_network(
             for m in modalities
         ]
         return MultiInputNet(bodies, MLP(width * len(modalities), out_dim, hidden[1:]))
-    raise ValueError(f"unknown architecture {arch!r}; choose 'mlp' or 'conv'")
+    if arch == "celeba":  # the JMVAE paper's CelebA preset (sec. 4.2.2); ``hidden`` is unused
+        from pixyz_zoo.distributions.celeba_networks import celeba_encoder_network
+
+        return celeba_encoder_network(modalities, out_dim)
+    raise ValueError(f"unknown architecture {arch!r}; choose 'mlp', 'conv' or 'celeba'")
 
 
 def decoder_network(
@@ -159,11 +163,15 @@ def decoder_network(
     out_channels: int = 1,
 ) -> nn.Module:
     """A network from ``in_dim`` latent features to ``out_channels`` x the modality's shape."""
+    if arch == "celeba":  # the JMVAE paper's CelebA preset: tanh mean, unit variance; no ``hidden``
+        from pixyz_zoo.distributions.celeba_networks import celeba_decoder_network
+
+        return celeba_decoder_network(modality, in_dim, out_channels)
     shape = modality.shape
     if out_channels != 1:
         shape = (shape[0] * out_channels, *shape[1:])
     if arch == "conv" and modality.is_image:
         return ConvDecoderNet(in_dim, shape)
     if arch not in ("mlp", "conv"):
-        raise ValueError(f"unknown architecture {arch!r}; choose 'mlp' or 'conv'")
+        raise ValueError(f"unknown architecture {arch!r}; choose 'mlp', 'conv' or 'celeba'")
     return nn.Sequential(MLP(in_dim, math.prod(shape), hidden), nn.Unflatten(1, shape))
