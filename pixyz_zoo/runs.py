@@ -6,6 +6,7 @@ continues one), ``evaluate_run`` measures and reports it. The CLI is a thin laye
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from pixyz_zoo.datasets import load_dataset
+from pixyz_zoo.datasets import DATASETS, MultimodalDataset, load_dataset, resolve_data_root
 from pixyz_zoo.evaluation import evaluate_log_likelihood
 from pixyz_zoo.models import ZooModel, build_model, get_model_class
 from pixyz_zoo.training import (
@@ -54,9 +55,33 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
 def load_data(config: dict[str, Any]):
     data = config["data"]
     kwargs = dict(root=data.get("root"), binarize=data["binarize"], seed=config["train"]["seed"])
-    train = load_dataset(data["dataset"], "train", download=data.get("download", False), **kwargs)
-    test = load_dataset(data["dataset"], "test", **kwargs)
-    return train, test
+    if DATASETS.get(data["dataset"]) is not None and DATASETS[data["dataset"]].offline:
+        # generated without files: load once per process (an experiment trains many runs on it)
+        key = (
+            data["dataset"],
+            str(resolve_data_root(data.get("root"))),
+            data["binarize"],
+            config["train"]["seed"],
+        )
+        train, test = _load_offline(*key, "train"), _load_offline(*key, "test")
+    else:
+        train = load_dataset(data["dataset"], "train", download=data.get("download", False), **kwargs)
+        test = load_dataset(data["dataset"], "test", **kwargs)
+    return _first(train, data.get("train_examples")), _first(test, data.get("test_examples"))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_offline(name: str, root: str, binarize: str, seed: int, split: str) -> MultimodalDataset:
+    return load_dataset(name, split, root=root, binarize=binarize, seed=seed)
+
+
+def _first(dataset: MultimodalDataset, n: int | None) -> MultimodalDataset:
+    """The first ``n`` examples of ``dataset`` (all of them when ``n`` is None)."""
+    if n is None:
+        return dataset
+    if not 1 <= n <= len(dataset):
+        raise ValueError(f"asked for {n} examples of {dataset.name!r}, which has {len(dataset)}")
+    return dataset.subset(slice(0, n))
 
 
 def train_run(
@@ -73,8 +98,14 @@ def train_run(
     download: bool = False,
     options: dict[str, Any] | None = None,
     progress: bool = True,
+    train_examples: int | None = None,
+    test_examples: int | None = None,
 ) -> tuple[ZooModel, Trainer]:
-    """Train ``model`` on ``dataset`` into a new run directory."""
+    """Train ``model`` on ``dataset`` into a new run directory.
+
+    ``train_examples`` / ``test_examples``: use only the first that many examples of a split
+    (None: all; experiments' quick settings use this).
+    """
     run_dir = Path(run_dir)
     if (run_dir / CHECKPOINT).exists():
         raise FileExistsError(
@@ -88,6 +119,9 @@ def train_run(
         "train": {"epochs": epochs, "batch_size": batch_size, "seed": seed, "warmup_epochs": warmup_epochs},
         "device": device,
     }
+    for key, n in (("train_examples", train_examples), ("test_examples", test_examples)):
+        if n is not None:
+            config["data"][key] = n
     train, test = load_data(config)
     dev = resolve_device(device)
     seed_everything(seed)
@@ -136,6 +170,8 @@ def fit_run(
     binarize: str = "dynamic",
     options: dict[str, Any] | None = None,
     progress: bool = True,
+    train_examples: int | None = None,
+    test_examples: int | None = None,
 ) -> ZooModel:
     """The model of ``run_dir`` trained for ``epochs``: trained afresh, resumed, or loaded if done.
 
@@ -157,6 +193,8 @@ def fit_run(
             binarize=binarize,
             options=options,
             progress=progress,
+            train_examples=train_examples,
+            test_examples=test_examples,
         )
         return net
     config = read_config(run_dir)
@@ -167,11 +205,15 @@ def fit_run(
         "batch_size": batch_size,
         "seed": seed,
         "warmup_epochs": warmup_epochs,
+        "train_examples": train_examples,
+        "test_examples": test_examples,
     }
     found = {
         "model": config["model"],
         "dataset": config["data"]["dataset"],
         "binarize": config["data"]["binarize"],
+        "train_examples": config["data"].get("train_examples"),
+        "test_examples": config["data"].get("test_examples"),
         **{k: config["train"][k] for k in ("batch_size", "seed", "warmup_epochs")},
     }
     stored_options = config["options"]
@@ -228,14 +270,19 @@ def evaluate_run(
     figures = run_dir / FIGURES
     shown = test.first(32)
     recon = model.reconstruct(shown)
-    samples = model.sample(64)
+    # a conditional model (CVAE, CMMA) samples given its condition, taken from test examples
+    conditions = [c for c in model.generative.cond_var if c in model.modalities]
+    samples = model.generate(test.first(64), given=conditions) if conditions else model.sample(64)
+    given_text = f" given the test examples' {', '.join(conditions)}" if conditions else ""
     paths = {}
-    for name, modality in model.modalities.items():
+    for name in model.modalities_in_generative():
+        modality = model.modalities[name]
         fig = plots.comparison_grid(
             {"data": shown[name], "reconstruction": recon[name].cpu()}, modality=modality, nrow=16
         )
         paths[f"reconstruction_{name}"] = plots.save_figure(fig, figures / f"reconstruction_{name}.png")
-        fig = plots.image_grid(samples[name].cpu(), modality=modality, nrow=8, title=f"samples of {name}")
+        title = f"samples of {name}{given_text}"
+        fig = plots.image_grid(samples[name].cpu(), modality=modality, nrow=8, title=title)
         paths[f"samples_{name}"] = plots.save_figure(fig, figures / f"samples_{name}.png")
     fig = plots.draw_graphical_model(model.generative, model.inference, observed=list(model.modalities))
     paths["graphical_model"] = plots.save_figure(fig, figures / "graphical_model.png")

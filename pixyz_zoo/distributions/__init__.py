@@ -10,6 +10,7 @@ from pixyz_zoo.distributions.decoders import (
 )
 from pixyz_zoo.distributions.encoders import GaussianEncoder
 from pixyz_zoo.distributions.experts import MixtureOfExperts, ProductOfGaussianExperts
+from pixyz_zoo.distributions.iterative_sampling import IterativeSampling
 from pixyz_zoo.distributions.networks import (
     MLP,
     ConvDecoderNet,
@@ -28,6 +29,7 @@ __all__ = [
     "ConvEncoderNet",
     "GaussianDecoder",
     "GaussianEncoder",
+    "IterativeSampling",
     "LaplaceDecoder",
     "MixtureOfExperts",
     "MultiInputNet",

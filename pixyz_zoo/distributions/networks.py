@@ -134,11 +134,17 @@ def encoder_network(
 ) -> nn.Module:
     """A network from the given modalities to ``out_dim`` features (``2 * z_dim`` for a Gaussian).
 
-    ``arch="mlp"``: one MLP over the concatenated flattened inputs (the JMVAE MNIST preset).
+    ``arch="mlp"``: an MLP for one modality; for several, one ``hidden`` ReLU MLP body per
+    modality, their last features concatenated, then a linear head: the JMVAE paper's MNIST
+    encoder ``(D512R-D512R, D512R-D512R)`` followed by ``f_mu``, ``f_sigma`` (sec. 4.2.1).
     ``arch="conv"``: a conv body per image modality, an MLP body per other one, then an MLP head.
     """
     if arch == "mlp":
-        return MLP(sum(m.dim for m in modalities), out_dim, hidden)
+        if len(modalities) == 1 or not hidden:
+            return MLP(sum(m.dim for m in modalities), out_dim, hidden)
+        width = hidden[-1]
+        bodies = [nn.Sequential(MLP(m.dim, width, hidden[:-1]), nn.ReLU()) for m in modalities]
+        return MultiInputNet(bodies, nn.Linear(width * len(modalities), out_dim))
     if arch == "conv":
         if len(modalities) == 1 and modalities[0].is_image:
             return ConvEncoderNet(modalities[0].shape, out_dim)

@@ -40,3 +40,27 @@ __all__ += [
     "sap_score",
     "sap_score_matrix",
 ]
+
+from pixyz_zoo.evaluation.latents import gaussian_kl_per_dimension, kl_per_dimension  # noqa: E402
+
+__all__ += ["gaussian_kl_per_dimension", "kl_per_dimension"]
+
+from pixyz_zoo.evaluation.classifier import (  # noqa: E402
+    ModalityClassifier,
+    cross_modal_accuracy,
+    train_classifier,
+)
+from pixyz_zoo.evaluation.conditional import (  # noqa: E402
+    conditional_log_likelihood,
+    conditional_log_likelihood_table,
+)
+from pixyz_zoo.evaluation.editing import edit_attributes  # noqa: E402
+
+__all__ += [
+    "ModalityClassifier",
+    "conditional_log_likelihood",
+    "conditional_log_likelihood_table",
+    "cross_modal_accuracy",
+    "edit_attributes",
+    "train_classifier",
+]

@@ -201,10 +201,16 @@ def conditional_log_likelihood_table(
 
     ``pairs`` defaults to :func:`default_pairs` of the model's modalities that the data holds (for
     a two-modality model: both single and both multiple conditional log-likelihoods, the columns
-    of the paper's Tables 1 and 2). Every pair is evaluated with the same ``seed``.
+    of the paper's Tables 1 and 2), keeping the targets the model generates (a CVAE or CMMA has
+    one direction). Every pair is evaluated with the same ``seed``.
     """
     if pairs is None:
-        pairs = default_pairs([m for m in model.modalities if m in data.modalities])
+        generated = set(model.modalities_in_generative())  # a conditional model generates only its target
+        pairs = [
+            (target, given)
+            for target, given in default_pairs([m for m in model.modalities if m in data.modalities])
+            if target in generated
+        ]
     out: dict[str, float] = {}
     for target, given in pairs:
         out[conditional_key(target, list(given))] = conditional_log_likelihood(

@@ -33,8 +33,9 @@ def log_weights(
     """Log importance weights ``log p(x, z_k) - log q(z_k|x)``, shape (k, batch)."""
     given = list(model.modalities if given is None else given)
     model.distributions.eval()
-    q = model.inference_for(given)
-    observed = {n: batch[n] for n in model.modalities_in_generative()}
+    # all modalities: the full inference model (every latent of a hierarchical model)
+    q = model.inference if set(given) == set(model.modalities) else model.inference_for(given)
+    observed = {n: batch[n] for n in model.modalities}  # a conditional model's condition too
     observed = model._to_device(observed)
     n = len(next(iter(observed.values())))
     chunk = max(1, min(k, max_rows // max(n, 1)))

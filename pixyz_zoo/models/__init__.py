@@ -8,10 +8,27 @@ from typing import Any
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.base import ZooModel
 from pixyz_zoo.models.beta_vae import AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE
+from pixyz_zoo.models.conditional import CMMA, CVAE
+from pixyz_zoo.models.hierarchical_jmvae import HierarchicalJMVAE
+from pixyz_zoo.models.jmvae import JMVAE, JMVAEKL, MVAE, TELBO
 from pixyz_zoo.models.vae import VAE
 
 MODELS: dict[str, type[ZooModel]] = {
-    cls.name: cls for cls in (VAE, BetaVAE, AnnealedVAE, BetaTCVAE, FactorVAE)
+    cls.name: cls
+    for cls in (
+        VAE,
+        BetaVAE,
+        AnnealedVAE,
+        BetaTCVAE,
+        FactorVAE,
+        JMVAE,
+        JMVAEKL,
+        TELBO,
+        MVAE,
+        HierarchicalJMVAE,
+        CVAE,
+        CMMA,
+    )
 }
 
 
@@ -47,12 +64,19 @@ def build_model(name: str, modalities: dict[str, Modality], **options: Any) -> Z
 
 
 __all__ = [
+    "CMMA",
+    "CVAE",
+    "JMVAE",
+    "JMVAEKL",
     "MODELS",
+    "MVAE",
+    "TELBO",
     "VAE",
     "AnnealedVAE",
     "BetaTCVAE",
     "BetaVAE",
     "FactorVAE",
+    "HierarchicalJMVAE",
     "ZooModel",
     "build_model",
     "get_model_class",

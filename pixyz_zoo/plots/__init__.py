@@ -81,3 +81,7 @@ __all__ = [
     "tile_images",
     "training_curve",
 ]
+
+from pixyz_zoo.plots.traversals import kl_bar_chart, kl_order, latent_traversal  # noqa: E402
+
+__all__ += ["kl_bar_chart", "kl_order", "latent_traversal"]

@@ -61,7 +61,7 @@ def latent_scatter(
         ax.set_ylim(-extent, extent)
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
-    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_aspect("equal", adjustable="box")
     if title:
         ax.set_title(title)
     return fig
