@@ -19,8 +19,8 @@ datasets name the label ``y``), and measures:
 Settings. ``full``: the shared real MNIST split ``mnist-10k`` (8,000 train / 2,000 test; full
 MNIST with ``dataset="mnist"`` when a user has it), the paper's architecture (2x512 ReLU
 networks, z = 64, Bernoulli image, categorical label, Adam 1e-3) and KL warm-up over the first
-tenth of training as in the paper (200 of 2,000 epochs), but 20 epochs instead of 2,000
-(10 for the z = 2 models of Fig. 5), to fit a 2-core CPU budget.
+tenth of training as in the paper (200 of 2,000 epochs), but 10 epochs instead of 2,000
+(5 for the z = 2 models of Fig. 5), to fit a 2-core CPU budget.
 ``quick``: the bundled 8x8 digits, smaller networks and a few epochs. ``smoke``: seconds.
 """
 
@@ -58,8 +58,8 @@ JOINT_MODELS = {"JMVAE": "jmvae", "JMVAE-kl": "jmvae-kl", "Hierarchical JMVAE": 
 def settings(ctx: ExperimentContext) -> dict[str, Any]:
     return {
         "dataset": ctx.pick("mnist-10k", "digits", "digits"),
-        "epochs": ctx.pick(20, 12, 1),
-        "warmup_epochs": ctx.pick(2.0, 1.0, 0.0),
+        "epochs": ctx.pick(10, 12, 1),
+        "warmup_epochs": ctx.pick(1.0, 1.0, 0.0),
         "batch_size": 100,
         "z_dim": ctx.pick(64, 16, 4),
         "hidden": ctx.pick([512, 512], [256, 256], [32]),
@@ -68,7 +68,7 @@ def settings(ctx: ExperimentContext) -> dict[str, Any]:
         "iterative_steps": ctx.pick(100, 100, 2),
         "step_sweep": ctx.pick([0, 1, 2, 5, 10, 20, 50, 100], [0, 1, 5, 20, 100], [0, 2]),
         "test_examples": ctx.pick(None, None, 64),
-        "latent_2d_epochs": ctx.pick(10, 12, 1),
+        "latent_2d_epochs": ctx.pick(5, 12, 1),
         "classifier_epochs": ctx.pick(10, 20, 1),
     }
 

@@ -1,8 +1,8 @@
 r"""The JMVAE family: one latent ``z`` shared by every modality, ``p(z) \prod_m p(m|z)``.
 
-All four models share the generative model of the JMVAE paper (Suzuki, Nakayama & Matsuo,
-"Improving bi-directional generation between different modalities with variational
-autoencoders", sec. 3.2): ``z ~ p(z) = N(0, I)`` and one decoder per modality ``p(m|z)`` of the
+All four models share the generative model of the JMVAE paper (Suzuki & Matsuo, "Deep
+generative models for bi-directional generation between different modalities", IPSJ journal,
+sec. 3.2): ``z ~ p(z) = N(0, I)`` and one decoder per modality ``p(m|z)`` of the
 modality's likelihood family (eq. 3-4). They differ in how ``z`` is inferred from a subset of the
 modalities and in the loss:
 

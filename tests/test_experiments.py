@@ -1,0 +1,63 @@
+"""Experiments: the JMVAE reproduction end to end (smoke setting), resuming, mismatched runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import pixyz_zoo  # noqa: F401, I001
+from pixyz_zoo.cli import main
+from pixyz_zoo.experiments import ExperimentContext, experiment_names, reproduce
+from pixyz_zoo.runs import fit_run
+
+
+def test_experiments_are_registered():
+    assert {"beta-vae", "jmvae", "attribute-mnist"} <= set(experiment_names())
+    with pytest.raises(KeyError, match="unknown experiment 'nope'"):
+        reproduce("nope", out="unused")
+    with pytest.raises(ValueError, match="setting must be one of"):
+        ExperimentContext("unused", setting="huge")
+
+
+def test_reproduce_jmvae_smoke_writes_table_findings_and_figures(tmp_path, capsys):
+    out = tmp_path / "jmvae"
+    assert main(["reproduce", "jmvae", "--smoke", "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["setting"] == "smoke"
+    for model in ("CVAE", "CMMA", "JMVAE", "JMVAE-kl", "Hierarchical JMVAE"):
+        values = results["table_1"][model]
+        assert set(values) == {"single_x", "single_w", "multiple_x", "multiple_w"}
+        assert all(v < 0 for v in values.values())  # log-likelihoods of discrete data
+    assert set(results["findings"]) == {
+        "jmvae_single_x_below_jmvae_kl",
+        "iterative_sampling_raises_jmvae_single_x",
+        "jmvae_kl_without_iterative_sampling_reaches_jmvae_with_it",
+    }
+    for path in results["figures"].values():
+        assert (out / path).stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "JMVAE-kl (paper) | -422.350" in report
+    assert "Table 1" in capsys.readouterr().out
+
+    # a second invocation loads the finished runs: no checkpoint is rewritten
+    checkpoints = sorted((out / "runs").glob("*/checkpoint.pt"))
+    assert len(checkpoints) == 10  # CVAE and CMMA twice, three joint models, three z = 2 models
+    mtimes = [p.stat().st_mtime_ns for p in checkpoints]
+    assert main(["reproduce", "jmvae", "--smoke", "--out", str(out), "--no-progress"]) == 0
+    assert [p.stat().st_mtime_ns for p in checkpoints] == mtimes
+
+
+def test_fit_run_resumes_and_refuses_other_settings(tmp_path):
+    options = {"z_dim": 2, "hidden": [16]}
+    run = tmp_path / "run"
+    model = fit_run("vae", run, epochs=1, batch_size=128, options=options, progress=False)
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == 1
+    fit_run("vae", run, epochs=2, batch_size=128, options=options, progress=False)  # resumes
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    loaded = fit_run("vae", run, epochs=2, batch_size=128, options=options, progress=False)
+    assert type(loaded) is type(model)
+    with pytest.raises(FileExistsError, match="z_dim: 2 there, 3 asked"):
+        fit_run("vae", run, epochs=2, batch_size=128, options={**options, "z_dim": 3}, progress=False)
