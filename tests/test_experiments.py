@@ -1,4 +1,4 @@
-"""Experiments: the JMVAE reproduction end to end (smoke setting), resuming, mismatched runs."""
+"""Experiments: the JMVAE reproduction end to end (quick setting, as CI runs it), resuming, mismatched runs."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ def test_experiments_are_registered():
         ExperimentContext("unused", setting="huge")
 
 
-def test_reproduce_jmvae_smoke_writes_table_findings_and_figures(tmp_path, capsys):
+def test_reproduce_jmvae_quick_writes_table_findings_and_figures(tmp_path, capsys):
     out = tmp_path / "jmvae"
-    assert main(["reproduce", "jmvae", "--smoke", "--out", str(out), "--no-progress"]) == 0
+    assert main(["reproduce", "jmvae", "--quick", "--out", str(out), "--no-progress"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["setting"] == "smoke"
+    assert results["setting"] == "quick"
     for model in ("CVAE", "CMMA", "JMVAE", "JMVAE-kl", "Hierarchical JMVAE"):
         values = results["table_1"][model]
         assert set(values) == {"single_x", "single_w", "multiple_x", "multiple_w"}
@@ -44,7 +44,7 @@ def test_reproduce_jmvae_smoke_writes_table_findings_and_figures(tmp_path, capsy
     checkpoints = sorted((out / "runs").glob("*/checkpoint.pt"))
     assert len(checkpoints) == 10  # CVAE and CMMA twice, three joint models, three z = 2 models
     mtimes = [p.stat().st_mtime_ns for p in checkpoints]
-    assert main(["reproduce", "jmvae", "--smoke", "--out", str(out), "--no-progress"]) == 0
+    assert main(["reproduce", "jmvae", "--quick", "--out", str(out), "--no-progress"]) == 0
     assert [p.stat().st_mtime_ns for p in checkpoints] == mtimes
 
 

@@ -34,3 +34,4 @@ def test_committed_notebooks_carry_outputs_of_a_full_run():
         assert all(c.get("execution_count") for c in code), f"{path.name} is not executed"
         text = "".join(o.get("text", "") for c in code for o in c.get("outputs", []))
         assert "n=256" not in text, f"{path.name} carries outputs of a smoke run"
+        assert "setting: smoke" not in text, f"{path.name} carries outputs of a smoke run"

@@ -21,26 +21,35 @@ latent traversal (rows sorted by KL) and a per-dimension KL bar chart per model,
 the measured numbers whether a larger beta traded reconstruction for disentanglement.
 
 Settings (all models: z = 10, MLP encoder and decoder with two hidden layers of 256 ReLU units,
-Bernoulli decoder, Adam, batch 64 as in the papers):
+Bernoulli decoder, Adam with lr 5e-4, batch 64 as in the papers):
 
-- ``full`` (about 30-45 minutes on 2 CPU cores): dsprites-procedural: all 20,000 training
-  images, 15 epochs (about 4,700 steps); colored-shapes: all 5,000 training images, 40 epochs
-  (about 3,100 steps); the whole test splits (2,000 / 1,000) for reconstruction and KL. The
-  papers train for 300,000 (disentanglement_lib) to 1.5 million steps with lr 1e-4 (the
-  registered default); with about 60 times fewer steps lr 1e-4 leaves the models nearly
-  untrained (measured: test reconstruction 593 nats on dSprites after 3 epochs, one active
-  latent), so every model uses lr 5e-4. The paper's dSprites networks (1200-unit MLPs) and conv
-  presets cost 4-6 times more per step on the CPU and were not affordable. Metrics: the standard
-  disentanglement_lib settings represent about 2.9 million images per model and fit
-  gradient-boosted trees on 10,000 codes (over 4 minutes per model on 2 cores), so the full
-  setting uses :data:`FULL_METRICS` instead: the BetaVAE and FactorVAE scores on 2,000 training
-  and 1,000 evaluation points (batches of 64 as standard), MIG and SAP at their standard sample
-  sizes, DCI with the standard gradient-boosted trees on 2,000 / 1,000 codes.
-- ``quick`` (about 2-3 minutes): beta in {1, 4, 16} and the three variants, dsprites on its first
-  10,000 training images for 2 epochs, colored-shapes for 4 epochs, 500 test images, the
-  metrics' quick settings (``compute_all(quick=True)``).
+- ``full`` (about 35-40 minutes on one CPU core): dsprites-procedural: all 20,000 training
+  images, 8 epochs (2,500 steps); colored-shapes: all 5,000 training images, 24 epochs (1,875
+  steps); the whole test splits (2,000 / 1,000 images) for reconstruction and KL. The papers
+  train for 300,000 steps (disentanglement_lib) or more with lr 1e-4 (the registered default);
+  with about a hundred times fewer steps lr 1e-4 leaves the models nearly untrained (measured:
+  test reconstruction 593 nats per image on dSprites after 3 epochs, one active latent), hence
+  lr 5e-4 for every model. The paper's dSprites networks (1200-unit MLPs) and the conv presets
+  cost 4-6 times more per step on the CPU and were not affordable. Metrics: the standard
+  (disentanglement_lib) settings represent about 2.9 million images per model and fit
+  gradient-boosted trees for DCI (over 4 minutes per model on dSprites), so the full setting
+  uses :data:`FULL_METRICS`: BetaVAE and FactorVAE scores on 1,000 training and 500 evaluation
+  points (batches of 64 as standard; FactorVAE's variances from the standard 10,000 samples),
+  MIG and SAP at their standard sizes (10,000 / 10,000 + 5,000 samples), DCI at its standard
+  sizes (10,000 / 5,000) with the random-forest predictor, an order of magnitude faster than
+  gradient boosting on dSprites' 113 factor values (its numbers are not comparable with
+  published GBT numbers; see :func:`pixyz_zoo.evaluation.dci`).
+- ``quick`` (about 3 minutes on one core): beta in {1, 4, 16} and the three variants; dsprites on
+  its first 6,000 training images for 2 epochs, colored-shapes for 2 epochs; 500 test images;
+  ``compute_all(quick=True)`` with BetaVAE batches of 16 pairs instead of 64 and DCI with the
+  random forest (:data:`QUICK_METRICS`). A pipeline check: the models are barely trained.
 - ``smoke`` (seconds): beta in {1, 4} and the three variants, 256 training images, one epoch,
-  tiny metric samples. Its numbers mean nothing.
+  tiny metric samples (:data:`SMOKE_METRICS`). Its numbers mean nothing.
+
+Runs finished earlier are loaded, not retrained, and their measurements are reused from
+``runs/<run>/evaluation.json`` while the checkpoint and the settings are unchanged. On a CPU
+shared with other jobs, run with ``OMP_NUM_THREADS=1``: two spinning OpenMP threads per process
+were measured to cost up to ten times more CPU time per training step than one.
 
 The procedural sprites approximate the real dSprites pixels, so no number here is comparable
 with the papers' tables; the comparison is between the models, trained and measured alike.
@@ -64,7 +73,7 @@ from pixyz_zoo.evaluation import compute_all, kl_per_dimension, representation_f
 from pixyz_zoo.experiments import ExperimentContext, markdown_table, register_experiment
 from pixyz_zoo.models import ZooModel, build_model
 from pixyz_zoo.runs import write_json
-from pixyz_zoo.training import resolve_device
+from pixyz_zoo.training import CHECKPOINT, resolve_device
 
 DATASETS = ("dsprites-procedural", "colored-shapes")
 METRICS = (
@@ -93,13 +102,19 @@ ACTIVE_KL = 0.1
 NETWORK = {"z_dim": 10, "hidden": [256, 256], "arch": "mlp", "lr": 5e-4}
 
 FULL_METRICS: dict[str, dict[str, Any]] = {
-    "beta_vae": {"num_train": 2000, "num_eval": 1000},
-    "factor_vae": {"num_train": 2000, "num_eval": 1000},
+    "beta_vae": {"num_train": 1000, "num_eval": 500},
+    "factor_vae": {"num_train": 1000, "num_eval": 500},
     "mig": {},
-    "dci": {"num_train": 2000, "num_test": 1000},
+    "dci": {"predictor": "random_forest"},
     "sap": {},
 }
 """``compute_all`` options of the full setting (see the module docstring)."""
+
+QUICK_METRICS: dict[str, dict[str, Any]] = {
+    "beta_vae": {"batch_size": 16},
+    "dci": {"predictor": "random_forest"},
+}
+"""Overrides of ``compute_all(quick=True)`` in the quick setting (see the module docstring)."""
 
 SMOKE_METRICS: dict[str, dict[str, Any]] = {
     "beta_vae": {"num_train": 40, "num_eval": 20, "batch_size": 8},
@@ -141,11 +156,11 @@ def model_specs(ctx: ExperimentContext) -> list[ModelSpec]:
 def data_settings(ctx: ExperimentContext, dataset: str) -> dict[str, Any]:
     """Training and evaluation sizes for ``dataset`` in this setting."""
     if dataset == "dsprites-procedural":
-        train = ctx.pick(None, 10_000, 256)
-        epochs = ctx.pick(15, 2, 1)
+        train = ctx.pick(None, 6_000, 256)
+        epochs = ctx.pick(8, 2, 1)
     else:
         train = ctx.pick(None, None, 256)
-        epochs = ctx.pick(40, 4, 1)
+        epochs = ctx.pick(24, 2, 1)
     return {
         "train_examples": train,
         "epochs": epochs,
@@ -158,7 +173,7 @@ def metric_settings(ctx: ExperimentContext) -> tuple[bool, dict[str, dict[str, A
     """``(quick, options)`` for ``compute_all``."""
     if ctx.setting == "full":
         return False, FULL_METRICS
-    return True, ctx.pick(None, {}, SMOKE_METRICS)
+    return True, ctx.pick(None, QUICK_METRICS, SMOKE_METRICS)
 
 
 # ---------------------------------------------------------------------- measuring one model
@@ -179,9 +194,18 @@ def reconstruction_loss(model: ZooModel, data: MultimodalDataset, seed: int, bat
 
 
 def evaluate_model(
-    model: ZooModel, test: MultimodalDataset, ctx: ExperimentContext, cache: Path | None = None
-) -> dict[str, Any]:
-    """Reconstruction, KL per dimension and every metric; reused from ``cache`` when it matches."""
+    model: ZooModel,
+    test: MultimodalDataset,
+    ctx: ExperimentContext,
+    cache: Path | None = None,
+    identity: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Reconstruction, KL per dimension and every metric, and whether they were computed now.
+
+    They are reused from the JSON file ``cache`` when it was written with the same settings and
+    the same ``identity`` (e.g. the checkpoint's modification time, so a retrained model is
+    measured again).
+    """
     quick, options = metric_settings(ctx)
     settings = {
         "setting": ctx.setting,
@@ -189,11 +213,12 @@ def evaluate_model(
         "test_examples": len(test),
         "metrics_quick": quick,
         "metric_options": options,
+        "identity": identity or {},
     }
     if cache is not None and cache.exists():
         stored = json.loads(cache.read_text())
         if stored.get("settings") == json.loads(json.dumps(settings)):
-            return stored["results"]
+            return stored["results"], False
     kl = kl_per_dimension(model, test)
     reconstruction = reconstruction_loss(model, test, ctx.seed)
     metrics = compute_all(
@@ -214,19 +239,25 @@ def evaluate_model(
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_json(cache, {"settings": settings, "results": results})
-    return results
+    return results, True
+
+
+def figure_paths(stem: Path) -> dict[str, Path]:
+    return {
+        "traversal": stem.with_name(stem.name + "_traversal.png"),
+        "kl": stem.with_name(stem.name + "_kl.png"),
+    }
 
 
 def draw_model_figures(
     model: ZooModel, test: MultimodalDataset, kl: list[float], title: str, stem: Path
 ) -> dict[str, Path]:
     """Traversal and KL bar chart of one model (``stem``_traversal.png, ``stem``_kl.png)."""
+    paths = figure_paths(stem)
     traversal = plots.latent_traversal(model, test.first(16), kl=kl, title=f"{title}: latent traversals")
-    bars = plots.kl_bar_chart(kl, title=f"{title}: KL per latent dimension")
-    return {
-        "traversal": plots.save_figure(traversal, stem.with_name(stem.name + "_traversal.png")),
-        "kl": plots.save_figure(bars, stem.with_name(stem.name + "_kl.png")),
-    }
+    plots.save_figure(traversal, paths["traversal"])
+    plots.save_figure(plots.kl_bar_chart(kl, title=f"{title}: KL per latent dimension"), paths["kl"])
+    return paths
 
 
 # ---------------------------------------------------------------------- the beta sweep
@@ -330,9 +361,12 @@ def run_dataset(ctx: ExperimentContext, dataset: str, specs: list[ModelSpec]) ->
             options={**NETWORK, **spec.options},
         )
         run_dir = ctx.out / "runs" / f"{dataset}-{spec.key}"
-        results = evaluate_model(model, test, ctx, cache=run_dir / "evaluation.json")
+        checkpoint = {"checkpoint_mtime_ns": (run_dir / CHECKPOINT).stat().st_mtime_ns}
+        results, fresh = evaluate_model(model, test, ctx, run_dir / "evaluation.json", checkpoint)
         stem = ctx.figures / f"{dataset}_{spec.key}"
-        paths = draw_model_figures(model, test, results["kl_per_dimension"], f"{spec.label}, {dataset}", stem)
+        paths = figure_paths(stem)
+        if fresh or not all(p.exists() for p in paths.values()):
+            draw_model_figures(model, test, results["kl_per_dimension"], f"{spec.label}, {dataset}", stem)
         figures[spec.key] = {k: str(p.relative_to(ctx.out)) for k, p in paths.items()}
         models[spec.key] = {
             "label": spec.label,
@@ -344,8 +378,12 @@ def run_dataset(ctx: ExperimentContext, dataset: str, specs: list[ModelSpec]) ->
     ctx.log(f"{dataset}: randomly initialised encoder")
     torch.manual_seed(ctx.seed)
     random_model = build_model("beta-vae", test.modalities, **NETWORK).to(resolve_device(ctx.device))
-    baseline = evaluate_model(
-        random_model, test, ctx, cache=ctx.out / "runs" / f"{dataset}-random-encoder" / "evaluation.json"
+    baseline, _ = evaluate_model(
+        random_model,
+        test,
+        ctx,
+        ctx.out / "runs" / f"{dataset}-random-encoder" / "evaluation.json",
+        {"model": "beta-vae", "options": NETWORK, "untrained": True},
     )
     sweep_keys = [s.key for s in specs if s.beta is not None]
     sweep = sweep_trend([models[k]["beta"] for k in sweep_keys], [models[k] for k in sweep_keys])

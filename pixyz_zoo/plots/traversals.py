@@ -46,6 +46,12 @@ def _examples(example_batch: Any, variable: str) -> torch.Tensor:
     return example_batch
 
 
+def _number(value: float) -> str:
+    """``+1.5``, ``-0.75``, ``+3``: signed, at most two decimals, no trailing zeros."""
+    text = f"{value:+.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("+0", "-0") else text
+
+
 @torch.no_grad()
 def latent_traversal(
     model: Any,
@@ -116,7 +122,7 @@ def latent_traversal(
     row_centres = [_PAD + r * (height + _PAD) + (height - 1) / 2 for r in range(rows)]
     col_centres = [_PAD + c * (width + _PAD) + (width - 1) / 2 for c in range(steps)]
     ax.set_yticks(row_centres, [f"z{int(d)}  KL {kl[d]:.2f}" for d in order], fontsize="small")
-    ax.set_xticks(col_centres, [f"{v:+.1f}" for v in values.tolist()])
+    ax.set_xticks(col_centres, [_number(v) for v in values.tolist()])
     ax.tick_params(axis="x", labelsize="x-small", length=0)
     ax.tick_params(axis="y", length=0)
     what = "offset from the posterior mean" if relative else "value"
