@@ -1,4 +1,4 @@
-"""Experiments: the JMVAE reproduction end to end (quick setting, as CI runs it), resuming, mismatched runs."""
+"""Experiments: the JMVAE reproduction end to end (quick setting, as CI runs it), resuming, refusals."""
 
 from __future__ import annotations
 
