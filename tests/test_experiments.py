@@ -40,11 +40,15 @@ def test_reproduce_jmvae_quick_writes_table_findings_and_figures(tmp_path, capsy
     assert "JMVAE-kl (paper) | -422.350" in report
     assert "Table 1" in capsys.readouterr().out
 
-    # a second invocation loads the finished runs: no checkpoint is rewritten
+
+def test_rerunning_an_experiment_loads_its_finished_runs(tmp_path):
+    out = tmp_path / "jmvae"
+    argv = ["reproduce", "jmvae", "--smoke", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
     checkpoints = sorted((out / "runs").glob("*/checkpoint.pt"))
     assert len(checkpoints) == 10  # CVAE and CMMA twice, three joint models, three z = 2 models
     mtimes = [p.stat().st_mtime_ns for p in checkpoints]
-    assert main(["reproduce", "jmvae", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert main(argv) == 0
     assert [p.stat().st_mtime_ns for p in checkpoints] == mtimes
 
 

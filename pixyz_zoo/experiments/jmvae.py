@@ -60,17 +60,17 @@ JOINT_MODELS = {"JMVAE": "jmvae", "JMVAE-kl": "jmvae-kl", "Hierarchical JMVAE": 
 def settings(ctx: ExperimentContext) -> dict[str, Any]:
     return {
         "dataset": ctx.pick("mnist-10k", "digits", "digits"),
-        "epochs": ctx.pick(10, 8, 1),
+        "epochs": ctx.pick(10, 5, 1),
         "warmup_epochs": ctx.pick(1.0, 1.0, 0.0),
         "batch_size": 100,
         "z_dim": ctx.pick(64, 16, 4),
-        "hidden": ctx.pick([512, 512], [256, 256], [32]),
+        "hidden": ctx.pick([512, 512], [128, 128], [32]),
         "lr": 1e-3,
         "n_samples": 10,
-        "iterative_steps": ctx.pick(100, 50, 2),
-        "step_sweep": ctx.pick([0, 1, 5, 20, 100], [0, 1, 5, 50], [0, 2]),
+        "iterative_steps": ctx.pick(100, 20, 2),
+        "step_sweep": ctx.pick([0, 1, 5, 20, 100], [0, 5, 20], [0, 2]),
         "test_examples": ctx.pick(500, None, 64),
-        "latent_2d_epochs": ctx.pick(5, 8, 1),
+        "latent_2d_epochs": ctx.pick(5, 5, 1),
         "classifier_epochs": ctx.pick(10, 10, 1),
     }
 
