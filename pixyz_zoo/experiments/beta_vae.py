@@ -23,26 +23,27 @@ the measured numbers whether a larger beta traded reconstruction for disentangle
 Settings (all models: z = 10, MLP encoder and decoder with two hidden layers of 256 ReLU units,
 Bernoulli decoder, Adam with lr 5e-4, batch 64 as in the papers):
 
-- ``full`` (about 35-40 minutes on one CPU core): dsprites-procedural: all 20,000 training
-  images, 8 epochs (2,500 steps); colored-shapes: all 5,000 training images, 24 epochs (1,875
-  steps); the whole test splits (2,000 / 1,000 images) for reconstruction and KL. The papers
-  train for 300,000 steps (disentanglement_lib) or more with lr 1e-4 (the registered default);
-  with about a hundred times fewer steps lr 1e-4 leaves the models nearly untrained (measured:
-  test reconstruction 593 nats per image on dSprites after 3 epochs, one active latent), hence
-  lr 5e-4 for every model. The paper's dSprites networks (1200-unit MLPs) and the conv presets
-  cost 4-6 times more per step on the CPU and were not affordable. Metrics: the standard
-  (disentanglement_lib) settings represent about 2.9 million images per model and fit
-  gradient-boosted trees for DCI (over 4 minutes per model on dSprites), so the full setting
-  uses :data:`FULL_METRICS`: BetaVAE and FactorVAE scores on 1,000 training and 500 evaluation
-  points (batches of 64 as standard; FactorVAE's variances from the standard 10,000 samples),
-  MIG and SAP at their standard sizes (10,000 / 10,000 + 5,000 samples), DCI at its standard
-  sizes (10,000 / 5,000) with the random-forest predictor, an order of magnitude faster than
-  gradient boosting on dSprites' 113 factor values (its numbers are not comparable with
-  published GBT numbers; see :func:`pixyz_zoo.evaluation.dci`).
-- ``quick`` (about 3 minutes on one core): beta in {1, 4, 16} and the three variants; dsprites on
-  its first 6,000 training images for 2 epochs, colored-shapes for 2 epochs; 500 test images;
-  ``compute_all(quick=True)`` with BetaVAE batches of 16 pairs instead of 64 and DCI with the
-  random forest (:data:`QUICK_METRICS`). A pipeline check: the models are barely trained.
+- ``full`` (measured: 39 minutes with one thread; see ``benchmarks/beta_vae_disentanglement.md``):
+  dsprites-procedural: all 20,000 training images, 8 epochs (2,500 steps); colored-shapes: all
+  5,000 training images, 24 epochs (1,875 steps); the whole test splits (2,000 / 1,000 images)
+  for reconstruction and KL. The papers train for 300,000 steps (disentanglement_lib) or more
+  with lr 1e-4 (the registered default); with about a hundred times fewer steps lr 1e-4 leaves
+  the models nearly untrained (measured: test reconstruction 593 nats per image on dSprites after
+  3 epochs, one active latent), hence lr 5e-4 for every model. The paper's dSprites networks
+  (1200-unit MLPs) and the conv presets cost 4-6 times more per step on the CPU and were not
+  affordable. Metrics: the standard (disentanglement_lib) settings represent about 2.9 million
+  images per model and fit gradient-boosted trees for DCI (over 4 minutes per model on
+  dSprites), so the full setting uses :data:`FULL_METRICS`: BetaVAE and FactorVAE scores on
+  1,000 training and 500 evaluation points (batches of 64 as standard; FactorVAE's variances
+  from the standard 10,000 samples), MIG and SAP at their standard sizes (10,000 / 10,000 +
+  5,000 samples), DCI at its standard sizes (10,000 / 5,000) with the random-forest predictor,
+  an order of magnitude faster than gradient boosting on dSprites' 113 factor values (its
+  numbers are not comparable with published GBT numbers; see :func:`pixyz_zoo.evaluation.dci`).
+- ``quick`` (measured: 2 min 17 s on two idle cores, 3 min 15 s with one thread): beta in
+  {1, 4, 16} and the three variants; dsprites on its first 6,000 training images for 2 epochs,
+  colored-shapes for 2 epochs; 500 test images; ``compute_all(quick=True)`` with BetaVAE batches
+  of 16 pairs instead of 64 and DCI with the random forest (:data:`QUICK_METRICS`). A pipeline
+  check: the models are barely trained.
 - ``smoke`` (seconds): beta in {1, 4} and the three variants, 256 training images, one epoch,
   tiny metric samples (:data:`SMOKE_METRICS`). Its numbers mean nothing.
 
