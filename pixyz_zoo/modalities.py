@@ -21,7 +21,8 @@ class Modality:
     Attributes:
         name: variable name used in batches and in the printed formulas (``"x"``).
         shape: shape of one example, without the batch dimension: ``(1, 28, 28)`` for an image,
-            ``(10,)`` for a one-hot label.
+            ``(10,)`` for a one-hot label, ``(8, 71)`` for a text of 8 one-hot characters (a
+            categorical modality of shape ``(length, classes)``: one category per position).
         likelihood: family of the decoder ``p(name|z)``: one of ``LIKELIHOODS``.
         labels: optional names of the categories (categorical modalities) for plots and reports.
     """
@@ -43,10 +44,10 @@ class Modality:
                 f"choose one of {', '.join(LIKELIHOODS)}"
             )
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
-        if self.likelihood == "categorical" and len(self.shape) != 1:
+        if self.likelihood == "categorical" and len(self.shape) not in (1, 2):
             raise ValueError(
                 f"modality {self.name!r}: a categorical modality is a one-hot vector of shape "
-                f"(classes,), got shape {self.shape}"
+                f"(classes,) or a sequence of them of shape (length, classes), got shape {self.shape}"
             )
 
     @property
@@ -57,6 +58,16 @@ class Modality:
     @property
     def is_image(self) -> bool:
         return len(self.shape) == 3
+
+    @property
+    def is_label(self) -> bool:
+        """A single one-hot class label (categorical of shape ``(classes,)``)."""
+        return self.likelihood == "categorical" and len(self.shape) == 1
+
+    @property
+    def is_sequence(self) -> bool:
+        """A sequence of one-hot symbols, e.g. text (categorical of shape ``(length, classes)``)."""
+        return self.likelihood == "categorical" and len(self.shape) == 2
 
     def check(self, value: torch.Tensor) -> None:
         """Raise a clear ``ValueError`` when ``value`` is not a batch of this modality."""

@@ -108,3 +108,19 @@ def test_standard_normal_prior_and_analytic_kl():
     expected = td.kl_divergence(td.Normal(params["loc"], params["scale"]), td.Normal(0.0, 1.0)).sum(-1)
     assert torch.allclose(KullbackLeibler(q, prior).eval({"a": a}), expected, atol=1e-6)
     assert prior.sample(batch_n=7)["z"].shape == (7, 3)
+
+
+def test_sequence_categorical_decoder_sums_positions() -> None:
+    """A text modality (length, classes): log p(t|z) is the sum of per-position log-softmaxes."""
+    from pixyz_zoo.distributions import decoder_for, decoder_network
+    from pixyz_zoo.modalities import Modality
+
+    text = Modality("t", (8, 71), "categorical")
+    assert text.is_sequence and not text.is_label
+    decoder = decoder_for(text, decoder_network(text, 4, "mlp", (16,)))
+    z = torch.randn(3, 4)
+    t = torch.nn.functional.one_hot(torch.randint(0, 71, (3, 8)), 71).float()
+    logits = decoder.get_params({"z": z})["logits"]
+    expected = (torch.log_softmax(logits, -1) * t).sum((1, 2))
+    torch.testing.assert_close(decoder.get_log_prob({"z": z, "t": t}), expected)
+    assert decoder.sample_mean({"z": z}).shape == (3, 8, 71)

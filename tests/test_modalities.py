@@ -17,7 +17,7 @@ def test_declaration_properties():
     [
         ({"name": "1x", "shape": (3,), "likelihood": "gaussian"}, "not a valid variable name"),
         ({"name": "x", "shape": (3,), "likelihood": "poisson"}, "unknown likelihood"),
-        ({"name": "y", "shape": (2, 5), "likelihood": "categorical"}, "one-hot vector"),
+        ({"name": "y", "shape": (2, 5, 3), "likelihood": "categorical"}, "one-hot vector"),
     ],
 )
 def test_bad_declarations_are_explained(kwargs, message):

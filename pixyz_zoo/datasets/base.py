@@ -42,6 +42,9 @@ class MultimodalDataset(Dataset):
         modalities: the declaration of each variable in ``tensors``.
         binarize: ``dynamic``, ``fixed`` or ``none`` (see module docstring).
         seed: seed of the fixed binarisation draw.
+        labels: optional class index of each example that no model sees (e.g. the digit shown
+            by every modality of MNIST-SVHN-Text), for classifiers, coherence and latent probes.
+        classes: names of those classes.
     """
 
     def __init__(
@@ -51,6 +54,8 @@ class MultimodalDataset(Dataset):
         modalities: dict[str, Modality],
         binarize: str = "dynamic",
         seed: int = 0,
+        labels: torch.Tensor | None = None,
+        classes: tuple[str, ...] = (),
     ) -> None:
         if binarize not in BINARIZE_CHOICES:
             raise ValueError(f"binarize={binarize!r} is not supported; choose one of {BINARIZE_CHOICES}")
@@ -63,6 +68,15 @@ class MultimodalDataset(Dataset):
         if len(set(sizes.values())) != 1:
             raise ValueError(f"dataset {name!r}: variables have different lengths {sizes}")
         check_batch(tensors, modalities)
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long)
+            if labels.shape != (len(next(iter(tensors.values()))),):
+                raise ValueError(
+                    f"dataset {name!r}: labels must hold one class index per example, got shape "
+                    f"{tuple(labels.shape)} for {sizes} examples"
+                )
+        self.labels = labels
+        self.classes = tuple(classes)
         self.name = name
         self.modalities = dict(modalities)
         self.binarize = binarize
@@ -117,6 +131,8 @@ class MultimodalDataset(Dataset):
         out = MultimodalDataset.__new__(MultimodalDataset)
         out.__dict__.update(self.__dict__)
         out.tensors = {n: t[indices] for n, t in self.tensors.items()}
+        if self.labels is not None:
+            out.labels = self.labels[indices]
         return out
 
     def first(self, n: int) -> dict[str, torch.Tensor]:

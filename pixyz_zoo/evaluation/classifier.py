@@ -80,7 +80,7 @@ class ModalityClassifier(nn.Module):
         self, input: Modality, label: Modality, arch: str = "mlp", hidden: Sequence[int] = (256, 256)
     ) -> None:
         super().__init__()
-        if label.likelihood != "categorical":
+        if not label.is_label:
             raise ValueError(
                 f"the label modality {label.name!r} is {label.likelihood}, not categorical: a "
                 "classifier needs one-hot class labels"
@@ -307,7 +307,7 @@ def cross_modal_accuracy(
                 f"{role} modality {missing} is not in the data, which holds {sorted(data.modalities)}"
             )
     if classifier is None:
-        if data.modalities[target].likelihood != "categorical":
+        if not data.modalities[target].is_label:
             raise ValueError(
                 f"{target!r} is {data.modalities[target].likelihood}, not categorical: pass a "
                 "classifier (train_classifier(train_data, input=..., label=...)) to score it"
@@ -315,7 +315,7 @@ def cross_modal_accuracy(
         truth_name = target
     else:
         truth_name = label or classifier.label
-        if truth_name not in data.modalities or data.modalities[truth_name].likelihood != "categorical":
+        if truth_name not in data.modalities or not data.modalities[truth_name].is_label:
             raise KeyError(
                 f"the true label {truth_name!r} must be a categorical modality of the data: "
                 f"{sorted(data.modalities)}"

@@ -78,7 +78,7 @@ def settings(ctx: ExperimentContext) -> dict[str, Any]:
 def _names(data: Any) -> tuple[str, str]:
     """(image, label) variable names of a two-modality dataset."""
     image = next(n for n, m in data.modalities.items() if m.is_image)
-    label = next(n for n, m in data.modalities.items() if m.likelihood == "categorical")
+    label = next(n for n, m in data.modalities.items() if m.is_label)
     return image, label
 
 

@@ -115,7 +115,7 @@ def _draw_heat_map(
 ) -> None:
     """Draw (N, K) vectors; examples as rows, or as columns (comparison grids, no colour bar)."""
     k = array.shape[1]
-    is_categorical = modality is not None and modality.likelihood == "categorical"
+    is_categorical = modality is not None and modality.is_label
     colours = {"cmap": "Blues", "vmin": 0.0, "vmax": 1.0} if is_categorical else {"cmap": "viridis"}
     image = ax.imshow(array.T if examples_as_columns else array, aspect="auto", **colours)
     labels = tuple(modality.labels) if modality is not None else ()

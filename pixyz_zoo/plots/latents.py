@@ -87,7 +87,7 @@ def decision_regions(
     """The class of ``argmax p(target|z)`` over a square of the 2-D latent plane, with optional
     points on top: the decision boundaries of a categorical decoder."""
     modality = model.modalities[target]
-    if modality.likelihood != "categorical":
+    if not modality.is_label:
         raise ValueError(f"decision regions need a categorical modality; {target!r} is {modality.likelihood}")
     axis, grid = _lattice(extent, resolution)
     decoded = model.decode({latent: grid.to(model.device)}, [target])[target]
