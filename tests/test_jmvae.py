@@ -16,7 +16,7 @@ from pixyz_zoo.training import Trainer
 from tests.conftest import requires_cuda
 
 TINY = {"z_dim": 4, "hidden": [32]}
-JOINT_MODELS = ["jmvae", "jmvae-kl", "telbo", "mvae", "hierarchical-jmvae"]
+JOINT_MODELS = ["jmvae", "jmvae-kl", "telbo", "mvae", "hierarchical-jmvae", "mmvae", "mopoe", "mvtcae"]
 STANDARD = td.Normal(0.0, 1.0)
 
 
@@ -346,7 +346,7 @@ def test_generation_from_every_subset_to_every_modality(digits_train, name):
     assert model.reconstruct(batch)["x"].shape == (5, 1, 8, 8)
 
 
-@pytest.mark.parametrize("name", ["jmvae", "jmvae-kl", "telbo", "mvae"])
+@pytest.mark.parametrize("name", ["jmvae", "jmvae-kl", "telbo", "mvae", "mmvae", "mopoe", "mvtcae"])
 def test_three_modalities(digits_train, name):
     mods = with_parity(digits_train.modalities)
     extra = {"groups": [["x"], ["y", "w"]]} if name in ("jmvae-kl", "telbo") else {}
@@ -372,7 +372,16 @@ def near_deterministic(encoder) -> None:
 
 
 @pytest.mark.parametrize(
-    "name, given", [("jmvae", ["y"]), ("jmvae-kl", ["x"]), ("mvae", ["y"]), ("telbo", ["y"])]
+    "name, given",
+    [
+        ("jmvae", ["y"]),
+        ("jmvae-kl", ["x"]),
+        ("mvae", ["y"]),
+        ("telbo", ["y"]),
+        ("mmvae", ["x"]),
+        ("mopoe", ["y"]),
+        ("mvtcae", ["x", "y"]),
+    ],
 )
 def test_sample_latents_rows_are_sample_major(digits_train, name, given):
     torch.manual_seed(0)
@@ -403,7 +412,7 @@ def test_short_training_improves_the_test_loss(digits_train, digits_test, name):
     trainer = Trainer(model, digits_train, digits_test, epochs=3, batch_size=64, progress=False)
     before = trainer.test_loss()
     history = trainer.fit()
-    assert history[-1]["test_loss"] < before - 10.0, (name, before, history)
+    assert history[-1]["test_loss"] < 0.8 * before, (name, before, history)
 
 
 @pytest.mark.parametrize("name", JOINT_MODELS)

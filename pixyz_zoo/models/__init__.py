@@ -11,6 +11,8 @@ from pixyz_zoo.models.beta_vae import AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE
 from pixyz_zoo.models.conditional import CMMA, CVAE
 from pixyz_zoo.models.hierarchical_jmvae import HierarchicalJMVAE
 from pixyz_zoo.models.jmvae import JMVAE, JMVAEKL, MVAE, TELBO
+from pixyz_zoo.models.mixtures import MMVAE, MoPoE
+from pixyz_zoo.models.mvtcae import MVTCAE
 from pixyz_zoo.models.vae import VAE
 
 MODELS: dict[str, type[ZooModel]] = {
@@ -28,6 +30,9 @@ MODELS: dict[str, type[ZooModel]] = {
         HierarchicalJMVAE,
         CVAE,
         CMMA,
+        MMVAE,
+        MoPoE,
+        MVTCAE,
     )
 }
 
@@ -69,7 +74,10 @@ __all__ = [
     "JMVAE",
     "JMVAEKL",
     "MODELS",
+    "MMVAE",
     "MVAE",
+    "MVTCAE",
+    "MoPoE",
     "TELBO",
     "VAE",
     "AnnealedVAE",

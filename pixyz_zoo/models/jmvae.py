@@ -132,10 +132,10 @@ def with_subset_inference(text: str, model: ZooModel, subsets: Sequence[Sequence
     """``text`` (a model's printout) with the inference distribution of each subset inserted."""
     lines = [model.inference_for(s).prob_joint_factorized_and_text for s in subsets]
     section = "Inference from subsets of the modalities:\n" + "".join(f"  {line}\n" for line in lines)
-    anchor = "Hyperparameters (fed through the batch):"
-    if anchor in text:
-        return text.replace(anchor, section + anchor, 1)
-    return text + section  # pragma: no cover - the zoo's models all print hyperparameters
+    for anchor in ("Hyperparameters (fed through the batch):", "Distributions (for training):"):
+        if anchor in text:
+            return text.replace(anchor, section + anchor, 1)
+    return text + section  # pragma: no cover - every zoo model prints its distributions
 
 
 class MultimodalVAE(ZooModel):

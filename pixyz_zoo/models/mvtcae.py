@@ -1,0 +1,97 @@
+r"""MVTCAE (Hwang et al. 2021, "Multi-view representation learning via total correlation objective").
+
+Generative model as in the JMVAE family, ``p(z) \prod_m p(m|z)``; inference by a product of the
+modalities' Gaussian experts without a prior expert, ``q(z|S) \propto \prod_{m \in S}
+\tilde{q}(z|m)`` for any subset ``S``. The objective comes from the total correlation of the
+views and the latent (their sec. 3, final objective):
+
+.. math::
+    -\mathcal{L}(X) = \frac{M-\alpha}{M}\mathbb{E}_{q(z|X)}\left[-\log p(X|z)\right]
+    + \beta\left[(1-\alpha) KL(q(z|X)||p(z)) + \frac{\alpha}{M}\sum_{m=1}^{M}
+    KL(q(z|X)||\tilde{q}(z|x_m))\right]
+
+``alpha`` and ``beta`` are ``Parameter`` symbols (``beta`` ramped during KL warm-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pixyz.distributions.distributions import Distribution
+from pixyz.losses import Expectation as E
+from pixyz.losses import KullbackLeibler, LogProb, Parameter
+
+from pixyz_zoo.distributions import ProductOfGaussianExperts
+from pixyz_zoo.modalities import Modality
+from pixyz_zoo.models.jmvae import EXPERT_NAME, MultimodalVAE, gaussian_encoder
+
+
+class MVTCAE(MultimodalVAE):
+    """MVTCAE: product of experts without the prior; reconstruction weighted by ``(M-alpha)/M``,
+    ``beta`` times ``(1-alpha)`` KL to the prior plus ``alpha/M`` times the KLs to each expert."""
+
+    name = "mvtcae"
+    description = (
+        "MVTCAE (Hwang et al. 2021): product of experts q(z|X) ∝ prod_m q~(z|m); total-correlation "
+        "objective with weights alpha, beta"
+    )
+
+    def __init__(
+        self,
+        modalities: dict[str, Modality],
+        z_dim: int = 64,
+        hidden: Sequence[int] = (512, 512),
+        arch: str = "mlp",
+        decoder_scale: str | float | None = None,
+        alpha: float = 5 / 6,
+        beta: float = 2.5,
+        lr: float = 1e-3,
+        clip_grad_norm: float | None = None,
+    ) -> None:
+        modalities = self.build_common(modalities, z_dim, hidden, arch, decoder_scale)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha weighs two KL terms and must lie in [0, 1], got {alpha}")
+        # q~(z|m) per modality; q(z|S) ∝ prod_{m in S} q~(z|m)
+        self.experts = {
+            m: gaussian_encoder([modalities[m]], z_dim, arch, hidden, name=EXPERT_NAME) for m in modalities
+        }
+        self.poe = ProductOfGaussianExperts(list(self.experts.values()), name="q")
+        self.joint = self.poe.given(list(modalities))
+        self.alpha, self.beta = alpha, beta
+        m = len(modalities)
+        alpha_, beta_ = Parameter("alpha"), Parameter("beta")
+        decoders = list(self.decoders.values())
+        reconstruction = LogProb(decoders[0])
+        for decoder in decoders[1:]:
+            reconstruction = reconstruction + LogProb(decoder)
+        to_experts = KullbackLeibler(self.joint, self.experts[next(iter(modalities))])
+        for name in list(modalities)[1:]:
+            to_experts = to_experts + KullbackLeibler(self.joint, self.experts[name])
+        loss = (m - alpha_) / m * E(self.joint, -reconstruction) + beta_ * (
+            (1 - alpha_) * KullbackLeibler(self.joint, self.prior) + alpha_ / m * to_experts
+        )
+        super().__init__(
+            loss.mean(),
+            distributions=[*decoders, *self.experts.values()],
+            modalities=modalities,
+            generative=self.generative_model(),
+            inference=self.joint,
+            hyperparameters={"alpha": alpha, "beta": beta},
+            annealed={"beta"},
+            lr=lr,
+            clip_grad_norm=clip_grad_norm,
+            config=dict(
+                z_dim=z_dim,
+                hidden=list(hidden),
+                arch=arch,
+                decoder_scale=decoder_scale,
+                alpha=alpha,
+                beta=beta,
+            ),
+        )
+
+    def subset_inference(self, given: list[str]) -> Distribution:
+        return self.poe.given(given)
+
+
+__all__ = ["MVTCAE"]
