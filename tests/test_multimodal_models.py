@@ -21,9 +21,11 @@ def log_pw(model, z, w) -> torch.Tensor:
     return td.OneHotCategorical(logits=model.decoders["w"].network(z)).log_prob(w)
 
 
-def log_joint(model, z, batch) -> torch.Tensor:
-    """log p(z) + log p(x|z) + log p(y|z) (+ log p(w|z))."""
-    total = STANDARD.log_prob(z).sum(-1) + log_px(model, z, batch["x"]) + log_py(model, z, batch["y"])
+def log_joint(model, z, batch, y_weight: float = 1.0) -> torch.Tensor:
+    """log p(z) + log p(x|z) + lambda_y log p(y|z) (+ log p(w|z))."""
+    total = (
+        STANDARD.log_prob(z).sum(-1) + log_px(model, z, batch["x"]) + y_weight * log_py(model, z, batch["y"])
+    )
     return total + log_pw(model, z, batch["w"]) if "w" in batch else total
 
 
@@ -40,10 +42,11 @@ def test_nonempty_subsets_by_size():
 
 
 # ---------------------------------------------------------------------- MMVAE
-@pytest.mark.parametrize("k", [1, 4])
-def test_mmvae_loss_is_minus_the_stratified_iwae(digits_train, k):
+@pytest.mark.parametrize("k, y_weight", [(1, 1.0), (4, 1.0), (3, 8.0)])
+def test_mmvae_loss_is_minus_the_stratified_iwae(digits_train, k, y_weight):
     torch.manual_seed(0)
-    model = MMVAE(digits_train.modalities, k=k, **TINY)
+    weights = {"y": y_weight} if y_weight != 1.0 else None
+    model = MMVAE(digits_train.modalities, k=k, likelihood_weights=weights, **TINY)
     batch = digits_train.first(5)
     torch.manual_seed(1)
     loss = model.test_step(batch)
@@ -56,7 +59,7 @@ def test_mmvae_loss_is_minus_the_stratified_iwae(digits_train, k):
         z = experts[m].rsample()
         # the mixture density 1/2 (q(z|x) + q(z|y)) in the weight
         log_q = torch.logsumexp(torch.stack([e.log_prob(z).sum(-1) for e in experts.values()]), 0)
-        log_w = log_joint(model, z, repeated) - (log_q - math.log(2))
+        log_w = log_joint(model, z, repeated, y_weight) - (log_q - math.log(2))
         bounds.append(torch.logsumexp(log_w.view(k, 5), 0) - math.log(k))
     expected = -(0.5 * (bounds[0] + bounds[1])).mean()
     assert loss == pytest.approx(float(expected.detach()), rel=1e-5)
@@ -90,9 +93,10 @@ def test_mmvae_subsets_are_mixtures_of_their_experts(digits_train):
 
 
 # ---------------------------------------------------------------------- MoPoE
-def test_mopoe_loss_by_hand(digits_train):
+@pytest.mark.parametrize("y_weight", [1.0, 8.0])
+def test_mopoe_loss_by_hand(digits_train, y_weight):
     torch.manual_seed(0)
-    model = MoPoE(digits_train.modalities, **TINY)
+    model = MoPoE(digits_train.modalities, likelihood_weights={"y": y_weight}, **TINY)
     batch = digits_train.first(6)
     torch.manual_seed(1)
     loss = model.test_step(batch)
@@ -103,7 +107,7 @@ def test_mopoe_loss_by_hand(digits_train):
     samples = torch.stack([c.rsample() for c in components])
     chosen = torch.multinomial(torch.full((3,), 1 / 3), 6, replacement=True)
     z = samples[chosen, torch.arange(6)]  # one subset per example
-    reconstruction = -(log_px(model, z, batch["x"]) + log_py(model, z, batch["y"]))
+    reconstruction = -(log_px(model, z, batch["x"]) + y_weight * log_py(model, z, batch["y"]))
     kls = sum(kl(c, STANDARD) for c in components) / 3
     assert loss == pytest.approx(float((reconstruction + kls).mean()), rel=1e-5)
 
@@ -125,10 +129,12 @@ def test_mopoe_subsets_mix_the_products_of_their_subsets(digits_train):
 
 
 # ---------------------------------------------------------------------- MVTCAE
-@pytest.mark.parametrize("alpha, beta", [(5 / 6, 2.5), (0.3, 1.0)])
-def test_mvtcae_loss_by_hand(digits_train, alpha, beta):
+@pytest.mark.parametrize("alpha, beta, y_weight", [(5 / 6, 2.5, 1.0), (0.3, 1.0, 8.0)])
+def test_mvtcae_loss_by_hand(digits_train, alpha, beta, y_weight):
     torch.manual_seed(0)
-    model = MVTCAE(digits_train.modalities, alpha=alpha, beta=beta, **TINY)
+    model = MVTCAE(
+        digits_train.modalities, alpha=alpha, beta=beta, likelihood_weights={"y": y_weight}, **TINY
+    )
     batch = digits_train.first(6)
     torch.manual_seed(1)
     loss = model.test_step(batch)
@@ -137,7 +143,7 @@ def test_mvtcae_loss_by_hand(digits_train, alpha, beta):
     qx, qy = normal(model.experts["x"], batch), normal(model.experts["y"], batch)
     joint = product(qx, qy)  # q(z|x,y) ∝ q~(z|x) q~(z|y)
     z = joint.rsample()
-    reconstruction = -(log_px(model, z, batch["x"]) + log_py(model, z, batch["y"]))
+    reconstruction = -(log_px(model, z, batch["x"]) + y_weight * log_py(model, z, batch["y"]))
     expected = (2 - alpha) / 2 * reconstruction + beta * (
         (1 - alpha) * kl(joint, STANDARD) + alpha / 2 * (kl(joint, qx) + kl(joint, qy))
     )
@@ -192,3 +198,12 @@ def test_five_modalities_scale(digits_train):
         out = model.generate(batch, given=["m3"], targets=["m0", "m4"])
         assert out["m0"].shape == (4, *image.shape)
     assert len(MoPoE(mods, **TINY).mixture.experts) == 31
+
+
+def test_likelihood_weights_are_checked_and_the_dimension_rescaling(digits_train):
+    from pixyz_zoo.models.jmvae import dimension_weights
+
+    for cls in (MMVAE, MoPoE, MVTCAE):
+        with pytest.raises(KeyError, match="unknown modalities"):
+            cls(digits_train.modalities, likelihood_weights={"q": 2.0}, **TINY)
+    assert dimension_weights(digits_train.modalities) == {"x": 1.0, "y": 6.4}

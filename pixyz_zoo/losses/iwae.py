@@ -15,6 +15,7 @@ plain reparameterised ones (the DReG estimator of their sec. 3.2 is not implemen
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import sympy
 import torch
@@ -34,26 +35,43 @@ class StratifiedIWAE(Loss):
 
     Args:
         mixture: ``q(z|X)``, a :class:`MixtureOfExperts` whose components are sampled in turn.
-        generative: the joint ``p(z, X)`` (e.g. ``p(z) p(x|z) p(w|z)``).
+        prior: ``p(z)``.
+        decoders: ``p(x_m|z)`` for every modality; ``p(z, X) = p(z) prod_m p(x_m|z)``.
         k: importance samples per component.
+        weights: optional ``lambda_m`` on ``log p(x_m|z)`` in the weight (Shi et al.'s likelihood
+            rescaling; default 1).
     """
 
-    def __init__(self, mixture: MixtureOfExperts, generative: Distribution, k: int = 1) -> None:
+    def __init__(
+        self,
+        mixture: MixtureOfExperts,
+        prior: Distribution,
+        decoders: Sequence[Distribution],
+        k: int = 1,
+        weights: dict[str, float] | None = None,
+    ) -> None:
         if int(k) < 1:
             raise ValueError(f"the number of importance samples k must be >= 1, got {k}")
-        observed = [v for v in generative.var if v not in mixture.var]
+        observed = [d.var[0] for d in decoders]
         super().__init__(input_var=observed)
-        self.mixture, self.generative, self.k = mixture, generative, int(k)
+        self.mixture, self.prior, self.decoders, self.k = mixture, prior, list(decoders), int(k)
+        self.weights = {d.var[0]: float((weights or {}).get(d.var[0], 1.0)) for d in decoders}
+
+    def log_joint(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``log p(z) + sum_m lambda_m log p(x_m|z)``."""
+        total = self.prior.get_log_prob(values)
+        for decoder in self.decoders:
+            total = total + self.weights[decoder.var[0]] * decoder.get_log_prob(values)
+        return total
 
     def forward(self, x_dict: dict, **kwargs) -> tuple[torch.Tensor, dict]:
-        (latent,) = self.mixture.var
         batch = len(x_dict[self.input_var[0]])
         repeated = {name: _repeat(x_dict[name], self.k) for name in self.input_var}
         bounds = []
         for expert in self.mixture.experts:
             z = expert.sample({c: repeated[c] for c in expert.cond_var}, reparam=True, return_all=False)
             values = {**repeated, **z}
-            log_w = self.generative.get_log_prob(values) - self.mixture.get_log_prob(values)
+            log_w = self.log_joint(values) - self.mixture.get_log_prob(values)
             bounds.append(torch.logsumexp(log_w.view(self.k, batch), dim=0) - math.log(self.k))
         weights = self.mixture.weights.reshape(-1, 1)
         return -(weights * torch.stack(bounds)).sum(0), {}
@@ -66,7 +84,13 @@ class StratifiedIWAE(Loss):
         components = ",".join(e.prob_text for e in experts)
         k = self.k
         average = rf"\frac{{1}}{{{len(experts)}}}\sum_{{\tilde{{q}} \in \{{{components}\}}}}"
-        ratio = rf"\frac{{p({z}^{{i}},{observed})}}{{{self.mixture.name}({z}^{{i}}|{observed})}}"
+        weighted = any(w != 1.0 for w in self.weights.values())
+        joint = (
+            rf"p({z}^{{i}})\prod_{{m}} p(m|{z}^{{i}})^{{\lambda_m}}"
+            if weighted
+            else rf"p({z}^{{i}},{observed})"
+        )
+        ratio = rf"\frac{{{joint}}}{{{self.mixture.name}({z}^{{i}}|{observed})}}"
         inner = rf"\log \frac{{1}}{{{k}}}\sum_{{i=1}}^{{{k}}} {ratio}"
         return sympy.Symbol(
             rf"-{average} \mathbb{{E}}_{{{z}^{{1:{k}}} \sim \tilde{{q}}}}\left[{inner}\right]"

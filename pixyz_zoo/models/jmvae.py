@@ -109,6 +109,41 @@ def gaussian_encoder(
     )
 
 
+def check_likelihood_weights(
+    weights: dict[str, float] | None, modalities: dict[str, Modality]
+) -> dict[str, float]:
+    """The per-modality likelihood weights ``lambda_m`` as floats, refusing unknown names."""
+    weights = {k: float(v) for k, v in (weights or {}).items()}
+    unknown = sorted(set(weights) - set(modalities))
+    if unknown:
+        raise KeyError(
+            f"likelihood_weights name unknown modalities {unknown}; the data has {sorted(modalities)}"
+        )
+    return weights
+
+
+def dimension_weights(modalities: dict[str, Modality]) -> dict[str, float]:
+    """``lambda_m = max_k D_k / D_m``: every modality weighs as much as the largest one (the
+    likelihood rescaling of Shi et al. 2019 and Sutter et al. 2021 on MNIST-SVHN-Text)."""
+    largest = max(m.dim for m in modalities.values())
+    return {name: largest / m.dim for name, m in modalities.items()}
+
+
+def weighted_log_likelihood(
+    decoders: Sequence[Distribution], weights: dict[str, float] | None = None
+) -> Loss:
+    """``sum_m lambda_m log p(m|z)`` as a Pixyz expression (weights default to 1)."""
+    weights = weights or {}
+    total = None
+    for decoder in decoders:
+        weight = float(weights.get(decoder.var[0], 1.0))
+        term = LogProb(decoder) if weight == 1.0 else weight * LogProb(decoder)
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("the likelihood needs at least one decoder p(m|z)")
+    return total
+
+
 def weighted_negative_elbo(
     q: Distribution,
     decoders: Sequence[Distribution],
@@ -120,12 +155,7 @@ def weighted_negative_elbo(
     weights = weights or {}
     if all(weights.get(d.var[0], 1.0) == 1.0 for d in decoders):
         return negative_elbo(q, decoders, prior, beta=beta)
-    reconstruction = None
-    for decoder in decoders:
-        weight = float(weights.get(decoder.var[0], 1.0))
-        term = LogProb(decoder) if weight == 1.0 else weight * LogProb(decoder)
-        reconstruction = term if reconstruction is None else reconstruction + term
-    return E(q, -reconstruction) + beta * KullbackLeibler(q, prior)
+    return E(q, -weighted_log_likelihood(decoders, weights)) + beta * KullbackLeibler(q, prior)
 
 
 def with_subset_inference(text: str, model: ZooModel, subsets: Sequence[Sequence[str]]) -> str:
@@ -364,14 +394,16 @@ class JMVAEKL(_GroupedInference):
         beta: float = 1.0,
         alpha: float = 1.0,
         groups: list[list[str]] | None = None,
+        likelihood_weights: dict[str, float] | None = None,
         lr: float = 1e-3,
         clip_grad_norm: float | None = None,
     ) -> None:
         modalities = self.build_common(modalities, z_dim, hidden, arch, decoder_scale)
+        weights = check_likelihood_weights(likelihood_weights, modalities)
         self.build_groups(modalities, check_groups(modalities, groups), z_dim, arch, hidden)
-        self.beta, self.alpha = beta, alpha
+        self.beta, self.alpha, self.likelihood_weights = beta, alpha, weights
         decoders = list(self.decoders.values())
-        jmvae = negative_elbo(self.q, decoders, self.prior, beta=Parameter("beta"))
+        jmvae = weighted_negative_elbo(self.q, decoders, self.prior, Parameter("beta"), weights)
         kls = [KullbackLeibler(self.q, q_group) for q_group in self.group_inference.values()]
         to_groups = kls[0]
         for kl in kls[1:]:
@@ -395,6 +427,7 @@ class JMVAEKL(_GroupedInference):
                 beta=beta,
                 alpha=alpha,
                 groups=self.group_config(),
+                likelihood_weights=weights or None,
             ),
         )
 
@@ -429,12 +462,7 @@ class TELBO(_GroupedInference):
         clip_grad_norm: float | None = None,
     ) -> None:
         modalities = self.build_common(modalities, z_dim, hidden, arch, decoder_scale)
-        weights = {k: float(v) for k, v in (likelihood_weights or {}).items()}
-        unknown = sorted(set(weights) - set(modalities))
-        if unknown:
-            raise KeyError(
-                f"likelihood_weights name unknown modalities {unknown}; the data has {sorted(modalities)}"
-            )
+        weights = check_likelihood_weights(likelihood_weights, modalities)
         self.build_groups(modalities, check_groups(modalities, groups), z_dim, arch, hidden)
         self.beta, self.likelihood_weights = beta, weights
         beta_ = Parameter("beta")
@@ -491,10 +519,12 @@ class MVAE(MultimodalVAE):
         decoder_scale: str | float | None = None,
         beta: float = 1.0,
         subsets: list[list[str]] | None = None,
+        likelihood_weights: dict[str, float] | None = None,
         lr: float = 1e-3,
         clip_grad_norm: float | None = None,
     ) -> None:
         modalities = self.build_common(modalities, z_dim, hidden, arch, decoder_scale)
+        weights = check_likelihood_weights(likelihood_weights, modalities)
         order = list(modalities)
         extra: list[list[str]] = []
         for subset in subsets or []:
@@ -517,12 +547,13 @@ class MVAE(MultimodalVAE):
         }
         self.poe = ProductOfGaussianExperts(list(self.experts.values()), prior=self.prior, name="q")
         self.joint = self.poe.given(order)
-        self.beta, self.subsets = beta, extra
+        self.beta, self.subsets, self.likelihood_weights = beta, extra, weights
         beta_ = Parameter("beta")
-        loss = negative_elbo(self.joint, list(self.decoders.values()), self.prior, beta=beta_)
+        loss = weighted_negative_elbo(self.joint, list(self.decoders.values()), self.prior, beta_, weights)
         for subset in [*([m] for m in order), *extra]:
             q_subset = self.poe.given(subset)
-            loss = loss + negative_elbo(q_subset, [self.decoders[m] for m in subset], self.prior, beta=beta_)
+            decoders = [self.decoders[m] for m in subset]
+            loss = loss + weighted_negative_elbo(q_subset, decoders, self.prior, beta_, weights)
         super().__init__(
             loss.mean(),
             distributions=[*self.decoders.values(), *self.experts.values()],
@@ -540,6 +571,7 @@ class MVAE(MultimodalVAE):
                 decoder_scale=decoder_scale,
                 beta=beta,
                 subsets=extra or None,
+                likelihood_weights=weights or None,
             ),
         )
 
@@ -557,6 +589,8 @@ __all__ = [
     "TELBO",
     "MultimodalVAE",
     "check_groups",
+    "check_likelihood_weights",
+    "dimension_weights",
     "modality_decoders",
     "with_subset_inference",
 ]

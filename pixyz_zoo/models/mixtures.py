@@ -26,12 +26,18 @@ from collections.abc import Sequence
 
 from pixyz.distributions.distributions import Distribution
 from pixyz.losses import Expectation as E
-from pixyz.losses import KullbackLeibler, LogProb, Parameter
+from pixyz.losses import KullbackLeibler, Parameter
 
 from pixyz_zoo.distributions import MixtureOfExperts, ProductOfGaussianExperts
 from pixyz_zoo.losses.iwae import StratifiedIWAE
 from pixyz_zoo.modalities import Modality
-from pixyz_zoo.models.jmvae import EXPERT_NAME, MultimodalVAE, gaussian_encoder
+from pixyz_zoo.models.jmvae import (
+    EXPERT_NAME,
+    MultimodalVAE,
+    check_likelihood_weights,
+    gaussian_encoder,
+    weighted_log_likelihood,
+)
 
 
 def nonempty_subsets(names: Sequence[str]) -> list[list[str]]:
@@ -83,16 +89,18 @@ class MMVAE(_Experts):
         arch: str = "mlp",
         decoder_scale: str | float | None = None,
         k: int = 10,
+        likelihood_weights: dict[str, float] | None = None,
         lr: float = 1e-3,
         clip_grad_norm: float | None = None,
     ) -> None:
         modalities = self.build_common(modalities, z_dim, hidden, arch, decoder_scale)
+        weights = check_likelihood_weights(likelihood_weights, modalities)
         self.build_experts(modalities, z_dim, arch, hidden)
         # q(z|X) = 1/M sum_m q~(z|m)
         self.mixture = MixtureOfExperts(list(self.experts.values()), name="q")
         self.joint = self.mixture
-        self.k = int(k)
-        loss = StratifiedIWAE(self.mixture, self.generative_model(), k=self.k).mean()
+        self.k, self.likelihood_weights = int(k), weights
+        loss = StratifiedIWAE(self.mixture, self.prior, list(self.decoders.values()), self.k, weights).mean()
         super().__init__(
             loss,
             distributions=self.trained_distributions(),
@@ -130,10 +138,12 @@ class MoPoE(_Experts):
         arch: str = "mlp",
         decoder_scale: str | float | None = None,
         beta: float = 1.0,
+        likelihood_weights: dict[str, float] | None = None,
         lr: float = 1e-3,
         clip_grad_norm: float | None = None,
     ) -> None:
         modalities = self.build_common(modalities, z_dim, hidden, arch, decoder_scale)
+        weights = check_likelihood_weights(likelihood_weights, modalities)
         self.build_experts(modalities, z_dim, arch, hidden)
         # q~(z|S) ∝ prod_{m in S} q~(z|m) for every non-empty subset S (a single expert as is)
         self.poe = ProductOfGaussianExperts(list(self.experts.values()), name=EXPERT_NAME)
@@ -144,10 +154,8 @@ class MoPoE(_Experts):
         # q(z|X) = 1/(2^M - 1) sum_S q~(z|S)
         self.mixture = MixtureOfExperts(list(self.subset_experts.values()), name="q")
         self.joint = self.mixture
-        self.beta = beta
-        reconstruction = LogProb(self.decoders[next(iter(modalities))])
-        for name in list(modalities)[1:]:
-            reconstruction = reconstruction + LogProb(self.decoders[name])
+        self.beta, self.likelihood_weights = beta, weights
+        reconstruction = weighted_log_likelihood(list(self.decoders.values()), weights)
         kls = [KullbackLeibler(q_s, self.prior) for q_s in self.subset_experts.values()]
         subsets_kl = kls[0]
         for kl in kls[1:]:

@@ -10,7 +10,9 @@ views and the latent (their sec. 3, final objective):
     + \beta\left[(1-\alpha) KL(q(z|X)||p(z)) + \frac{\alpha}{M}\sum_{m=1}^{M}
     KL(q(z|X)||\tilde{q}(z|x_m))\right]
 
-``alpha`` and ``beta`` are ``Parameter`` symbols (``beta`` ramped during KL warm-up).
+``alpha`` and ``beta`` are ``Parameter`` symbols (``beta`` ramped during KL warm-up); the
+defaults are alpha = 5/6 and beta = 2.5. ``likelihood_weights`` puts ``lambda_m`` on
+``log p(m|z)`` inside ``log p(X|z)`` (default 1).
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ from collections.abc import Sequence
 
 from pixyz.distributions.distributions import Distribution
 from pixyz.losses import Expectation as E
-from pixyz.losses import KullbackLeibler, LogProb, Parameter
+from pixyz.losses import KullbackLeibler, Parameter
 
 from pixyz_zoo.distributions import ProductOfGaussianExperts
 from pixyz_zoo.modalities import Modality
-from pixyz_zoo.models.jmvae import EXPERT_NAME, MultimodalVAE, gaussian_encoder
+from pixyz_zoo.models.jmvae import (
+    EXPERT_NAME,
+    MultimodalVAE,
+    check_likelihood_weights,
+    gaussian_encoder,
+    weighted_log_likelihood,
+)
 
 
 class MVTCAE(MultimodalVAE):
@@ -45,10 +53,12 @@ class MVTCAE(MultimodalVAE):
         decoder_scale: str | float | None = None,
         alpha: float = 5 / 6,
         beta: float = 2.5,
+        likelihood_weights: dict[str, float] | None = None,
         lr: float = 1e-3,
         clip_grad_norm: float | None = None,
     ) -> None:
         modalities = self.build_common(modalities, z_dim, hidden, arch, decoder_scale)
+        weights = check_likelihood_weights(likelihood_weights, modalities)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha weighs two KL terms and must lie in [0, 1], got {alpha}")
         # q~(z|m) per modality; q(z|S) ∝ prod_{m in S} q~(z|m)
@@ -57,13 +67,11 @@ class MVTCAE(MultimodalVAE):
         }
         self.poe = ProductOfGaussianExperts(list(self.experts.values()), name="q")
         self.joint = self.poe.given(list(modalities))
-        self.alpha, self.beta = alpha, beta
+        self.alpha, self.beta, self.likelihood_weights = alpha, beta, weights
         m = len(modalities)
         alpha_, beta_ = Parameter("alpha"), Parameter("beta")
         decoders = list(self.decoders.values())
-        reconstruction = LogProb(decoders[0])
-        for decoder in decoders[1:]:
-            reconstruction = reconstruction + LogProb(decoder)
+        reconstruction = weighted_log_likelihood(decoders, weights)
         to_experts = KullbackLeibler(self.joint, self.experts[next(iter(modalities))])
         for name in list(modalities)[1:]:
             to_experts = to_experts + KullbackLeibler(self.joint, self.experts[name])
@@ -87,6 +95,7 @@ class MVTCAE(MultimodalVAE):
                 decoder_scale=decoder_scale,
                 alpha=alpha,
                 beta=beta,
+                likelihood_weights=weights or None,
             ),
         )
 
