@@ -142,3 +142,54 @@ register_dataset(
     "CelebA aligned faces x (3x32x32, centre crop 148, in [-1, 1]) with 40 attributes w in "
     "{-1, 1}, official partition 162,770 train / 19,962 test, from <root>/celeba/",
 )(load_celeba)
+
+# ---------------------------------------------------------------- CUB Image-Captions
+from pixyz_zoo.datasets.cub import load_cub  # noqa: E402
+
+register_dataset(
+    "cub",
+    "CUB Image-Captions (MMVAE): bird images x (3x64x64, [0, 1], laplace) with captions t (32 "
+    "one-hot words, vocabulary from the train captions), 150 / 50 disjoint bird classes, one caption "
+    "per image by default: 8,855 train / 2,933 test, from <root>/cub/",
+)(load_cub)
+
+# ---------------------------------------------------------------- multimodal digits (m, s, t; PolyMNIST)
+from pixyz_zoo.datasets.multimodal_digits import (  # noqa: E402
+    load_mnist_svhn_text,
+    load_polydigits,
+    load_polymnist_mnist,
+    load_trimodal_digits,
+    load_trimodal_mnist,
+)
+
+register_dataset(
+    "mnist-svhn-text",
+    "MNIST-SVHN-Text (Shi et al. 2019, Sutter et al. 2020): MNIST m (1x28x28), SVHN s (3x32x32, "
+    "laplace), text t (8x71) of the same digit, paired per class by random permutations (1 repeat: "
+    "56,068 train / 10,000 test; the papers' 20 repeats are 1.1M pairs, ~20 GB), from "
+    "<root>/MNIST/raw/ and <root>/SVHN/{train,test}_32x32.mat",
+)(load_mnist_svhn_text)
+register_dataset(
+    "trimodal-mnist",
+    "offline MNIST-SVHN-Text stand-in from mnist-10k (t10k files in <root>/MNIST/raw/): real m "
+    "(1x28x28), s = another real digit of the class rendered SVHN-like (3x32x32, textured, "
+    "laplace), text t (8x71); 8,000 train / 2,000 test",
+)(load_trimodal_mnist)
+register_dataset(
+    "trimodal-digits",
+    "the same stand-in from the bundled 8x8 digits: m (1x8x8), s (3x32x32), t (8x71); 1,438 train / "
+    "359 test, offline",
+    offline=True,
+)(load_trimodal_digits)
+register_dataset(
+    "polymnist",
+    "PolyMNIST-style (Sutter et al. 2021) from mnist-10k (t10k files in <root>/MNIST/raw/): 5 "
+    "modalities m0..m4 (3x28x28, laplace), each a different real digit of the class on its own "
+    "texture; 8,000 train / 2,000 test",
+)(load_polymnist_mnist)
+register_dataset(
+    "polydigits",
+    "PolyMNIST-style from the bundled 8x8 digits: 5 modalities m0..m4 (3x8x8, laplace); 1,438 "
+    "train / 359 test, offline",
+    offline=True,
+)(load_polydigits)

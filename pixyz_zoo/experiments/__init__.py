@@ -122,7 +122,7 @@ def register_experiment(name: str, description: str):
 
 def _load_all() -> None:
     """Import the experiment modules (they register themselves)."""
-    from pixyz_zoo.experiments import attribute_mnist, beta_vae, jmvae  # noqa: F401
+    from pixyz_zoo.experiments import attribute_mnist, beta_vae, jmvae, multimodal_benchmark  # noqa: F401
 
 
 def reproduce(
