@@ -64,3 +64,37 @@ __all__ += [
     "edit_attributes",
     "train_classifier",
 ]
+
+from pixyz_zoo.evaluation.multimodal import (  # noqa: E402
+    classifier_features,
+    coherence,
+    coherence_table,
+    cross_modal_fd,
+    evaluate_multimodal,
+    frechet_distance,
+    inception_features,
+    joint_coherence,
+    latent_cosine_similarity,
+    latent_linear_probe,
+    multimodal_table,
+    nonempty_subsets,
+    subset_log_likelihood,
+    train_modality_classifiers,
+)
+
+__all__ += [
+    "classifier_features",
+    "coherence",
+    "coherence_table",
+    "cross_modal_fd",
+    "evaluate_multimodal",
+    "frechet_distance",
+    "inception_features",
+    "joint_coherence",
+    "latent_cosine_similarity",
+    "latent_linear_probe",
+    "multimodal_table",
+    "nonempty_subsets",
+    "subset_log_likelihood",
+    "train_modality_classifiers",
+]

@@ -10,9 +10,12 @@ judgement a number, as later multimodal-VAE papers do (MVAE, MMVAE, MoPoE: "cohe
   classifier trained on the real training images (:func:`train_classifier`).
 
 ``train_classifier`` trains a small MLP or CNN from any image (or vector) modality to any
-categorical modality of a dataset, and caches it in ``cache_dir`` so it is trained once per
-setting. It is trained on the dataset's stored values (``data.tensors``: grey levels, not
-dynamically binarised draws) because generated images are decoder means, i.e. grey levels too.
+categorical modality of a dataset, or (``label=None``) to the dataset's own class labels
+``data.labels`` that no model sees (the digit shown by every modality of MNIST-SVHN-Text, used by
+the multimodal coherence of :mod:`pixyz_zoo.evaluation.multimodal`), and caches it in
+``cache_dir`` so it is trained once per setting. It is trained on the dataset's stored values
+(``data.tensors``: grey levels, not dynamically binarised draws) because generated images are
+decoder means, i.e. grey levels too.
 (With a ``fixed``-binarised test set, ``accuracy(test)`` scores binary images: on the 8x8 digits
 that costs about 10 points of accuracy, on 28x28 MNIST (mnist-10k) 1-2 points.)
 ``cross_modal_accuracy`` uses only ``model.generate(batch, given, targets)``, so it works on
@@ -40,6 +43,29 @@ from pixyz_zoo.modalities import Modality
 
 CLASSIFIER_FORMAT = 1
 ARCHS = ("mlp", "conv")
+DATA_LABELS = "label"  # name of the class variable of a classifier of ``data.labels``
+
+
+def data_label_modality(data: MultimodalDataset) -> Modality:
+    """The dataset's class labels ``data.labels`` declared as a one-hot categorical modality.
+
+    Its ``labels`` are ``data.classes`` (or ``"0", "1", ...`` when the dataset names none).
+    """
+    labels = getattr(data, "labels", None)
+    if labels is None:
+        raise ValueError(
+            f"the dataset {data.name!r} has no class labels (data.labels is None): pass the name of a "
+            f"categorical modality as label=, one of {sorted(data.modalities)}"
+        )
+    classes = tuple(getattr(data, "classes", ()) or ())
+    if not classes:
+        classes = tuple(str(i) for i in range(int(labels.max()) + 1 if len(labels) else 1))
+    if len(labels) and int(labels.max()) >= len(classes):
+        raise ValueError(
+            f"the dataset {data.name!r} has class index {int(labels.max())} but names only "
+            f"{len(classes)} classes"
+        )
+    return Modality(DATA_LABELS, (len(classes),), "categorical", labels=classes)
 
 
 class ConvClassifierNet(nn.Module):
@@ -74,10 +100,17 @@ class ModalityClassifier(nn.Module):
         label: a categorical modality (one-hot); its ``labels`` name the classes.
         arch: ``"mlp"`` (on the flattened input) or ``"conv"``.
         hidden: hidden widths of the MLP.
+        uses_data_labels: the classes are the dataset's ``data.labels`` (``label`` is then
+            :func:`data_label_modality`), not a modality of the data.
     """
 
     def __init__(
-        self, input: Modality, label: Modality, arch: str = "mlp", hidden: Sequence[int] = (256, 256)
+        self,
+        input: Modality,
+        label: Modality,
+        arch: str = "mlp",
+        hidden: Sequence[int] = (256, 256),
+        uses_data_labels: bool = False,
     ) -> None:
         super().__init__()
         if not label.is_label:
@@ -93,6 +126,7 @@ class ModalityClassifier(nn.Module):
                 f"shape {input.shape}: use arch='mlp'"
             )
         self.input_modality, self.label_modality, self.arch = input, label, arch
+        self.uses_data_labels = bool(uses_data_labels)
         classes = label.shape[0]
         self.net = (
             ConvClassifierNet(input.shape, classes) if arch == "conv" else MLP(input.dim, classes, hidden)
@@ -120,6 +154,40 @@ class ModalityClassifier(nn.Module):
         """Class logits."""
         return self.net(x)
 
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations of the last hidden layer (the input to the final linear layer), flattened."""
+        if isinstance(self.net, ConvClassifierNet):
+            return self.net.head[:-1](self.net.features(x))
+        return self.net.net[:-1](x.flatten(1))
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """Penultimate-layer features (N, D) of a batch of the input modality (on ``x``'s device).
+
+        The in-domain features of the Fréchet distance of :mod:`pixyz_zoo.evaluation.multimodal`.
+        """
+        self.input_modality.check(x)
+        self.eval()
+        out = [self.penultimate(chunk.to(self.device)) for chunk in x.split(batch_size)]
+        if not out:
+            raise ValueError("features of an empty batch (N = 0)")
+        return torch.cat(out).to(x.device)
+
+    def truth(self, data: MultimodalDataset) -> torch.Tensor:
+        """The true class index of every example of ``data`` (its labels or label modality)."""
+        if self.uses_data_labels:
+            if getattr(data, "labels", None) is None:
+                raise ValueError(
+                    f"the classifier predicts the dataset's class labels, but {data.name!r} has none "
+                    "(data.labels is None)"
+                )
+            return data.labels
+        if self.label not in data.tensors:
+            raise KeyError(
+                f"the classifier reads {self.label!r}, which the data lacks; it has {sorted(data.tensors)}"
+            )
+        return data.tensors[self.label].argmax(1)
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """Class indices of a batch of the input modality (on ``x``'s device)."""
@@ -130,26 +198,31 @@ class ModalityClassifier(nn.Module):
 
     @torch.no_grad()
     def accuracy(self, data: MultimodalDataset, batch_size: int = 1000) -> float:
-        """Accuracy on the stored examples of ``data`` (its ``input`` and ``label`` tensors)."""
-        for name in (self.input, self.label):
-            if name not in data.tensors:
-                raise KeyError(
-                    f"the classifier reads {name!r}, which the data lacks; it has {sorted(data.tensors)}"
-                )
-        truth = data.tensors[self.label].argmax(1)
+        """Accuracy on the stored examples of ``data`` (its ``input`` tensor against its ``label``
+        tensor, or against ``data.labels`` for a classifier of the dataset's labels)."""
+        if self.input not in data.tensors:
+            raise KeyError(
+                f"the classifier reads {self.input!r}, which the data lacks; it has {sorted(data.tensors)}"
+            )
+        truth = self.truth(data)
         predicted = self.predict(data.tensors[self.input], batch_size).cpu()
         return float((predicted == truth).float().mean())
 
 
-def _fingerprint(data: MultimodalDataset, input: str, label: str) -> str:
-    """A hash of the examples (a strided subsample of at most ~1M input values, every label)."""
+def _fingerprint(data: MultimodalDataset, input: str, label: str | None) -> str:
+    """A hash of the examples (a strided subsample of at most ~1M input values, every label).
+
+    ``label=None`` hashes the dataset's class labels ``data.labels``.
+    """
     digest = hashlib.sha1()
-    x, y = data.tensors[input], data.tensors[label]
+    x = data.tensors[input]
+    y = data.labels if label is None else data.tensors[label]
     digest.update(repr((tuple(x.shape), tuple(y.shape))).encode())
     flat = x.reshape(-1)
     stride = max(1, flat.numel() // (1 << 20))
     digest.update(flat[::stride].float().contiguous().numpy().tobytes())
-    digest.update(y.argmax(1).to(torch.int64).contiguous().numpy().tobytes())
+    indices = y if label is None else y.argmax(1)
+    digest.update(indices.to(torch.int64).contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -186,7 +259,7 @@ def _fit(
     """Adam on the cross-entropy, minibatches shuffled with ``seed``."""
     from tqdm.auto import tqdm
 
-    x, y = data.tensors[classifier.input], data.tensors[classifier.label].argmax(1)
+    x, y = data.tensors[classifier.input], classifier.truth(data)
     device = classifier.device
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
@@ -206,7 +279,7 @@ def _fit(
 def train_classifier(
     data: MultimodalDataset,
     input: str = "x",
-    label: str = "y",
+    label: str | None = "y",
     epochs: int = 10,
     arch: str = "mlp",
     seed: int = 0,
@@ -219,7 +292,9 @@ def train_classifier(
 ) -> ModalityClassifier:
     """Train (or load from ``cache_dir``) a classifier ``input -> label`` on ``data``.
 
-    Inputs are the stored values (grey levels for images). The cache file
+    ``label`` is a categorical modality of ``data``, or ``None`` for the dataset's class labels
+    ``data.labels`` (named by ``data.classes``; see :func:`data_label_modality`). Inputs are the
+    stored values (grey levels for images). The cache file
     ``classifier-<dataset>-<input>-<label>-<hash>.pt`` is keyed on every setting
     and on a fingerprint of the examples, written atomically and read with
     ``torch.load(weights_only=True)``; a damaged file is retrained with a warning. Training is
@@ -227,21 +302,22 @@ def train_classifier(
     """
     from pixyz_zoo.training import resolve_device
 
-    for name in (input, label):
+    for name in (input,) if label is None else (input, label):
         if name not in data.modalities:
             raise KeyError(
                 f"{name!r} is not a modality of the dataset {data.name!r}: {sorted(data.modalities)}"
             )
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
-    in_mod, label_mod = data.modalities[input], data.modalities[label]
+    in_mod = data.modalities[input]
+    label_mod = data_label_modality(data) if label is None else data.modalities[label]
     settings = {
         "format": CLASSIFIER_FORMAT,
         "dataset": data.name,
         "examples": len(data),
         "data": _fingerprint(data, input, label),
         "input": [input, list(in_mod.shape), in_mod.likelihood],
-        "label": [label, list(label_mod.shape)],
+        "label": [label, list(label_mod.shape)] if label is not None else [None, list(label_mod.labels)],
         "arch": arch,
         "hidden": list(hidden) if arch == "mlp" else None,
         "epochs": epochs,
@@ -250,10 +326,14 @@ def train_classifier(
         "seed": seed,
     }
     target_device = resolve_device(device)
-    path = classifier_path(cache_dir, data.name, input, label, settings) if cache_dir is not None else None
+    path = (
+        classifier_path(cache_dir, data.name, input, DATA_LABELS + "s" if label is None else label, settings)
+        if cache_dir is not None
+        else None
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        classifier = ModalityClassifier(in_mod, label_mod, arch, hidden)
+        classifier = ModalityClassifier(in_mod, label_mod, arch, hidden, uses_data_labels=label is None)
     if path is not None and path.exists():
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -292,7 +372,9 @@ def cross_modal_accuracy(
     With ``classifier`` (anything with ``predict(tensor) -> class indices`` and a ``label`` name,
     such as :class:`ModalityClassifier`), the classifier's accuracy on the generated target (e.g.
     the image ``x`` generated from ``w``) against the true ``label`` modality of the example
-    (default: the classifier's label; the conditional coherence of later papers).
+    (default: the classifier's label; the conditional coherence of later papers). A classifier of
+    the dataset's class labels (``train_classifier(..., label=None)``) is scored against
+    ``data.labels``.
 
     Only the ``given`` modalities of a batch are passed to
     ``model.generate(batch, given, [target], sample_latent=...)``: the target never leaks in.
@@ -313,6 +395,13 @@ def cross_modal_accuracy(
                 "classifier (train_classifier(train_data, input=..., label=...)) to score it"
             )
         truth_name = target
+    elif label is None and getattr(classifier, "uses_data_labels", False):
+        truth_name = None
+        if getattr(data, "labels", None) is None:
+            raise ValueError(
+                f"the classifier predicts the dataset's class labels, but {data.name!r} has none "
+                "(data.labels is None)"
+            )
     else:
         truth_name = label or classifier.label
         if truth_name not in data.modalities or not data.modalities[truth_name].is_label:
@@ -323,7 +412,7 @@ def cross_modal_accuracy(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     correct = total = 0
-    for batch in data.batches(batch_size, generator=generator):
+    for batch in data.batches(batch_size, generator=generator):  # in order: data.labels line up
         inputs = {g: batch[g] for g in given}
         generated = model.generate(inputs, given=given, targets=[target], sample_latent=sample_latent)[target]
         if len(generated) != len(batch[target]):
@@ -334,7 +423,10 @@ def cross_modal_accuracy(
             predicted = generated.argmax(1)
         else:
             predicted = classifier.predict(generated)
-        truth = batch[truth_name].argmax(1)
+        if truth_name is None:
+            truth = data.labels[total : total + len(predicted)]
+        else:
+            truth = batch[truth_name].argmax(1)
         correct += int((predicted.cpu() == truth).sum())
         total += len(truth)
     if total == 0:

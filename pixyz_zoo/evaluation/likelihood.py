@@ -8,7 +8,12 @@ For K samples z_k ~ q(z|x), with log-weights log w_k = log p(x, z_k) - log q(z_k
 IWAE_1 = ELBO and IWAE_K increases with K towards log p(x). Samples are drawn in batches (the
 data batch repeated ``chunk`` times), not in a Python loop over samples, and chunked so that at
 most ``max_rows`` rows go through the networks at once. Works for any zoo model: the joint is
-``model.generative`` and the proposal ``model.inference_for(observed)``.
+``model.generative`` and the proposal ``model.inference_for(given)``.
+
+The likelihood of a subset ``S`` of the modalities (``observed=S``, the other modalities
+marginalised out of the joint; Wu & Goodman 2018 and Shi et al. 2019 report such marginal test
+likelihoods) uses the log-weights ``log p(z) + sum_{m in S} log p(m|z) - log q(z|x_S)``, with the
+proposal ``q(z|x_S)`` the model's inference from that subset (``given=S``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+from pixyz.distributions.distributions import Distribution
 
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.models.base import ZooModel
@@ -29,14 +35,31 @@ def log_weights(
     k: int,
     given: Sequence[str] | None = None,
     max_rows: int = 20000,
+    observed: Sequence[str] | None = None,
 ) -> torch.Tensor:
-    """Log importance weights ``log p(x, z_k) - log q(z_k|x)``, shape (k, batch)."""
+    """Log importance weights ``log p(x_O, z_k) - log q(z_k|x_G)``, shape (k, batch).
+
+    ``given`` (G) are the modalities the proposal is inferred from and ``observed`` (O) those
+    whose likelihood enters the joint (both default to every modality); the other modalities are
+    marginalised out of ``model.generative``, so ``given = observed = S`` estimates ``log p(x_S)``.
+    """
     given = list(model.modalities if given is None else given)
     model.distributions.eval()
     # all modalities: the full inference model (every latent of a hierarchical model)
     q = model.inference if set(given) == set(model.modalities) else model.inference_for(given)
-    observed = {n: batch[n] for n in model.modalities}  # a conditional model's condition too
-    observed = model._to_device(observed)
+    joint = model.generative
+    factors = None  # None: the whole joint; else the factors left after marginalising
+    if observed is not None:
+        unknown = [m for m in observed if m not in model.modalities]
+        if unknown:
+            raise KeyError(f"unknown modality {unknown}; this model has {sorted(model.modalities)}")
+        hidden = [m for m in model.modalities_in_generative() if m not in observed]
+        if hidden:
+            factors = _marginal_factors(joint, hidden)
+    kept = [joint] if factors is None else factors
+    needed = {v for d in kept for v in (*d.var, *d.cond_var)} | set(given)
+    observed_values = {n: batch[n] for n in model.modalities if n in needed or n in batch}
+    observed = model._to_device(observed_values)  # a conditional model's condition too
     n = len(next(iter(observed.values())))
     chunk = max(1, min(k, max_rows // max(n, 1)))
     out = []
@@ -45,9 +68,24 @@ def log_weights(
         repeated = {name: v.repeat(c, *([1] * (v.dim() - 1))) for name, v in observed.items()}
         samples = q.sample({g: repeated[g] for g in given}, return_all=False)
         values = {**repeated, **samples}
-        log_w = model.generative.get_log_prob(values) - q.get_log_prob(values)
+        log_p = sum(d.get_log_prob(values) for d in kept)
+        log_w = log_p - q.get_log_prob(values)
         out.append(log_w.view(c, n))
     return torch.cat(out, dim=0)
+
+
+def _marginal_factors(joint: Distribution, hidden: Sequence[str]) -> list[Distribution]:
+    """The factors of ``joint`` left when the leaf variables ``hidden`` are integrated out."""
+    factors = [f.dist for f in joint.graph.factors()]
+    kept = [d for d in factors if not set(d.var) & set(hidden)]
+    for d in kept:
+        parents = sorted(set(d.cond_var) & set(hidden))
+        if parents:
+            raise ValueError(
+                f"cannot marginalise {parents} out of {joint.prob_text}: {d.prob_text} depends on them; "
+                "observe them too"
+            )
+    return kept
 
 
 def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
@@ -69,11 +107,14 @@ def evaluate_log_likelihood(
     seed: int = 0,
     max_rows: int = 20000,
     progress: bool = False,
+    given: Sequence[str] | None = None,
+    observed: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Average test ELBO and IWAE_k bound (nats per example) over ``data``.
 
     Both come from the same ``k`` samples per example; the data's binarisation is drawn with
-    ``seed`` so repeated evaluations see the same test set.
+    ``seed`` so repeated evaluations see the same test set. ``given`` and ``observed`` are passed
+    to :func:`log_weights` (``given = observed = S``: the bounds on ``log p(x_S)``).
     """
     from tqdm.auto import tqdm
 
@@ -87,7 +128,7 @@ def evaluate_log_likelihood(
     for batch in tqdm(
         batches, total=data.num_batches(batch_size), disable=not progress, desc="log-likelihood"
     ):
-        log_w = log_weights(model, batch, k, max_rows=max_rows)
+        log_w = log_weights(model, batch, k, given=given, max_rows=max_rows, observed=observed)
         elbo_sum += float(elbo_estimate(log_w).sum())
         iwae_sum += float(iwae_bound(log_w).sum())
         count += log_w.shape[1]

@@ -85,3 +85,7 @@ __all__ = [
 from pixyz_zoo.plots.traversals import kl_bar_chart, kl_order, latent_traversal  # noqa: E402
 
 __all__ += ["kl_bar_chart", "kl_order", "latent_traversal"]
+
+from pixyz_zoo.plots.multimodal import cross_modal_grid, decode_text, subset_grids  # noqa: E402
+
+__all__ += ["cross_modal_grid", "decode_text", "subset_grids"]

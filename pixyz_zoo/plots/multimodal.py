@@ -1,0 +1,131 @@
+"""Cross-modal generation figures for multimodal models (as in Shi et al. 2019, Fig. 3-4, and
+Sutter et al. 2021, Fig. 3): the inputs of a subset of modalities, then what the model generates
+for each target modality from them.
+
+Images are drawn as images (grey or RGB), text modalities (categorical sequences) as strings
+decoded with the modality's ``labels`` (the most likely symbol at each position), single labels
+as class names, other vectors as heat maps. Only ``model.modalities`` and ``model.generate`` are
+used, so every multimodal zoo model can be drawn.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from pixyz_zoo.modalities import Modality
+from pixyz_zoo.plots.grids import _as_categorical, _as_images, _draw_heat_map, _draw_tiles, tile_images
+
+__all__ = ["cross_modal_grid", "decode_text", "subset_grids"]
+
+
+def decode_text(values: torch.Tensor | np.ndarray, modality: Modality) -> list[str]:
+    """One string per example: a sequence (N, length, symbols) decoded with ``modality.labels``
+    (the most likely symbol at each position; symbol indices when there are no labels); a label
+    (N, classes) as its most likely class name."""
+    array = values.detach().cpu() if torch.is_tensor(values) else torch.as_tensor(np.asarray(values))
+    index = array.argmax(-1)
+    labels = tuple(modality.labels)
+    if modality.is_label:
+        return [labels[i] if len(labels) == array.shape[-1] else str(int(i)) for i in index.tolist()]
+    if len(labels) == array.shape[-1]:
+        return ["".join(labels[i] for i in row).rstrip() for row in index.tolist()]
+    return [" ".join(str(i) for i in row) for row in index.tolist()]
+
+
+def _draw_strings(ax: Axes, strings: Sequence[str]) -> None:
+    n = len(strings)
+    for j, text in enumerate(strings):
+        ax.text((j + 0.5) / n, 0.5, text, ha="center", va="center", family="monospace", fontsize="small")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _row(values: torch.Tensor, modality: Modality, n: int) -> tuple[str, Any]:
+    """How to draw a row of ``n`` examples: ``("image", tiles)``, ``("text", strings)`` or
+    ``("heat", vectors)``."""
+    values = values[:n]
+    if modality.is_image:
+        return "image", tile_images(_as_images(values, modality), nrow=n)
+    if modality.likelihood == "categorical":
+        return "text", decode_text(values, modality)
+    return "heat", _as_categorical(values.reshape(len(values), -1), None)
+
+
+def cross_modal_grid(
+    model: Any,
+    batch: dict[str, torch.Tensor],
+    given: Sequence[str],
+    targets: Sequence[str] | None = None,
+    n: int = 8,
+    sample_latent: bool = True,
+    title: str | None = None,
+) -> Figure:
+    """One figure: a row of real inputs per modality in ``given``, then one row per target
+    (default: every modality) generated from them; column ``j`` is example ``j`` of ``batch``."""
+    if isinstance(given, str):
+        raise TypeError(
+            f"given must be a list of modality names, got the string {given!r}; write [{given!r}]"
+        )
+    modalities: dict[str, Modality] = dict(model.modalities)
+    unknown = [m for m in [*given, *(targets or [])] if m not in modalities]
+    if unknown:
+        raise KeyError(f"unknown modality {unknown}; the model has {sorted(modalities)}")
+    given = [m for m in modalities if m in given]
+    targets = list(modalities) if targets is None else list(targets)
+    if not given or not targets:
+        raise ValueError("cross_modal_grid needs at least one given and one target modality")
+    n = min(int(n), *(len(batch[g]) for g in given))
+    if n < 1:
+        raise ValueError("cross_modal_grid got an empty batch")
+    inputs = {g: batch[g][:n] for g in given}
+    generated = model.generate(inputs, given=given, targets=targets, sample_latent=sample_latent)
+    rows = [(f"{g}", *_row(inputs[g], modalities[g], n)) for g in given]
+    rows += [(f"{t} | {','.join(given)}", *_row(generated[t], modalities[t], n)) for t in targets]
+
+    heights = [1.0 if kind == "image" else 0.4 if kind == "text" else 0.9 for _, kind, _ in rows]
+    longest = max(
+        (len(s) for _, kind, strings in rows if kind == "text" for s in strings),
+        default=1,
+    )
+    width = min(max(1.0 * n, 0.1 * longest * n) + 2.0, 18.0)
+    fig = Figure(figsize=(width, sum(heights) + 0.25 * len(rows) + 0.5 * bool(title)), layout="constrained")
+    axes = fig.subplots(len(rows), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, (label, kind, content) in zip(axes, rows, strict=True):
+        if kind == "image":
+            _draw_tiles(ax, content, aspect="auto")
+        elif kind == "text":
+            _draw_strings(ax, content)
+        else:
+            _draw_heat_map(ax, content, None, examples_as_columns=True)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+    fig.suptitle(title or f"generated from {', '.join(given)}")
+    return fig
+
+
+def subset_grids(
+    model: Any,
+    batch: dict[str, torch.Tensor],
+    n: int = 8,
+    subsets: Sequence[Sequence[str]] | None = None,
+    sample_latent: bool = True,
+) -> dict[tuple[str, ...], Figure]:
+    """One :func:`cross_modal_grid` per subset (default: every non-empty subset of the model's
+    modalities, by size), each generating every modality; keyed by the subset."""
+    names = list(model.modalities)
+    if subsets is None:
+        subsets = [s for k in range(1, len(names) + 1) for s in itertools.combinations(names, k)]
+    return {
+        tuple(subset): cross_modal_grid(model, batch, list(subset), None, n, sample_latent)
+        for subset in subsets
+    }
