@@ -27,15 +27,15 @@ __all__ = ["cross_modal_grid", "decode_text", "subset_grids"]
 
 def decode_text(values: torch.Tensor | np.ndarray, modality: Modality) -> list[str]:
     """One string per example: a sequence (N, length, symbols) decoded with ``modality.labels``
-    (the most likely symbol at each position; symbol indices when there are no labels); a label
-    (N, classes) as its most likely class name."""
+    (the most likely symbol at each position, a newline shown as ``↵``; symbol indices when there
+    are no labels); a label (N, classes) as its most likely class name."""
     array = values.detach().cpu() if torch.is_tensor(values) else torch.as_tensor(np.asarray(values))
     index = array.argmax(-1)
     labels = tuple(modality.labels)
     if modality.is_label:
         return [labels[i] if len(labels) == array.shape[-1] else str(int(i)) for i in index.tolist()]
     if len(labels) == array.shape[-1]:
-        return ["".join(labels[i] for i in row).rstrip() for row in index.tolist()]
+        return ["".join(labels[i] for i in row).rstrip().replace("\n", "↵") for row in index.tolist()]
     return [" ".join(str(i) for i in row) for row in index.tolist()]
 
 
