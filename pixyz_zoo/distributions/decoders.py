@@ -128,11 +128,19 @@ class GaussianDecoder(_LocScaleDecoder, Normal):
 
     default_scale = 1.0
 
+    @property
+    def distribution_torch_class(self):
+        return partial(td.Normal, validate_args=False)  # the scale is positive by construction
+
 
 class LaplaceDecoder(_LocScaleDecoder, Laplace):
     """``p(x|z) = Laplace(x; f(z), b)`` with b fixed, learned per feature, or per example."""
 
     default_scale = 0.1
+
+    @property
+    def distribution_torch_class(self):
+        return partial(td.Laplace, validate_args=False)  # the scale is positive by construction
 
 
 def decoder_for(

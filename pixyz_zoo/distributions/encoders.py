@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from pixyz.distributions import Normal
+from torch import distributions as td
 from torch import nn
 
 from pixyz_zoo.distributions.shared_parameters import SharedParameters
@@ -35,6 +37,11 @@ class GaussianEncoder(SharedParameters, Normal):
         super().__init__(var=[var], cond_var=list(cond_var), name=name)
         self.network = network
         self.min_scale = min_scale
+
+    @property
+    def distribution_torch_class(self):
+        # the softplus scale is positive by construction: skip torch's per-call argument checks
+        return partial(td.Normal, validate_args=False)
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.network(*(inputs[name] for name in self.cond_var))

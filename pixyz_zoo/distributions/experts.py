@@ -15,11 +15,15 @@ e.g. ``q(z|x)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from pixyz.distributions import Normal
 from pixyz.distributions.distributions import Distribution
+from torch import distributions as td
 from torch import nn
+
+from pixyz_zoo.distributions.shared_parameters import SharedParameters
 
 __all__ = ["MixtureOfExperts", "ProductOfGaussianExperts"]
 
@@ -81,7 +85,7 @@ def _inputs(expert: Distribution, x_dict: dict) -> dict:
     return {name: x_dict[name] for name in expert.cond_var}
 
 
-class ProductOfGaussianExperts(Normal):
+class ProductOfGaussianExperts(SharedParameters, Normal):
     r"""Product of Gaussian experts, MVAE (Wu & Goodman 2018, Sec. 2 / Eq. 4 and App. A).
 
     .. math::
@@ -93,8 +97,9 @@ class ProductOfGaussianExperts(Normal):
     experts whose conditioning variables are in the input. The prior expert is used exactly as
     given (any loc/scale, possibly learnt); ``prior=None`` means no prior expert.
 
-    Parameters are recomputed on every call (no cache), so they follow the experts' weights after
-    an optimiser step. Being a Pixyz :class:`~pixyz.distributions.Normal`, it samples with
+    Parameters are recomputed on every call (no stale cache), so they follow the experts' weights
+    after an optimiser step; within one loss evaluation (``shared_parameters()``) they are combined
+    once and shared by the terms that use them, like the experts' own parameters. Being a Pixyz :class:`~pixyz.distributions.Normal`, it samples with
     ``reparam=True``, has ``get_log_prob`` / ``log_prob()``, and works in an analytic
     ``KullbackLeibler``.
 
@@ -148,6 +153,10 @@ class ProductOfGaussianExperts(Normal):
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape)
         self.experts = nn.ModuleList(experts)
         self.prior = prior
+
+    @property
+    def distribution_torch_class(self):
+        return partial(td.Normal, validate_args=False)  # precisions of positive scales
 
     def given(self, cond_vars: Sequence[str]) -> ProductOfGaussianExperts:
         """A view using only the experts conditioned on ``cond_vars`` (plus the prior expert).
