@@ -99,7 +99,8 @@ class ProductOfGaussianExperts(SharedParameters, Normal):
 
     Parameters are recomputed on every call (no stale cache), so they follow the experts' weights
     after an optimiser step; within one loss evaluation (``shared_parameters()``) they are combined
-    once and shared by the terms that use them, like the experts' own parameters. Being a Pixyz :class:`~pixyz.distributions.Normal`, it samples with
+    once and shared by the terms that use them, like the experts' own parameters.
+    Being a Pixyz :class:`~pixyz.distributions.Normal`, it samples with
     ``reparam=True``, has ``get_log_prob`` / ``log_prob()``, and works in an analytic
     ``KullbackLeibler``.
 
