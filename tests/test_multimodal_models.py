@@ -1,6 +1,7 @@
 """MMVAE, MoPoE and MVTCAE: losses against hand computations, subset inference for 2 and 3
 modalities, printouts."""
 
+import json
 import math
 
 import pytest
@@ -207,3 +208,18 @@ def test_likelihood_weights_are_checked_and_the_dimension_rescaling(digits_train
         with pytest.raises(KeyError, match="unknown modalities"):
             cls(digits_train.modalities, likelihood_weights={"q": 2.0}, **TINY)
     assert dimension_weights(digits_train.modalities) == {"x": 1.0, "y": 6.4}
+
+
+@pytest.mark.parametrize("cls", [MMVAE, MoPoE, MVTCAE])
+def test_likelihood_weights_survive_a_checkpoint(digits_train, cls):
+    """The weights are in the config, so a model rebuilt from a checkpoint has the same loss."""
+    torch.manual_seed(0)
+    model = cls(digits_train.modalities, likelihood_weights={"y": 8.0}, **TINY)
+    assert model.config["likelihood_weights"] == {"y": 8.0}
+    fresh = cls(digits_train.modalities, **json.loads(json.dumps(model.config)))
+    fresh.load_state(model.state())
+    batch = digits_train.first(6)
+    torch.manual_seed(1)
+    expected = model.test_step(batch)
+    torch.manual_seed(1)
+    assert fresh.test_step(batch) == pytest.approx(expected)

@@ -109,7 +109,14 @@ class MMVAE(_Experts):
             inference=self.mixture,
             lr=lr,
             clip_grad_norm=clip_grad_norm,
-            config=dict(z_dim=z_dim, hidden=list(hidden), arch=arch, decoder_scale=decoder_scale, k=self.k),
+            config=dict(
+                z_dim=z_dim,
+                hidden=list(hidden),
+                arch=arch,
+                decoder_scale=decoder_scale,
+                k=self.k,
+                likelihood_weights=weights or None,
+            ),
         )
 
     def subset_inference(self, given: list[str]) -> Distribution:
@@ -171,7 +178,14 @@ class MoPoE(_Experts):
             annealed={"beta"},
             lr=lr,
             clip_grad_norm=clip_grad_norm,
-            config=dict(z_dim=z_dim, hidden=list(hidden), arch=arch, decoder_scale=decoder_scale, beta=beta),
+            config=dict(
+                z_dim=z_dim,
+                hidden=list(hidden),
+                arch=arch,
+                decoder_scale=decoder_scale,
+                beta=beta,
+                likelihood_weights=weights or None,
+            ),
         )
 
     def subset_inference(self, given: list[str]) -> Distribution:
