@@ -194,6 +194,15 @@ class MultimodalVAE(ZooModel):
         self.prior = standard_normal("z", z_dim, name="p")
         return modalities
 
+    def build_experts(
+        self, modalities: dict[str, Modality], z_dim: int, arch: str, hidden: Sequence[int]
+    ) -> dict[str, Distribution]:
+        """One Gaussian expert ``\\tilde{q}(z|m)`` per modality (products and mixtures combine them)."""
+        self.experts = {
+            m: gaussian_encoder([modalities[m]], z_dim, arch, hidden, name=EXPERT_NAME) for m in modalities
+        }
+        return self.experts
+
     def generative_model(self) -> Distribution:
         """``p(z) \\prod_m p(m|z)``."""
         joint = self.prior
@@ -542,9 +551,7 @@ class MVAE(MultimodalVAE):
             if chosen not in extra:
                 extra.append(chosen)
         # q~(z|m): one Gaussian expert per modality; q(z|S) ∝ p(z) prod_{m in S} q~(z|m)
-        self.experts = {
-            m: gaussian_encoder([modalities[m]], z_dim, arch, hidden, name=EXPERT_NAME) for m in modalities
-        }
+        self.build_experts(modalities, z_dim, arch, hidden)
         self.poe = ProductOfGaussianExperts(list(self.experts.values()), prior=self.prior, name="q")
         self.joint = self.poe.given(order)
         self.beta, self.subsets, self.likelihood_weights = beta, extra, weights

@@ -35,7 +35,6 @@ from pixyz_zoo.models.jmvae import (
     EXPERT_NAME,
     MultimodalVAE,
     check_likelihood_weights,
-    gaussian_encoder,
     weighted_log_likelihood,
 )
 
@@ -48,13 +47,6 @@ def nonempty_subsets(names: Sequence[str]) -> list[list[str]]:
 
 class _Experts(MultimodalVAE):
     """One Gaussian expert ``\\tilde{q}(z|m)`` per modality, over the JMVAE generative model."""
-
-    def build_experts(
-        self, modalities: dict[str, Modality], z_dim: int, arch: str, hidden: Sequence[int]
-    ) -> None:
-        self.experts = {
-            m: gaussian_encoder([modalities[m]], z_dim, arch, hidden, name=EXPERT_NAME) for m in modalities
-        }
 
     def trained_distributions(self) -> list[Distribution]:
         return [*self.decoders.values(), *self.experts.values()]

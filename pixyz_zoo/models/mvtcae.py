@@ -26,10 +26,8 @@ from pixyz.losses import KullbackLeibler, Parameter
 from pixyz_zoo.distributions import ProductOfGaussianExperts
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.jmvae import (
-    EXPERT_NAME,
     MultimodalVAE,
     check_likelihood_weights,
-    gaussian_encoder,
     weighted_log_likelihood,
 )
 
@@ -62,9 +60,7 @@ class MVTCAE(MultimodalVAE):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha weighs two KL terms and must lie in [0, 1], got {alpha}")
         # q~(z|m) per modality; q(z|S) ∝ prod_{m in S} q~(z|m)
-        self.experts = {
-            m: gaussian_encoder([modalities[m]], z_dim, arch, hidden, name=EXPERT_NAME) for m in modalities
-        }
+        self.build_experts(modalities, z_dim, arch, hidden)
         self.poe = ProductOfGaussianExperts(list(self.experts.values()), name="q")
         self.joint = self.poe.given(list(modalities))
         self.alpha, self.beta, self.likelihood_weights = alpha, beta, weights
