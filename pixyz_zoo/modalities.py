@@ -6,7 +6,9 @@ shapes, so a batch ``{"x": images, "y": labels}`` is checked in one place.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -102,3 +104,12 @@ def check_batch(batch: dict[str, torch.Tensor], modalities: dict[str, Modality])
         )
     for name, modality in modalities.items():
         modality.check(batch[name])
+
+
+def nonempty_subsets(names: Iterable[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset of ``names``, by size, each in the order of ``names``.
+
+    ``nonempty_subsets("mst")`` -> ``[(m,), (s,), (t,), (m, s), (m, t), (s, t), (m, s, t)]``.
+    """
+    names = list(dict.fromkeys(names))
+    return [s for size in range(1, len(names) + 1) for s in itertools.combinations(names, size)]

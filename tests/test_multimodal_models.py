@@ -10,8 +10,8 @@ from torch import distributions as td
 
 import pixyz_zoo  # noqa: F401  (Pixyz settings first)
 from pixyz_zoo.distributions import MixtureOfExperts, ProductOfGaussianExperts
-from pixyz_zoo.modalities import Modality
-from pixyz_zoo.models.mixtures import MMVAE, MoPoE, nonempty_subsets
+from pixyz_zoo.modalities import Modality, nonempty_subsets
+from pixyz_zoo.models.mixtures import MMVAE, MoPoE
 from pixyz_zoo.models.mvtcae import MVTCAE
 from tests.test_jmvae import TINY, kl, log_px, log_py, normal, parity_batch, product, with_parity
 
@@ -32,13 +32,13 @@ def log_joint(model, z, batch, y_weight: float = 1.0) -> torch.Tensor:
 
 def test_nonempty_subsets_by_size():
     assert nonempty_subsets(["x", "y", "w"]) == [
-        ["x"],
-        ["y"],
-        ["w"],
-        ["x", "y"],
-        ["x", "w"],
-        ["y", "w"],
-        ["x", "y", "w"],
+        ("x",),
+        ("y",),
+        ("w",),
+        ("x", "y"),
+        ("x", "w"),
+        ("y", "w"),
+        ("x", "y", "w"),
     ]
 
 

@@ -47,7 +47,6 @@ like the real data the classifiers were trained on.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import warnings
@@ -62,7 +61,7 @@ from torch import nn
 
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.classifier import ModalityClassifier, train_classifier
-from pixyz_zoo.modalities import Modality
+from pixyz_zoo.modalities import Modality, nonempty_subsets
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
 METRICS = ("coherence", "joint_coherence", "fd", "probe", "cosine", "likelihood")
@@ -90,15 +89,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------- helpers
-def nonempty_subsets(names: Iterable[str]) -> list[tuple[str, ...]]:
-    """Every non-empty subset of ``names``, by size, each in the order of ``names``.
-
-    ``nonempty_subsets("mst")`` -> ``[(m,), (s,), (t,), (m, s), (m, t), (s, t), (m, s, t)]``.
-    """
-    names = list(dict.fromkeys(names))
-    return [s for size in range(1, len(names) + 1) for s in itertools.combinations(names, size)]
-
-
 def subset_key(given: Sequence[str]) -> str:
     """The subset as written in metric keys: ``"m,s"`` (empty for the prior)."""
     return ",".join(given)

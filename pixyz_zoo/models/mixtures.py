@@ -21,7 +21,6 @@ in how the experts are combined and in the objective:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 from pixyz.distributions.distributions import Distribution
@@ -30,19 +29,13 @@ from pixyz.losses import KullbackLeibler, Parameter
 
 from pixyz_zoo.distributions import MixtureOfExperts, ProductOfGaussianExperts
 from pixyz_zoo.losses.iwae import StratifiedIWAE
-from pixyz_zoo.modalities import Modality
+from pixyz_zoo.modalities import Modality, nonempty_subsets
 from pixyz_zoo.models.jmvae import (
     EXPERT_NAME,
     MultimodalVAE,
     check_likelihood_weights,
     weighted_log_likelihood,
 )
-
-
-def nonempty_subsets(names: Sequence[str]) -> list[list[str]]:
-    """Every non-empty subset of ``names``, by size then in the order of ``names``."""
-    names = list(names)
-    return [list(s) for r in range(1, len(names) + 1) for s in itertools.combinations(names, r)]
 
 
 class _Experts(MultimodalVAE):
@@ -56,7 +49,7 @@ class _Experts(MultimodalVAE):
         order = list(self.modalities)
         if len(order) > 3:
             return [[m] for m in order]
-        return [s for s in nonempty_subsets(order) if len(s) < len(order)]
+        return [list(s) for s in nonempty_subsets(order) if len(s) < len(order)]
 
 
 class MMVAE(_Experts):
@@ -147,8 +140,8 @@ class MoPoE(_Experts):
         # q~(z|S) ∝ prod_{m in S} q~(z|m) for every non-empty subset S (a single expert as is)
         self.poe = ProductOfGaussianExperts(list(self.experts.values()), name=EXPERT_NAME)
         self.subset_experts = {
-            tuple(s): self.experts[s[0]] if len(s) == 1 else self.poe.given(s)
-            for s in nonempty_subsets(list(modalities))
+            s: self.experts[s[0]] if len(s) == 1 else self.poe.given(list(s))
+            for s in nonempty_subsets(modalities)
         }
         # q(z|X) = 1/(2^M - 1) sum_S q~(z|S)
         self.mixture = MixtureOfExperts(list(self.subset_experts.values()), name="q")
@@ -187,4 +180,4 @@ class MoPoE(_Experts):
         )
 
 
-__all__ = ["MMVAE", "MoPoE", "nonempty_subsets"]
+__all__ = ["MMVAE", "MoPoE"]

@@ -10,7 +10,6 @@ used, so every multimodal zoo model can be drawn.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from pixyz_zoo.modalities import Modality
+from pixyz_zoo.modalities import Modality, nonempty_subsets
 from pixyz_zoo.plots.grids import _as_categorical, _as_images, _draw_heat_map, _draw_tiles, tile_images
 
 __all__ = ["cross_modal_grid", "decode_text", "subset_grids"]
@@ -124,7 +123,7 @@ def subset_grids(
     modalities, by size), each generating every modality; keyed by the subset."""
     names = list(model.modalities)
     if subsets is None:
-        subsets = [s for k in range(1, len(names) + 1) for s in itertools.combinations(names, k)]
+        subsets = nonempty_subsets(names)
     return {
         tuple(subset): cross_modal_grid(model, batch, list(subset), None, n, sample_latent)
         for subset in subsets
