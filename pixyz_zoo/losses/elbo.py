@@ -8,12 +8,21 @@ joint encoder it is the JMVAE bound (eq. 5). ``beta`` is a number or a ``Paramet
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
+from functools import reduce
 
 from pixyz.distributions.distributions import Distribution
 from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, LogProb
 from pixyz.losses.losses import Loss
+
+
+def sum_losses(terms: Sequence[Loss]) -> Loss:
+    """``terms[0] + terms[1] + ...`` as one Pixyz expression (printed in that order)."""
+    if not terms:
+        raise ValueError("nothing to sum: give at least one loss term")
+    return reduce(operator.add, terms)
 
 
 def negative_elbo(
@@ -22,7 +31,5 @@ def negative_elbo(
     """Per-example negative ELBO (apply ``.mean()`` for a training objective)."""
     if not decoders:
         raise ValueError("the ELBO needs at least one decoder p(x|z)")
-    reconstruction = LogProb(decoders[0])
-    for decoder in decoders[1:]:
-        reconstruction = reconstruction + LogProb(decoder)
+    reconstruction = sum_losses([LogProb(decoder) for decoder in decoders])
     return E(q, -reconstruction) + beta * KullbackLeibler(q, prior)

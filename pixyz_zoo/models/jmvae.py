@@ -52,7 +52,7 @@ from pixyz_zoo.distributions import (
     standard_normal,
 )
 from pixyz_zoo.distributions.iterative_sampling import IterativeSampling
-from pixyz_zoo.losses import negative_elbo
+from pixyz_zoo.losses import negative_elbo, sum_losses
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.base import ZooModel
 
@@ -133,15 +133,14 @@ def weighted_log_likelihood(
     decoders: Sequence[Distribution], weights: dict[str, float] | None = None
 ) -> Loss:
     """``sum_m lambda_m log p(m|z)`` as a Pixyz expression (weights default to 1)."""
+    if not decoders:
+        raise ValueError("the likelihood needs at least one decoder p(m|z)")
     weights = weights or {}
-    total = None
+    terms = []
     for decoder in decoders:
         weight = float(weights.get(decoder.var[0], 1.0))
-        term = LogProb(decoder) if weight == 1.0 else weight * LogProb(decoder)
-        total = term if total is None else total + term
-    if total is None:
-        raise ValueError("the likelihood needs at least one decoder p(m|z)")
-    return total
+        terms.append(LogProb(decoder) if weight == 1.0 else weight * LogProb(decoder))
+    return sum_losses(terms)
 
 
 def weighted_negative_elbo(
@@ -413,10 +412,9 @@ class JMVAEKL(_GroupedInference):
         self.beta, self.alpha, self.likelihood_weights = beta, alpha, weights
         decoders = list(self.decoders.values())
         jmvae = weighted_negative_elbo(self.q, decoders, self.prior, Parameter("beta"), weights)
-        kls = [KullbackLeibler(self.q, q_group) for q_group in self.group_inference.values()]
-        to_groups = kls[0]
-        for kl in kls[1:]:
-            to_groups = to_groups + kl
+        to_groups = sum_losses(
+            [KullbackLeibler(self.q, q_group) for q_group in self.group_inference.values()]
+        )
         loss = (jmvae + Parameter("alpha") * to_groups).mean()
         super().__init__(
             loss,

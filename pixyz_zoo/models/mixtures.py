@@ -28,6 +28,7 @@ from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, Parameter
 
 from pixyz_zoo.distributions import MixtureOfExperts, ProductOfGaussianExperts
+from pixyz_zoo.losses import sum_losses
 from pixyz_zoo.losses.iwae import StratifiedIWAE
 from pixyz_zoo.modalities import Modality, nonempty_subsets
 from pixyz_zoo.models.jmvae import (
@@ -148,11 +149,8 @@ class MoPoE(_Experts):
         self.joint = self.mixture
         self.beta, self.likelihood_weights = beta, weights
         reconstruction = weighted_log_likelihood(list(self.decoders.values()), weights)
-        kls = [KullbackLeibler(q_s, self.prior) for q_s in self.subset_experts.values()]
-        subsets_kl = kls[0]
-        for kl in kls[1:]:
-            subsets_kl = subsets_kl + kl
-        loss = E(self.mixture, -reconstruction) + Parameter("beta") * subsets_kl / len(kls)
+        subsets_kl = sum_losses([KullbackLeibler(q_s, self.prior) for q_s in self.subset_experts.values()])
+        loss = E(self.mixture, -reconstruction) + Parameter("beta") * subsets_kl / len(self.subset_experts)
         super().__init__(
             loss.mean(),
             distributions=self.trained_distributions(),

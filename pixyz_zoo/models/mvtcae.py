@@ -24,6 +24,7 @@ from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, Parameter
 
 from pixyz_zoo.distributions import ProductOfGaussianExperts
+from pixyz_zoo.losses import sum_losses
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.jmvae import (
     MultimodalVAE,
@@ -68,9 +69,7 @@ class MVTCAE(MultimodalVAE):
         alpha_, beta_ = Parameter("alpha"), Parameter("beta")
         decoders = list(self.decoders.values())
         reconstruction = weighted_log_likelihood(decoders, weights)
-        to_experts = KullbackLeibler(self.joint, self.experts[next(iter(modalities))])
-        for name in list(modalities)[1:]:
-            to_experts = to_experts + KullbackLeibler(self.joint, self.experts[name])
+        to_experts = sum_losses([KullbackLeibler(self.joint, expert) for expert in self.experts.values()])
         loss = (m - alpha_) / m * E(self.joint, -reconstruction) + beta_ * (
             (1 - alpha_) * KullbackLeibler(self.joint, self.prior) + alpha_ / m * to_experts
         )
