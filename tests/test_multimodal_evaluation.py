@@ -189,11 +189,17 @@ def test_coherence_errors(data, classifiers):
 
 def test_frechet_distance_closed_forms():
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(500, 6, generator=g) @ torch.randn(6, 6, generator=g)
-    shift = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0, 1.0])
+    x = (torch.randn(500, 6, generator=g) @ torch.randn(6, 6, generator=g)).double()
+    shift = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0, 1.0], dtype=torch.float64)
+    # The trace term tr(S_a + S_b - 2 (S_a S_b)^{1/2}) cancels terms of the size of tr(S): float64
+    # eigen-solvers guarantee a backward error of a small multiple of eps * ||S|| per eigenvalue,
+    # which the square roots amplify (by 1/sqrt of the smallest eigenvalue), whatever the BLAS.
+    # So the tolerance is absolute, 1e-9 of the traces: about 1e5 eps, far above rounding on any
+    # machine, far below any real change of the distance.
+    scale = float(torch.cov(x.T).trace())
     # equal covariances: the squared mean difference
-    assert frechet_distance(x, x + shift) == pytest.approx(float(shift @ shift), rel=1e-9)
-    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(x, x + shift) == pytest.approx(float(shift @ shift), abs=1e-9 * 2 * scale)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9 * 2 * scale)
     # commuting (diagonal) covariances: |mu_a - mu_b|^2 + sum (sigma_a - sigma_b)^2
     mu_a, mu_b = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, -1.0])
     sd_a, sd_b = torch.tensor([1.0, 2.0, 0.5]), torch.tensor([3.0, 1.0, 0.5])
@@ -210,8 +216,9 @@ def test_frechet_distance_closed_forms():
     root = scipy_linalg.sqrtm((cov_a @ cov_b).numpy()).real
     reference = float((cov_a + cov_b).trace()) - 2 * root.trace() + 4.0
     mean_a, mean_b = torch.zeros(4), torch.full((4,), 1.0)
-    assert gaussian_frechet_distance(mean_a, cov_a, mean_b, cov_b) == pytest.approx(reference, rel=1e-8)
-    assert gaussian_frechet_distance(mean_b, cov_b, mean_a, cov_a) == pytest.approx(reference, rel=1e-8)
+    tolerance = 1e-9 * float((cov_a + cov_b).trace())  # as above: relative to the traces that cancel
+    assert gaussian_frechet_distance(mean_a, cov_a, mean_b, cov_b) == pytest.approx(reference, abs=tolerance)
+    assert gaussian_frechet_distance(mean_b, cov_b, mean_a, cov_a) == pytest.approx(reference, abs=tolerance)
     with pytest.raises(ValueError, match="different dimensions"):
         frechet_distance(torch.zeros(5, 2), torch.zeros(5, 3))
     with pytest.raises(ValueError, match="at least 2 rows"):
