@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import ZooModel, build_model
 from pixyz_zoo.models.base import NonFiniteLossError
+from pixyz_zoo.progress import tqdm
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1

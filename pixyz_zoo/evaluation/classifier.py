@@ -257,7 +257,7 @@ def _fit(
     progress: bool,
 ) -> None:
     """Adam on the cross-entropy, minibatches shuffled with ``seed``."""
-    from tqdm.auto import tqdm
+    from pixyz_zoo.progress import tqdm
 
     x, y = data.tensors[classifier.input], classifier.truth(data)
     device = classifier.device

@@ -150,7 +150,7 @@ def conditional_log_likelihood(
     Returns:
         nats per example (a lower bound on the conditional log-likelihood, see the module notes).
     """
-    from tqdm.auto import tqdm
+    from pixyz_zoo.progress import tqdm
 
     given = _as_names(given)
     _check_names(model, data.modalities, target, given)

@@ -116,7 +116,7 @@ def evaluate_log_likelihood(
     ``seed`` so repeated evaluations see the same test set. ``given`` and ``observed`` are passed
     to :func:`log_weights` (``given = observed = S``: the bounds on ``log p(x_S)``).
     """
-    from tqdm.auto import tqdm
+    from pixyz_zoo.progress import tqdm
 
     if k < 1:
         raise ValueError(f"the number of importance samples must be >= 1, got {k}")

@@ -623,7 +623,7 @@ def evaluate_multimodal(
     likelihoods ``n_likelihood``, default ``n_test``) drawn with ``seed``.
     A metric the model cannot compute (``NotImplementedError``) is NaN, with a warning.
     """
-    from tqdm.auto import tqdm
+    from pixyz_zoo.progress import tqdm
 
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
