@@ -6,6 +6,9 @@ pixyz-zoo train vae --resume runs/vae --epochs 20
 pixyz-zoo evaluate runs/vae --iw-samples 1000
 pixyz-zoo graph vae --out vae.png
 pixyz-zoo reproduce beta-vae --quick
+
+``train --train-examples N --test-examples M`` (not listed by ``--help``) keeps only the first N / M
+examples of each split: a pipeline check in seconds, as the tests run every model on every dataset.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--binarize", choices=BINARIZE_CHOICES, default="dynamic")
     train.add_argument("--iw-samples", type=int, default=1000, help="importance samples of the IWAE bound")
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    # hidden from --help: the first N examples of each split only (tests and quick pipeline checks)
+    train.add_argument("--train-examples", type=int, default=None, help=argparse.SUPPRESS)
+    train.add_argument("--test-examples", type=int, default=None, help=argparse.SUPPRESS)
     train.add_argument("--no-progress", action="store_true")
 
     evaluate = sub.add_parser("evaluate", help="measure a run on its test split and write its report")
@@ -179,6 +185,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             download=args.download,
             options=options,
             progress=progress,
+            train_examples=args.train_examples,
+            test_examples=args.test_examples,
         )
     print(model)
     if not args.no_eval:
