@@ -89,3 +89,7 @@ __all__ += ["kl_bar_chart", "kl_order", "latent_traversal"]
 from pixyz_zoo.plots.multimodal import cross_modal_grid, decode_text, subset_grids  # noqa: E402
 
 __all__ += ["cross_modal_grid", "decode_text", "subset_grids"]
+
+from pixyz_zoo.plots.reports import coherence_heatmap, coherence_matrix, metric_bars  # noqa: E402
+
+__all__ += ["coherence_heatmap", "coherence_matrix", "metric_bars"]
