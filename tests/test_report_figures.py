@@ -98,7 +98,8 @@ def test_metric_bars_draw_the_values_and_references():
         expected = [rows[m].get(metric, math.nan) for m in rows]
         assert [b.get_width() for b in bars] == [v for v in expected if not math.isnan(v)]
         texts = [t.get_text().strip() for t in ax.texts]
-        assert texts == ["n/a" if math.isnan(v) else str(v) if metric == "dims" else f"{v:.3f}" for v in expected]
+        written = ["n/a" if math.isnan(v) else str(v) if metric == "dims" else f"{v:.3f}" for v in expected]
+        assert texts == written
     assert panels[1].get_xscale() == "log" and panels[0].get_xscale() == "linear"
     marks = panels[0].collections[0].get_offsets()
     assert marks[:, 0].tolist() == [0.95, 0.5] and marks[:, 1].tolist() == [0, 1]
