@@ -36,17 +36,22 @@ def log_weights(
     given: Sequence[str] | None = None,
     max_rows: int = 20000,
     observed: Sequence[str] | None = None,
+    proposal: Distribution | None = None,
 ) -> torch.Tensor:
     """Log importance weights ``log p(x_O, z_k) - log q(z_k|x_G)``, shape (k, batch).
 
     ``given`` (G) are the modalities the proposal is inferred from and ``observed`` (O) those
     whose likelihood enters the joint (both default to every modality); the other modalities are
     marginalised out of ``model.generative``, so ``given = observed = S`` estimates ``log p(x_S)``.
+    ``proposal`` replaces the model's inference (e.g. a refined or per-example optimised
+    Gaussian); its conditioning variables are read from ``batch``.
     """
     given = list(model.modalities if given is None else given)
     model.distributions.eval()
-    # all modalities: the full inference model (every latent of a hierarchical model)
-    q = model.inference if set(given) == set(model.modalities) else model.inference_for(given)
+    if proposal is not None:
+        q, given = proposal, list(proposal.cond_var)
+    else:  # all modalities: the full inference model (every latent of a hierarchical model)
+        q = model.inference if set(given) == set(model.modalities) else model.inference_for(given)
     joint = model.generative
     factors = None  # None: the whole joint; else the factors left after marginalising
     if observed is not None:
@@ -58,7 +63,7 @@ def log_weights(
             factors = _marginal_factors(joint, hidden)
     kept = [joint] if factors is None else factors
     needed = {v for d in kept for v in (*d.var, *d.cond_var)} | set(given)
-    observed_values = {n: batch[n] for n in model.modalities if n in needed or n in batch}
+    observed_values = {n: batch[n] for n in [*model.modalities, *given] if n in needed or n in batch}
     observed = model._to_device(observed_values)  # a conditional model's condition too
     n = len(next(iter(observed.values())))
     chunk = max(1, min(k, max_rows // max(n, 1)))
