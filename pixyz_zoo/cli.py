@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,15 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list models and datasets")
 
     train = sub.add_parser("train", help="train a model into a run directory, then evaluate it")
+    # Settings that define a run default to None here, so that --resume can tell the ones given
+    # (refused when they differ from the run's) from the ones left out; TRAIN_DEFAULTS fills them.
     train.add_argument("model", choices=sorted(MODELS))
-    train.add_argument("--dataset", default="digits", choices=sorted(DATASETS))
+    train.add_argument("--dataset", choices=sorted(DATASETS), help="dataset (default digits)")
     train.add_argument(
         "--epochs", type=int, default=None, help="total epochs (default 30; --resume: as before)"
     )
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
-    train.add_argument("--clip-grad-norm", type=float, default=None)
-    train.add_argument("--warmup-epochs", type=float, default=0.0, help="KL warm-up length in epochs")
+    train.add_argument("--batch-size", type=int, help="minibatch size (default 64)")
+    train.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the model's)")
+    train.add_argument("--clip-grad-norm", type=float, default=None, help="clip the gradient norm")
+    train.add_argument("--warmup-epochs", type=float, help="KL warm-up length in epochs (default 0: none)")
     train.add_argument("--z-dim", type=int, default=None, help="latent size (model option z_dim)")
     train.add_argument("--arch", choices=["mlp", "conv"], default=None, help="network preset")
     train.add_argument(
@@ -64,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="any model option, e.g. -o hidden=[256,256] (see `pixyz-zoo list`)",
     )
-    train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--device", help="auto (CUDA when present; the default), cpu, cuda or cuda:N (--resume: as before)"
+    )
+    train.add_argument("--seed", type=int, help="seed of initialisation, data order and sampling (default 0)")
     train.add_argument(
         "--out", type=Path, default=None, help="run directory (default runs/MODEL-DATASET-sSEED)"
     )
@@ -76,19 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", default=None, help=f"dataset folder (default ${DATA_ROOT_ENV} or ./data)"
     )
     train.add_argument("--download", action="store_true", help="let torchvision download missing files")
-    train.add_argument("--binarize", choices=BINARIZE_CHOICES, default="dynamic")
+    train.add_argument("--binarize", choices=BINARIZE_CHOICES, help="binary images (default dynamic)")
     train.add_argument("--iw-samples", type=int, default=1000, help="importance samples of the IWAE bound")
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     # hidden from --help: the first N examples of each split only (tests and quick pipeline checks)
     train.add_argument("--train-examples", type=int, default=None, help=argparse.SUPPRESS)
     train.add_argument("--test-examples", type=int, default=None, help=argparse.SUPPRESS)
-    train.add_argument("--no-progress", action="store_true")
+    train.add_argument(
+        "--no-progress", action="store_true", help="no progress bars: one plain line per epoch"
+    )
 
     evaluate = sub.add_parser("evaluate", help="measure a run on its test split and write its report")
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--iw-samples", type=int, default=1000)
     evaluate.add_argument("--device", default=None)
-    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     graph = sub.add_parser("graph", help="print a model's factorisation and loss and draw its DAG")
     graph.add_argument("model", choices=sorted(MODELS))
@@ -152,47 +159,137 @@ def cmd_list() -> None:
         print(f"  {name:<22} {EXPERIMENTS[name].description}")
 
 
+#: what ``train`` uses for a setting left out (a resumed run keeps its own)
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "dataset": "digits",
+    "epochs": 30,
+    "batch_size": 64,
+    "warmup_epochs": 0.0,
+    "seed": 0,
+    "binarize": "dynamic",
+    "device": "auto",
+}
+#: the model options that have their own flag
+OPTION_FLAGS = {"lr": "--lr", "clip_grad_norm": "--clip-grad-norm", "z_dim": "--z-dim", "arch": "--arch"}
+
+
+def model_options_from(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The model options given (``-o`` and the option flags) and the argument that gave each."""
+    options: dict[str, Any] = {}
+    given_by: dict[str, str] = {}
+    for key, value in args.option:
+        options[key], given_by[key] = value, f"-o {key}"
+    for key, flag in OPTION_FLAGS.items():
+        value = getattr(args, key)
+        if value is not None:
+            options[key], given_by[key] = value, flag
+    return options, given_by
+
+
+def check_resume_arguments(
+    args: argparse.Namespace, options: dict[str, Any], given_by: dict[str, str]
+) -> None:
+    """Refuse ``train --resume RUN`` arguments that differ from the run (only --epochs, --device change)."""
+    from pixyz_zoo.runs import read_config, resume_conflicts
+
+    config = read_config(args.resume)
+    conflicts = resume_conflicts(
+        config,
+        model=args.model,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        binarize=args.binarize,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        warmup_epochs=args.warmup_epochs,
+        options=options,
+        train_examples=args.train_examples,
+        test_examples=args.test_examples,
+    )
+    flags = {key: f"--{key.replace('_', '-')} " for key in conflicts} | {"model": "MODEL "}
+    flags |= {key: f"{flag} " if flag.startswith("--") else f"{flag}=" for key, flag in given_by.items()}
+    listed = [f"{flags[key]}{asked!r} (the run has {stored!r})" for key, (stored, asked) in conflicts.items()]
+    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        listed.append(f"--out {str(args.out)!r} (the run is in {str(args.resume)!r})")
+    if listed:
+        raise ValueError(
+            f"--resume {args.resume} continues that run as it was made, and these arguments differ from "
+            f"it: {'; '.join(listed)}. Leave them out (only --epochs and --device may change on resume), "
+            "or start a new run with another --out"
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    from pixyz_zoo.models import validate_options
     from pixyz_zoo.runs import evaluate_run, resume_run, train_run
 
-    progress = not args.no_progress
+    # every argument is checked before any data is loaded or anything is written
+    if args.iw_samples < 1:
+        raise ValueError(f"--iw-samples must be an integer >= 1, got {args.iw_samples}")
+    options, given_by = model_options_from(args)
+    validate_options(args.model, options)
+    progress: bool | str = "lines" if args.no_progress else True  # "lines": one plain line per epoch
     if args.resume is not None:
-        model, trainer = resume_run(args.resume, epochs=args.epochs, device=args.device, progress=progress)
-        run_dir = args.resume
+        check_resume_arguments(args, options, given_by)
+        args.run_dir = args.resume
+        model, _ = resume_run(args.resume, epochs=args.epochs, device=args.device, progress=progress)
     else:
-        options = dict(args.option)
-        for key, value in (
-            ("lr", args.lr),
-            ("clip_grad_norm", args.clip_grad_norm),
-            ("z_dim", args.z_dim),
-            ("arch", args.arch),
-        ):
-            if value is not None:
-                options[key] = value
-        run_dir = args.out or Path("runs") / f"{args.model}-{args.dataset}-s{args.seed}"
-        print(f"run directory: {run_dir}")
-        model, trainer = train_run(
+        settings = {key: getattr(args, key) for key in TRAIN_DEFAULTS}
+        settings = {key: TRAIN_DEFAULTS[key] if v is None else v for key, v in settings.items()}
+        args.run_dir = args.out or Path("runs") / f"{args.model}-{settings['dataset']}-s{settings['seed']}"
+        print(f"run directory: {args.run_dir}")
+        model, _ = train_run(
             args.model,
-            run_dir,
-            dataset=args.dataset,
-            epochs=args.epochs or 30,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            device=args.device,
-            warmup_epochs=args.warmup_epochs,
+            args.run_dir,
             data_root=args.data_root,
-            binarize=args.binarize,
             download=args.download,
             options=options,
             progress=progress,
             train_examples=args.train_examples,
             test_examples=args.test_examples,
+            **settings,
         )
     print(model)
     if not args.no_eval:
-        report(
-            evaluate_run(run_dir, iw_samples=args.iw_samples, device=args.device, progress=progress), run_dir
+        args.stage = "evaluation"
+        metrics = evaluate_run(
+            args.run_dir, iw_samples=args.iw_samples, device=args.device, progress=not args.no_progress
         )
+        report(metrics, args.run_dir)
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C left behind and what to do next: true at whatever point it came."""
+    if args.command == "reproduce":
+        return "interrupted. Run the same command again: every finished or interrupted run is picked up."
+    if args.command == "evaluate":
+        return (
+            f"interrupted; the checkpoint in {args.run_dir} is untouched. Run the same command again "
+            "to evaluate it."
+        )
+    if args.command != "train":
+        return "interrupted."
+    from pixyz_zoo.training import CHECKPOINT
+
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is None or not (Path(run_dir) / CHECKPOINT).exists():
+        return (
+            "interrupted before the first epoch ended; nothing was saved. Run the same command again "
+            "to start over."
+        )
+    if getattr(args, "stage", None) == "evaluation":
+        return (
+            f"interrupted during the evaluation; the trained model is kept in {run_dir}. Evaluate it "
+            f"with: pixyz-zoo evaluate {run_dir} --iw-samples {args.iw_samples}"
+        )
+    try:
+        kept = f"the checkpoint of epoch {len(json.loads((Path(run_dir) / 'history.json').read_text()))}"
+    except (OSError, ValueError, TypeError):
+        kept = "the checkpoint of the last finished epoch"
+    return (
+        f"interrupted; {kept} is kept in {run_dir}. Continue with: pixyz-zoo train {args.model} "
+        f"--resume {run_dir}"
+    )
 
 
 def report(metrics: dict[str, Any], run_dir: Path) -> None:
@@ -205,8 +302,9 @@ def report(metrics: dict[str, Any], run_dir: Path) -> None:
 def cmd_graph(args: argparse.Namespace) -> None:
     from pixyz_zoo import plots
     from pixyz_zoo.datasets import load_dataset
-    from pixyz_zoo.models import build_model
+    from pixyz_zoo.models import build_model, validate_options
 
+    validate_options(args.model, dict(args.option))  # before loading the data
     data = load_dataset(args.dataset, "test", root=args.data_root)
     model = build_model(args.model, data.modalities, **dict(args.option))
     print(str(model).split("Optimizer:")[0].rstrip())
@@ -234,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             from pixyz_zoo.runs import evaluate_run
 
+            if args.iw_samples < 1:
+                raise ValueError(f"--iw-samples must be an integer >= 1, got {args.iw_samples}")
             report(
                 evaluate_run(
                     args.run_dir,
@@ -248,20 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "reproduce":
             cmd_reproduce(args)
     except KeyboardInterrupt:
-        resume = getattr(args, "resume", None) or getattr(args, "out", None)
-        if args.command == "reproduce":
-            hint = " Run the same command again: every finished or interrupted run is picked up."
-        elif resume:
-            hint = f" Continue with: pixyz-zoo train {args.model} --resume {resume}"
-        else:
-            hint = ""
-        print(f"\ninterrupted; the last epoch's checkpoint is kept.{hint}", file=sys.stderr)
+        print(f"\n{interrupted(args)}", file=sys.stderr)
         return 130
     except (
         NonFiniteLossError,
         CheckpointError,
-        FileNotFoundError,
-        FileExistsError,
+        OSError,
         KeyError,
         ValueError,
         TypeError,

@@ -10,20 +10,27 @@ import functools
 import json
 import os
 import platform
-from math import nan
+from math import inf, nan
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pixyz_zoo.datasets import DATASETS, MultimodalDataset, load_dataset, resolve_data_root
+from pixyz_zoo.datasets import (
+    BINARIZE_CHOICES,
+    DATASETS,
+    MultimodalDataset,
+    load_dataset,
+    resolve_data_root,
+)
 from pixyz_zoo.evaluation import evaluate_log_likelihood
-from pixyz_zoo.models import ZooModel, build_model, get_model_class
+from pixyz_zoo.models import MODELS, ZooModel, build_model, model_options, validate_options
 from pixyz_zoo.training import (
     CHECKPOINT,
     CheckpointError,
     Trainer,
     load_checkpoint,
+    modalities_to_json,
     model_from_checkpoint,
     resolve_device,
     seed_everything,
@@ -49,7 +56,194 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
             f"{run_dir} is not a run directory: {path} is missing. Pass the --out directory of a "
             "`pixyz-zoo train` run"
         )
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it was damaged or edited by hand") from error
+    missing = [
+        k for k in ("model", "options", "data", "train") if not isinstance(config, dict) or k not in config
+    ]
+    if missing:
+        raise ValueError(f"{path} is not a pixyz-zoo run config: it has no {missing}")
+    return config
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as config.json holds it (tuples as lists), so that stored and asked values compare."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def check_train_settings(
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    warmup_epochs: float,
+    train_examples: int | None = None,
+    test_examples: int | None = None,
+) -> None:
+    """Refuse impossible training settings up front, naming each (and its command-line flag)."""
+    problems = []
+    for name, value, low in (
+        ("epochs", epochs, 1),
+        ("batch_size", batch_size, 1),
+        ("seed", seed, 0),
+        ("train_examples", train_examples, 1),
+        ("test_examples", test_examples, 1),
+    ):
+        if value is None and name.endswith("examples"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            problems.append(f"{name} (--{name.replace('_', '-')}) must be an integer >= {low}, got {value!r}")
+    if (
+        isinstance(warmup_epochs, bool)
+        or not isinstance(warmup_epochs, (int, float))
+        or not 0 <= warmup_epochs < inf
+    ):
+        problems.append(f"warmup_epochs (--warmup-epochs) must be a number >= 0, got {warmup_epochs!r}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> None:
+    """Refuse an output directory that holds a run already or cannot be created (before any work)."""
+    run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT).exists():
+        raise FileExistsError(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out"
+        )
+    for path in (run_dir, *run_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise NotADirectoryError(
+                    f"cannot make the run directory {run_dir}: {path} is a file, not a directory; "
+                    "choose another --out"
+                )
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise PermissionError(
+                    f"cannot write the run directory {run_dir} under {path}; choose another --out"
+                )
+            return
+
+
+def _make_run_dir(run_dir: Path) -> list[Path]:
+    """Create ``run_dir`` (and its missing parents); returns the directories created, deepest last."""
+    created = [path for path in (*reversed(run_dir.parents), run_dir) if not path.exists()]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_unsaved_run(run_dir: Path, created: list[Path]) -> None:
+    """Undo a run that stopped before its first checkpoint: its config and the folders it made."""
+    for name in (CONFIG, CONFIG + ".tmp", CHECKPOINT + ".tmp", "history.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    for path in reversed(created):
+        try:
+            path.rmdir()
+        except OSError:  # not empty: something else was put there
+            break
+
+
+def resume_conflicts(
+    config: dict[str, Any],
+    model: str | None = None,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    binarize: str | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    warmup_epochs: float | None = None,
+    options: dict[str, Any] | None = None,
+    train_examples: int | None = None,
+    test_examples: int | None = None,
+) -> dict[str, tuple[Any, Any]]:
+    """The settings asked for a resumed run that differ from the run's ``config``.
+
+    Returns ``{setting: (stored, asked)}``; an option is keyed by its name. ``None`` (and an
+    option left out) means "not asked". A run continues only as it was made: everything but the
+    number of epochs and the device is fixed by its first invocation.
+    """
+    asked = {
+        "model": (config["model"], model),
+        "dataset": (config["data"]["dataset"], dataset),
+        "binarize": (config["data"]["binarize"], binarize),
+        "batch_size": (config["train"]["batch_size"], batch_size),
+        "seed": (config["train"]["seed"], seed),
+        "warmup_epochs": (config["train"]["warmup_epochs"], warmup_epochs),
+        "train_examples": (config["data"].get("train_examples"), train_examples),
+        "test_examples": (config["data"].get("test_examples"), test_examples),
+    }
+    conflicts = {k: (stored, new) for k, (stored, new) in asked.items() if new is not None and stored != new}
+    stored_root = config["data"].get("root")
+    if (
+        data_root is not None
+        and resolve_data_root(data_root).resolve() != resolve_data_root(stored_root).resolve()
+    ):
+        conflicts["data_root"] = (stored_root, data_root)
+    defaults = model_options(config["model"]) if config["model"] in MODELS else {}
+    stored_options = {**defaults, **config["options"]}
+    for key, value in (options or {}).items():
+        stored = stored_options.get(key)
+        if _plain(stored) != _plain(value):
+            conflicts[key] = (stored, value)
+    return conflicts
+
+
+def checkpoint_differences(config: dict[str, Any], payload: dict[str, Any]) -> list[str]:
+    """How the checkpoint ``payload`` disagrees with the run's ``config`` (empty: it belongs to it)."""
+    differences = []
+    if payload["model_name"] != config["model"]:
+        differences.append(
+            f"model {payload['model_name']!r} in the checkpoint, {config['model']!r} in config.json"
+        )
+    saved, stored = _plain(payload["model_config"]), _plain(config["options"])
+    for key in sorted(set(saved) | set(stored)):
+        if saved.get(key, "(absent)") != stored.get(key, "(absent)"):
+            differences.append(
+                f"option {key}: {saved.get(key, '(absent)')!r} in the checkpoint, "
+                f"{stored.get(key, '(absent)')!r} in config.json"
+            )
+    if "modalities" in config and _plain(payload["modalities"]) != _plain(config["modalities"]):
+        differences.append(
+            f"modalities {_plain(payload['modalities'])} in the checkpoint, {config['modalities']} in "
+            "config.json"
+        )
+    trainer = payload.get("trainer", {})
+    for key in ("batch_size", "seed", "warmup_epochs"):
+        if key in trainer and trainer[key] != config["train"].get(key):
+            differences.append(
+                f"{key} {trainer[key]!r} in the checkpoint, {config['train'].get(key)!r} in config.json"
+            )
+    if payload["epoch"] > config["train"]["epochs"]:
+        differences.append(
+            f"the checkpoint has trained {payload['epoch']} epochs, config.json asks for "
+            f"{config['train']['epochs']}"
+        )
+    if len(payload["history"]) != payload["epoch"]:
+        differences.append(
+            f"the checkpoint is at epoch {payload['epoch']} but its history has "
+            f"{len(payload['history'])} epochs"
+        )
+    return differences
+
+
+def load_run_checkpoint(run_dir: str | os.PathLike, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint of ``run_dir``, checked against the run's ``config.json``.
+
+    A checkpoint made with another model, other options, other modalities or other training
+    settings than the run's config (a checkpoint copied in from elsewhere, a config edited by
+    hand) is refused: a report or a resume would mix two runs.
+    """
+    run_dir = Path(run_dir)
+    config = config if config is not None else read_config(run_dir)
+    payload = load_checkpoint(run_dir)
+    differences = checkpoint_differences(config, payload)
+    if differences:
+        raise CheckpointError(
+            f"the checkpoint in {run_dir} was not made with the run's {CONFIG}: "
+            f"{'; '.join(differences)}. It belongs to another run (copied in, or {CONFIG} edited): "
+            f"put back this run's own {CHECKPOINT}, or train a new run with another --out"
+        )
+    return payload
 
 
 def load_data(config: dict[str, Any]):
@@ -107,11 +301,15 @@ def train_run(
     (None: all; experiments' quick settings use this).
     """
     run_dir = Path(run_dir)
-    if (run_dir / CHECKPOINT).exists():
-        raise FileExistsError(
-            f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out"
-        )
-    get_model_class(model)  # unknown model: fail before loading data
+    # every setting is checked before any data is loaded or anything is written
+    check_run_dir(run_dir)
+    options = validate_options(model, options or {})
+    if dataset not in DATASETS:
+        raise KeyError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
+    if binarize not in BINARIZE_CHOICES:
+        raise ValueError(f"binarize must be one of {', '.join(BINARIZE_CHOICES)}, got {binarize!r}")
+    check_train_settings(epochs, batch_size, seed, warmup_epochs, train_examples, test_examples)
+    dev = resolve_device(device)
     config = {
         "model": model,
         "options": dict(options or {}),
@@ -123,15 +321,22 @@ def train_run(
         if n is not None:
             config["data"][key] = n
     train, test = load_data(config)
-    dev = resolve_device(device)
     seed_everything(seed)
     net = build_model(model, train.modalities, **config["options"]).to(dev)
     config["options"] = net.config
+    config["modalities"] = modalities_to_json(net.modalities)
     config["environment"] = environment(dev)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / CONFIG, config)
     trainer = Trainer(net, train, test, run_dir=run_dir, progress=progress, **config["train"])
-    trainer.fit()
+    # training starts: the run directory and its config.json are written now, and removed again
+    # when training stops (an error, Ctrl-C) before the first checkpoint
+    created = _make_run_dir(run_dir)
+    write_json(run_dir / CONFIG, config)
+    try:
+        trainer.fit()
+    except BaseException:
+        if not (run_dir / CHECKPOINT).exists():
+            _remove_unsaved_run(run_dir, created)
+        raise
     return net, trainer
 
 
@@ -141,18 +346,38 @@ def resume_run(
     device: str | None = None,
     progress: bool = True,
 ) -> tuple[ZooModel, Trainer]:
-    """Continue the run in ``run_dir`` from its last checkpoint (up to ``epochs`` in total)."""
+    """Continue the run in ``run_dir`` from its last checkpoint (up to ``epochs`` in total).
+
+    Only the number of epochs and the device may change; both are recorded in ``config.json``
+    (with the environment of each continuation under ``resumed``). The checkpoint must belong to
+    the run's config (see :func:`load_run_checkpoint`).
+    """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    payload = load_checkpoint(run_dir, expected_model=config["model"])
+    payload = load_run_checkpoint(run_dir, config)
     if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < max(1, payload["epoch"]):
+            raise ValueError(
+                f"epochs (--epochs) must be an integer >= {max(1, payload['epoch'])} (the run in {run_dir} "
+                f"has trained {payload['epoch']} epochs), got {epochs!r}"
+            )
         config["train"]["epochs"] = epochs
-    dev = resolve_device(device or config.get("device", "auto"))
+    if device is not None:
+        config["device"] = device
+    dev = resolve_device(config.get("device", "auto"))
     train, test = load_data(config)
     net = model_from_checkpoint(payload, dev)
-    write_json(run_dir / CONFIG, config)
     trainer = Trainer(net, train, test, run_dir=run_dir, progress=progress, **config["train"])
     trainer.resume(run_dir)
+    if payload["epoch"] < config["train"]["epochs"]:
+        config.setdefault("resumed", []).append(
+            {
+                "from_epoch": payload["epoch"],
+                "epochs": config["train"]["epochs"],
+                "environment": environment(dev),
+            }
+        )
+    write_json(run_dir / CONFIG, config)
     trainer.fit()
     return net, trainer
 
@@ -227,7 +452,7 @@ def fit_run(
             f"{run_dir} holds a run with other settings ({changes}); delete it or choose another "
             "output directory"
         )
-    payload = load_checkpoint(run_dir, expected_model=model)
+    payload = load_run_checkpoint(run_dir, config)
     if payload["epoch"] >= epochs:
         return model_from_checkpoint(payload, resolve_device(device))
     net, _ = resume_run(run_dir, epochs=epochs, device=device, progress=progress)
@@ -253,7 +478,7 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    payload = load_checkpoint(run_dir, expected_model=config["model"])
+    payload = load_run_checkpoint(run_dir, config)
     dev = resolve_device(device or config.get("device", "auto"))
     model = model_from_checkpoint(payload, dev)
     _, test = load_data(config)
@@ -344,4 +569,16 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CheckpointError", "evaluate_run", "fit_run", "read_config", "resume_run", "train_run"]
+__all__ = [
+    "CheckpointError",
+    "check_run_dir",
+    "check_train_settings",
+    "checkpoint_differences",
+    "evaluate_run",
+    "fit_run",
+    "load_run_checkpoint",
+    "read_config",
+    "resume_conflicts",
+    "resume_run",
+    "train_run",
+]

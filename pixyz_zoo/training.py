@@ -135,7 +135,9 @@ class Trainer:
         seed: seed of data shuffling, binarisation and latent sampling.
         warmup_epochs: epochs over which annealed symbols (KL weight) ramp linearly from 0.
         run_dir: where ``checkpoint.pt`` is written after every epoch (None: no checkpoints).
-        progress: show a progress bar with the running loss.
+        progress: ``True``: a progress bar with the running loss and a summary line per epoch;
+            ``"lines"``: one plain line per epoch and no bar (logs, pipes; ``--no-progress``);
+            ``False``: silent.
         callback: called as ``callback(trainer, record)`` after each epoch.
     """
 
@@ -149,7 +151,7 @@ class Trainer:
         seed: int = 0,
         warmup_epochs: float = 0.0,
         run_dir: str | os.PathLike | None = None,
-        progress: bool = True,
+        progress: bool | str = True,
         callback: Callable[[Trainer, dict[str, float]], None] | None = None,
     ) -> None:
         for data in (train_data, test_data):
@@ -168,7 +170,10 @@ class Trainer:
         self.epochs, self.batch_size = epochs, batch_size
         self.seed, self.warmup_epochs = seed, warmup_epochs
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if progress not in (True, False, "lines"):
+            raise ValueError(f"progress must be True, False or 'lines', got {progress!r}")
         self.progress, self.callback = progress, callback
+        model.warmup_epochs = warmup_epochs  # what print(model) says about the annealed symbols
         self.epoch = 0
         self.history: list[dict[str, float]] = []
         self.generator = torch.Generator().manual_seed(seed)
@@ -210,7 +215,7 @@ class Trainer:
             self.train_data.batches(self.batch_size, shuffle=True, generator=self.generator),
             total=n_batches,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            disable=not self.progress,
+            disable=self.progress is not True,
             leave=False,
             dynamic_ncols=True,
         )
@@ -241,7 +246,11 @@ class Trainer:
         record["seconds"] = time.perf_counter() - start
         if self.progress:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
-            tqdm.write(f"epoch {record['epoch']}/{self.epochs}: {shown}")
+            line = f"epoch {record['epoch']}/{self.epochs}: {shown}"
+            if self.progress is True:
+                tqdm.write(line)
+            else:
+                print(line, flush=True)
         return record
 
     def test_loss(self, data: MultimodalDataset | None = None) -> float:

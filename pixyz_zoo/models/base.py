@@ -52,6 +52,8 @@ class ZooModel(Model):
 
     name = "model"
     description = ""
+    #: epochs of KL warm-up the model is trained with (set by the trainer; printed only when > 0)
+    warmup_epochs: float = 0.0
 
     def __init__(
         self,
@@ -98,8 +100,9 @@ class ZooModel(Model):
         if self.hyperparameters:
             values = ", ".join(f"{k}={v:g}" for k, v in self.hyperparameters.items())
             text += f"Hyperparameters (fed through the batch):\n  {values}"
-            if self.annealed:
-                text += f" (warm-up from 0: {', '.join(sorted(self.annealed))})"
+            if self.annealed and self.warmup_epochs > 0:
+                annealed = ", ".join(sorted(self.annealed))
+                text += f" ({annealed} warmed up from 0 over {self.warmup_epochs:g} epochs)"
             text += "\n"
         return text + super().__str__()
 

@@ -1,0 +1,346 @@
+"""Command-line arguments as a new user types them: refused up front with a clear message, nothing
+written for a refused run, resume only as the run was made, an interrupt message that is true.
+
+Every run here is tiny (64 training examples of the digits, a 16-unit network, a 4-d latent).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import pixyz_zoo.runs
+from pixyz_zoo.cli import main
+from pixyz_zoo.datasets import load_dataset
+from pixyz_zoo.models import MODELS, build_model, describe_type, model_options, option_types, validate_options
+from pixyz_zoo.models.base import NonFiniteLossError
+from pixyz_zoo.runs import checkpoint_differences, read_config, train_run
+from pixyz_zoo.training import CHECKPOINT, Trainer
+
+TINY = ["-o", "hidden=[16]", "--z-dim", "4", "--train-examples", "64", "--test-examples", "32"]
+QUIET = ["--no-progress", "--no-eval"]
+
+
+def train(out: Path, *extra: str) -> int:
+    return main(["train", "vae", "--epochs", "1", "--out", str(out), *TINY, *QUIET, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A one-epoch VAE run (copied by the tests that change it)."""
+    run = tmp_path_factory.mktemp("runs") / "vae"
+    assert train(run) == 0
+    return run
+
+
+@pytest.fixture
+def run(finished_run, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    return copy
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Make loading data an error: a test using this shows that a refusal comes before it."""
+
+    def load_data(config):
+        raise AssertionError("data was loaded before the arguments were checked")
+
+    monkeypatch.setattr(pixyz_zoo.runs, "load_data", load_data)
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir()) if p.is_file()}
+
+
+# ---------------------------------------------------------------- resume: only as the run was made
+@pytest.mark.parametrize(
+    "arguments, named",
+    [
+        (["--dataset", "mnist"], ["--dataset 'mnist'", "'digits'"]),
+        (["--z-dim", "8"], ["--z-dim 8", "the run has 4"]),
+        (["--lr", "0.01"], ["--lr 0.01", "the run has 0.001"]),
+        (["--arch", "conv"], ["--arch 'conv'", "'mlp'"]),
+        (["--clip-grad-norm", "5"], ["--clip-grad-norm 5.0", "None"]),
+        (["--warmup-epochs", "2"], ["--warmup-epochs 2.0", "0.0"]),
+        (["--batch-size", "32"], ["--batch-size 32", "the run has 64"]),
+        (["--seed", "3"], ["--seed 3", "the run has 0"]),
+        (["--binarize", "fixed"], ["--binarize 'fixed'", "'dynamic'"]),
+        (["--data-root", "elsewhere"], ["--data-root 'elsewhere'", "None"]),
+        (["-o", "beta=2"], ["-o beta=2", "the run has 1.0"]),
+        (["-o", "hidden=[32]"], ["-o hidden=[32]", "[16]"]),
+        (["--train-examples", "50"], ["--train-examples 50", "the run has 64"]),
+        (["--out", "other"], ["--out 'other'"]),
+    ],
+)
+def test_resume_refuses_each_argument_that_differs_from_the_run(run, capsys, arguments, named):
+    before = snapshot(run)
+    assert main(["train", "vae", "--resume", str(run), "--epochs", "2", *arguments, *QUIET]) == 1
+    err = capsys.readouterr().err
+    for text in named:
+        assert text in err, (text, err)
+    assert "only --epochs and --device may change on resume" in err
+    assert snapshot(run) == before  # nothing trained, nothing written
+
+
+def test_resume_names_every_conflict_and_the_model(run, capsys):
+    """`train beta-vae --resume <vae run>` used to continue (and re-evaluate) the VAE silently."""
+    args = ["train", "beta-vae", "--resume", str(run), "--dataset", "mnist", "--z-dim", "8", "--lr", "0.01"]
+    assert main([*args, *QUIET]) == 1
+    err = capsys.readouterr().err
+    for text in ("MODEL 'beta-vae' (the run has 'vae')", "--dataset 'mnist'", "--z-dim 8", "--lr 0.01"):
+        assert text in err
+
+
+def test_resume_accepts_arguments_equal_to_the_run_and_records_epochs_and_device(run, capsys):
+    same = ["--z-dim", "4", "-o", "hidden=(16,)", "--batch-size", "64", "--seed", "0", "--dataset", "digits"]
+    assert (
+        main(["train", "vae", "--resume", str(run), "--epochs", "2", "--device", "cpu", *same, *QUIET]) == 0
+    )
+    config = read_config(run)
+    assert config["train"]["epochs"] == 2 and config["device"] == "cpu"
+    assert config["resumed"] == [
+        {"from_epoch": 1, "epochs": 2, "environment": {**config["environment"], "device": "cpu"}}
+    ]
+    assert [r["epoch"] for r in json.loads((run / "history.json").read_text())] == [1, 2]
+    assert torch.load(run / CHECKPOINT, weights_only=True)["epoch"] == 2
+
+
+def test_resume_refuses_fewer_epochs_than_trained(run, capsys):
+    before = snapshot(run)
+    assert main(["train", "vae", "--resume", str(run), "--epochs", "0", *QUIET]) == 1
+    assert "must be an integer >= 1 (the run in" in capsys.readouterr().err
+    assert snapshot(run) == before
+
+
+# ---------------------------------------------------------------- model options: types and ranges
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["-o", "z_dim=abc"], "z_dim='abc' (expected an int >= 1)"),
+        (
+            ["-o", "hidden=[256,256"],
+            "hidden='[256,256' (expected a list of ints >= 1; '[256,256' is not a well-formed",
+        ),
+        (["-o", "beta=abc"], "beta='abc' (expected a number >= 0)"),
+        (["--z-dim", "0"], "z_dim=0 (expected an int >= 1)"),
+        (["-o", "z_dim=2.5"], "z_dim=2.5 (expected an int >= 1)"),
+        (["-o", "hidden=[16,0]"], "hidden=[16, 0] (expected a list of ints >= 1)"),
+        (["--lr", "0"], "lr=0.0 (expected a number > 0)"),
+        (["--clip-grad-norm", "-1"], "clip_grad_norm=-1.0 (expected a number > 0 or None)"),
+        (["-o", "beta=-1"], "beta=-1 (expected a number >= 0)"),
+        (["-o", "arch=cnn"], "arch='cnn' (expected 'mlp', 'conv' or 'celeba')"),
+        (
+            ["-o", "decoder_scale=0"],
+            "decoder_scale=0 (expected 'learned', 'per-example', a number > 0 or None)",
+        ),
+        (["-o", "zdim=3"], "no option(s) ['zdim']"),
+    ],
+)
+def test_bad_model_options_are_refused_before_data_is_loaded(tmp_path, capsys, no_data, arguments, expected):
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--out", str(out), "--epochs", "1", *arguments, *QUIET]) == 1
+    err = capsys.readouterr().err
+    assert expected in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_options_are_validated_by_build_model_too(digits_test):
+    with pytest.raises(ValueError, match=r"z_dim='abc' \(expected an int >= 1\)"):
+        build_model("vae", digits_test.modalities, z_dim="abc")
+    with pytest.raises(ValueError, match=r"likelihood_weights=\{'x': -1\}"):
+        validate_options("mvae", {"likelihood_weights": {"x": -1}})
+    with pytest.raises(ValueError, match=r"beta='abc'.*; z_dim=0"):  # every bad value is named at once
+        validate_options("beta-vae", {"beta": "abc", "z_dim": 0})
+    with pytest.raises(TypeError, match=r"no option\(s\) \['zdim'\]"):
+        validate_options("vae", {"zdim": 3})
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_models_defaults_pass_its_own_validation(name):
+    """The types are read from the constructors' annotations: every default must conform."""
+    types = option_types(name)
+    assert set(types) == set(model_options(name))
+    validate_options(name, model_options(name))
+    assert "z_dim" in types and describe_type(types["z_dim"], "z_dim") == "an int >= 1"
+
+
+# ---------------------------------------------------------------- every argument before any work
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["--epochs", "-1"], "epochs (--epochs) must be an integer >= 1, got -1"),
+        (["--epochs", "0"], "epochs (--epochs) must be an integer >= 1, got 0"),
+        (["--batch-size", "0"], "batch_size (--batch-size) must be an integer >= 1, got 0"),
+        (["--iw-samples", "0"], "--iw-samples must be an integer >= 1, got 0"),
+        (["--seed", "-1"], "seed (--seed) must be an integer >= 0, got -1"),
+        (["--warmup-epochs", "-1"], "warmup_epochs (--warmup-epochs) must be a number >= 0, got -1.0"),
+        (["--train-examples", "0"], "train_examples (--train-examples) must be an integer >= 1, got 0"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_bad_arguments_are_refused_before_work_and_leave_nothing(
+    tmp_path, capsys, no_data, arguments, expected
+):
+    out = tmp_path / "run"
+    args = ["train", "vae", "--out", str(out), *TINY, "--no-progress", "--iw-samples", "2"]
+    assert main([*args, *arguments]) == 1
+    assert expected in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_out_under_a_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    assert train(tmp_path / "file" / "run") == 1
+    err = capsys.readouterr().err
+    assert "file is a file, not a directory; choose another --out" in err and "Traceback" not in err
+
+
+def test_evaluate_refuses_bad_iw_samples_before_evaluating(finished_run, capsys, no_data):
+    assert main(["evaluate", str(finished_run), "--iw-samples", "0", "--no-progress"]) == 1
+    assert "--iw-samples must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_refusal_after_loading_data_leaves_nothing(tmp_path, capsys):
+    """The modality named by ``observed`` is known only once the data is loaded."""
+    out = tmp_path / "a" / "b" / "run"
+    assert main(["train", "vae", "--out", str(out), *TINY, *QUIET, "-o", "observed=w"]) == 1
+    assert "observed='w' is not a modality of the data" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_train_run_refuses_bad_settings_from_python(tmp_path):
+    with pytest.raises(ValueError, match=r"epochs \(--epochs\) must be an integer >= 1, got 0"):
+        train_run("vae", tmp_path / "run", epochs=0, options={"z_dim": 2}, progress=False)
+    with pytest.raises(ValueError, match="beta='x'"):
+        train_run("vae", tmp_path / "run", options={"beta": "x"}, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_loss_failure_in_the_first_epoch_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
+    def fail(self, batch, **values):
+        raise NonFiniteLossError("the training loss is nan")
+
+    monkeypatch.setattr(MODELS["vae"], "train_step", fail)
+    out = tmp_path / "new" / "run"
+    assert train(out) == 1
+    assert "no checkpoint was written yet" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+# ---------------------------------------------------------------- Ctrl-C: a true message
+def interrupt_at_epoch(monkeypatch, epoch: int) -> None:
+    """Ctrl-C during epoch ``epoch`` (1-based) of the trainer."""
+    original = Trainer._train_epoch
+
+    def train_epoch(self):
+        if self.epoch + 1 == epoch:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
+
+
+def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, capsys, monkeypatch):
+    interrupt_at_epoch(monkeypatch, 1)
+    out = tmp_path / "run"
+    assert train(out) == 130
+    err = capsys.readouterr().err
+    assert "interrupted before the first epoch ended; nothing was saved" in err
+    assert "Run the same command again" in err and "--resume" not in err
+    assert not out.exists()
+    monkeypatch.undo()
+    assert train(out) == 0  # the same command again starts over
+
+
+def test_ctrl_c_after_a_checkpoint_suggests_a_resume_that_works(tmp_path, capsys, monkeypatch):
+    interrupt_at_epoch(monkeypatch, 2)
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--epochs", "2", "--out", str(out), *TINY, *QUIET]) == 130
+    err = capsys.readouterr().err
+    assert (
+        f"the checkpoint of epoch 1 is kept in {out}. Continue with: pixyz-zoo train vae --resume {out}"
+        in err
+    )
+    monkeypatch.undo()
+    assert main(["train", "vae", "--resume", str(out), *QUIET]) == 0
+    assert torch.load(out / CHECKPOINT, weights_only=True)["epoch"] == 2
+
+
+def test_ctrl_c_during_evaluation_points_to_evaluate(tmp_path, capsys, monkeypatch):
+    def evaluate_run(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pixyz_zoo.runs, "evaluate_run", evaluate_run)
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--epochs", "1", "--out", str(out), *TINY, "--iw-samples", "2"]) == 130
+    assert f"Evaluate it with: pixyz-zoo evaluate {out} --iw-samples 2" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- a checkpoint from another run
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory) -> Path:
+    """A run with another z_dim and batch size than ``finished_run``."""
+    run = tmp_path_factory.mktemp("runs") / "other"
+    assert train(run, "--z-dim", "3", "--batch-size", "32") == 0
+    return run
+
+
+def test_a_foreign_checkpoint_is_refused_by_evaluate_and_resume(run, other_run, capsys):
+    shutil.copy(other_run / CHECKPOINT, run / CHECKPOINT)
+    assert main(["evaluate", str(run), "--iw-samples", "2", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "was not made with the run's config.json" in err
+    assert "option z_dim: 3 in the checkpoint, 4 in config.json" in err
+    assert "batch_size 32 in the checkpoint, 64 in config.json" in err
+    assert not (run / "metrics.json").exists() and not (run / "report.md").exists()
+    before = snapshot(run)
+    assert main(["train", "vae", "--resume", str(run), "--epochs", "3", *QUIET]) == 1
+    assert "option z_dim: 3 in the checkpoint, 4 in config.json" in capsys.readouterr().err
+    assert snapshot(run) == before
+
+
+def test_checkpoint_differences_name_model_modalities_and_epochs(finished_run):
+    config = read_config(finished_run)
+    payload = torch.load(finished_run / CHECKPOINT, weights_only=True)
+    assert checkpoint_differences(config, payload) == []
+    changed = {
+        **config,
+        "model": "beta-vae",
+        "modalities": {"x": {**config["modalities"]["x"], "shape": [1, 28, 28]}},
+        "train": {**config["train"], "epochs": 0, "warmup_epochs": 2.0},
+    }
+    text = "; ".join(checkpoint_differences(changed, payload))
+    assert "model 'vae' in the checkpoint, 'beta-vae' in config.json" in text
+    assert "modalities" in text and "[1, 28, 28]" in text
+    assert "warmup_epochs 0.0 in the checkpoint, 2.0 in config.json" in text
+    assert "the checkpoint has trained 1 epochs, config.json asks for 0" in text
+
+
+# ---------------------------------------------------------------- what is printed
+def test_no_progress_prints_one_plain_line_per_epoch(tmp_path, capsys):
+    assert main(["train", "vae", "--epochs", "3", "--out", str(tmp_path / "run"), *TINY, *QUIET]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("train_loss" in line and "test_loss" in line for line in lines)
+    assert "\r" not in captured.out + captured.err  # no progress bar
+
+
+def test_warm_up_is_mentioned_only_when_there_is_one(tmp_path, capsys):
+    assert train(tmp_path / "none") == 0
+    out = capsys.readouterr().out
+    assert "beta=1" in out and "warm" not in out.split("Hyperparameters")[1].split("Distributions")[0]
+    assert train(tmp_path / "warm", "--warmup-epochs", "2") == 0
+    assert "(beta warmed up from 0 over 2 epochs)" in capsys.readouterr().out
+
+
+def test_python_api_stays_silent_without_progress(digits_train, capsys):
+    model = build_model("vae", digits_train.modalities, z_dim=2, hidden=[8])
+    Trainer(model, load_dataset("digits", "test"), epochs=1, batch_size=256, progress=False).fit()
+    assert capsys.readouterr().out == ""
