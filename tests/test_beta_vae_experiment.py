@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 
 import pixyz_zoo  # noqa: F401  (first: turns Pixyz's parameter cache off)
@@ -17,7 +18,7 @@ import torch
 from pixyz_zoo.cli import main
 from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.evaluation import compute_all, representation_from_model
-from pixyz_zoo.experiments.beta_vae import DATASETS, METRIC_NAMES, METRICS, sweep_trend
+from pixyz_zoo.experiments.beta_vae import DATASETS, METRIC_NAMES, METRICS, metrics_figure, sweep_trend
 from pixyz_zoo.models import build_model
 from pixyz_zoo.training import Trainer
 
@@ -71,6 +72,15 @@ def test_quick_report_has_every_model_and_metric(quick_run):
             assert f"]({paths['traversal']})" in report
         assert data["sweep"]["betas"] == [1.0, 4.0, 16.0]
         assert data["sweep"]["sentence"] in report
+        # the dataset's bars are embedded above its table and show the measured numbers
+        section = report.split(f"## {dataset}")[1]
+        assert re.search(rf"!\[[^\]]+\]\({re.escape(data['metrics_figure'])}\)", section)
+        assert section.index(data["metrics_figure"]) < section.index("| model |")
+        assert (out / data["metrics_figure"]).stat().st_size > 0
+        panel = [ax for ax in metrics_figure(data, dataset).axes if ax.get_title()][0]
+        assert [p.get_width() for p in panel.patches] == [r["reconstruction"] for r in rows]
+    assert f"]({results['sweep_figure']})" in report.split("## dsprites")[0]
+    assert (out / results["sweep_figure"]).stat().st_size > 0
     for name in METRIC_NAMES.values():
         assert f" {name} |" in report
 

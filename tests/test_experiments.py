@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 import pixyz_zoo  # noqa: F401, I001
 from pixyz_zoo.cli import main
 from pixyz_zoo.experiments import ExperimentContext, experiment_names, reproduce
+from pixyz_zoo.experiments.attribute_mnist import accuracy_figure
+from pixyz_zoo.experiments.jmvae import summary_figure
 from pixyz_zoo.runs import fit_run
+
+
+def embedded(report: str, path: str) -> bool:
+    """``path`` is shown in the report as an image (``![caption](path)``)."""
+    return re.search(rf"!\[[^\]]+\]\({re.escape(path)}\)", report) is not None
+
+
+def bar_values(fig, panel: int = 0) -> list[float]:
+    """The lengths of the visible bars of one panel of a ``plots.metric_bars`` figure."""
+    ax = [a for a in fig.axes if a.get_title()][panel]
+    return [p.get_width() for p in ax.patches if p.get_visible()]
 
 
 def test_experiments_are_registered():
@@ -38,6 +52,11 @@ def test_reproduce_jmvae_quick_writes_table_findings_and_figures(tmp_path, capsy
         assert (out / path).stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "JMVAE-kl (paper) | -422.350" in report
+    # every figure is embedded; the summary bars come before the tables and show Table 1
+    assert all(embedded(report, path) for path in results["figures"].values())
+    assert report.index(results["figures"]["summary"]) < report.index("| model |")
+    models = ["CVAE", "CMMA", "JMVAE", "JMVAE-kl", "Hierarchical JMVAE"]
+    assert bar_values(summary_figure(results)) == [results["table_1"][m]["single_x"] for m in models]
     assert "Table 1" in capsys.readouterr().out
 
 
@@ -45,6 +64,9 @@ def test_rerunning_an_experiment_loads_its_finished_runs(tmp_path):
     out = tmp_path / "jmvae"
     argv = ["reproduce", "jmvae", "--smoke", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
+    figures = json.loads((out / "results.json").read_text())["figures"]
+    assert (out / figures["summary"]).stat().st_size > 0
+    assert embedded((out / "report.md").read_text(), figures["summary"])
     checkpoints = sorted((out / "runs").glob("*/checkpoint.pt"))
     assert len(checkpoints) == 10  # CVAE and CMMA twice, three joint models, three z = 2 models
     mtimes = [p.stat().st_mtime_ns for p in checkpoints]
@@ -65,3 +87,17 @@ def test_fit_run_resumes_and_refuses_other_settings(tmp_path):
     assert type(loaded) is type(model)
     with pytest.raises(FileExistsError, match="z_dim: 2 there, 3 asked"):
         fit_run("vae", run, epochs=2, batch_size=128, options={**options, "z_dim": 3}, progress=False)
+
+
+@pytest.mark.slow
+def test_reproduce_attribute_mnist_smoke_embeds_its_figures(tmp_path):
+    out = tmp_path / "attribute"
+    assert main(["reproduce", "attribute-mnist", "--smoke", "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    assert set(results["models"]) == {"JMVAE-kl", "TELBO"} and "figure_errors" not in results
+    for path in results["figures"].values():
+        assert (out / path).stat().st_size > 0 and embedded(report, path), path
+    assert report.index(results["figures"]["accuracy"]) < report.index("| model |")
+    accuracy = [r["accuracy"]["y1 from x"] for r in results["models"].values()]
+    assert bar_values(accuracy_figure(results)) == accuracy

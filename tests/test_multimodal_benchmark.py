@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -11,7 +12,7 @@ import pixyz_zoo  # noqa: F401, I001
 from pixyz_zoo.cli import main
 from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.experiments import ExperimentContext
-from pixyz_zoo.experiments.multimodal_benchmark import MODELS, _fit, findings, settings
+from pixyz_zoo.experiments.multimodal_benchmark import MODELS, _fit, coherence_figure, findings, settings
 from pixyz_zoo.models.jmvae import dimension_weights
 
 pytestmark = pytest.mark.slow
@@ -43,9 +44,25 @@ def test_reproduce_multimodal_benchmark_quick(tmp_path):
     assert results["findings"]["measured_ranking"] and "Published order" in results["findings"]["text"]
     for path in results["figures"].values():
         assert (out / path).stat().st_size > 0
-    assert len(results["figures"]) == 5 * 7  # every model, every non-empty subset of 3 modalities
+    grids = [key for key in results["figures"] if key.startswith("grid_")]
+    assert len(grids) == 5 * 7  # every model, every non-empty subset of 3 modalities
     report = (out / "report.md").read_text()
     assert "## Summary" in report and "coherence[m,s->t]" in report
+    assert "figure_errors" not in results
+    # the figures come first, embedded; the grids are one table of links; the wide tables are collapsed
+    first_table = report.index("| model |")
+    for key in ("coherence", "summary"):
+        link = re.search(rf"!\[[^\]]+\]\({re.escape(results['figures'][key])}\)", report)
+        assert link and link.start() < first_table, key
+    assert all(f"[grid]({results['figures'][key]})" in report for key in grids)
+    outside = re.sub(r"<details>.*?</details>", "", report, flags=re.S)
+    assert max(line.count("|") - 1 for line in outside.splitlines() if line.startswith("|")) <= 10
+    assert "| coherence[m->m] |" not in outside and report.count("<details>") == 9
+    # the heat map shows the measured coherence
+    panels = [ax for ax in coherence_figure(results).axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == list(MODELS)
+    values = panels[0].images[0].get_array()
+    assert values[3, 2] == pytest.approx(results["metrics"]["JMVAE-kl"]["coherence[m,s->t]"])
 
     # running the experiment again loads every finished run instead of training it again (checked
     # on the runs themselves: the measurements would only repeat)

@@ -35,6 +35,8 @@ class ExperimentContext:
         data_root: dataset folder (default ``$PIXYZ_ZOO_DATA`` or ``./data``).
         seed: seed of every run.
         progress: show progress bars.
+        figure_errors: figures that :meth:`draw` could not draw, with the error (reported by
+            :meth:`finish`).
     """
 
     out: Path
@@ -44,6 +46,7 @@ class ExperimentContext:
     seed: int = 0
     progress: bool = True
     started: float = field(default_factory=time.perf_counter)
+    figure_errors: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
@@ -78,12 +81,36 @@ class ExperimentContext:
             **settings,
         )
 
+    def draw(self, name: str, make: Callable[[], Any]) -> str | None:
+        """Draw a figure with ``make()`` and save it as ``figures/name.png``; its path relative to
+        ``out`` (what ``report.md`` links), or None when it could not be drawn.
+
+        A figure that fails is logged and listed in ``report.md`` and ``results.json``
+        (``figure_errors``) instead of stopping the experiment: the measured numbers are kept.
+        """
+        from pixyz_zoo import plots
+
+        try:
+            path = plots.save_figure(make(), self.figures / f"{name}.png")
+        except Exception as error:  # a figure never costs the measurements
+            self.figure_errors[name] = f"{type(error).__name__}: {error}"
+            self.log(f"figure {name} could not be drawn: {self.figure_errors[name]}")
+            return None
+        return str(path.relative_to(self.out))
+
     def log(self, message: str) -> None:
         if self.progress:
             print(f"[{time.perf_counter() - self.started:7.1f}s] {message}", flush=True)
 
     def finish(self, report: str, results: dict[str, Any]) -> dict[str, Any]:
         """Write ``report.md`` and ``results.json`` (with the settings and the wall time)."""
+        if self.figure_errors:
+            results = {**results, "figure_errors": dict(self.figure_errors)}
+            report = (
+                report.rstrip()
+                + "\n\n## Figures that could not be drawn\n\n"
+                + "\n".join(f"- `{name}`: {error}" for name, error in self.figure_errors.items())
+            )
         results = {
             **results,
             "setting": self.setting,
@@ -165,6 +192,18 @@ def markdown_table(header: list[str], rows: list[list[Any]], digits: int = 3) ->
     return "\n".join(lines)
 
 
+def image(caption: str, path: str | None) -> str:
+    """A Markdown image link ``![caption](path)``; a note when the figure could not be drawn."""
+    if path is None:
+        return f"*({caption}: not drawn, see the end of this report)*"
+    return f"![{caption}]({path})"
+
+
+def details(summary: str, body: str) -> str:
+    """A collapsed section (HTML ``<details>``, rendered by GitHub and most Markdown viewers)."""
+    return f"<details>\n<summary>{summary}</summary>\n\n{body.strip()}\n\n</details>"
+
+
 def read_results(out: str | Path) -> dict[str, Any]:
     return json.loads((Path(out) / "results.json").read_text())
 
@@ -175,6 +214,8 @@ __all__ = [
     "Experiment",
     "ExperimentContext",
     "experiment_names",
+    "details",
+    "image",
     "markdown_table",
     "read_results",
     "register_experiment",

@@ -13,7 +13,8 @@ ELBO (Vedantam et al. 2018). Measured and drawn for each model:
 - decision regions of ``p(y1|z)`` and ``p(y2|z)`` over the latent plane, with the test latents;
 - images decoded on a lattice of the latent plane;
 - accuracies: each attribute generated from ``x`` (argmax), and zoo classifiers' accuracy on the
-  position and digit of ``x`` generated from both attributes (conditional coherence).
+  position and digit of ``x`` generated from both attributes (conditional coherence), drawn as
+  bars at the top of ``report.md``.
 
 Settings. ``full``: ``attribute-mnist`` (real MNIST 1s and 2s of the shared 10k split),
 2x512 networks, 100 epochs. ``quick`` / ``smoke``: ``attribute-digits`` (the bundled 8x8 digits).
@@ -21,15 +22,17 @@ Settings. ``full``: ``attribute-mnist`` (real MNIST 1s and 2s of the shared 10k 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 
 from pixyz_zoo import plots
 from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.datasets.attribute_mnist import COMBINED_LABELS, combined_label
 from pixyz_zoo.evaluation.classifier import cross_modal_accuracy, train_classifier
-from pixyz_zoo.experiments import ExperimentContext, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
 
 MODELS = {"JMVAE-kl": "jmvae-kl", "TELBO": "telbo"}
 GROUPS = [["x"], ["y1", "y2"]]
@@ -66,6 +69,16 @@ def _conditions(k1: int = 2, k2: int = 2) -> dict[str, dict[str, torch.Tensor]]:
 
 def _rel(ctx: ExperimentContext, path: Any) -> str:
     return str(path.relative_to(ctx.out))
+
+
+def accuracy_figure(results: Mapping[str, Any]) -> Figure:
+    """Bars of each model's accuracies (attributes from the image; the zoo classifiers' position
+    and digit on images generated from both attributes), from the experiment's ``results``."""
+    return plots.metric_bars(
+        {name: r["accuracy"] for name, r in results["models"].items()},
+        ncols=4,
+        title=f"Accuracies on {results['settings']['dataset']} (test set)",
+    )
 
 
 @register_experiment(
@@ -162,6 +175,7 @@ def reproduce_attribute_mnist(ctx: ExperimentContext) -> dict[str, Any]:
 
     header = ["model", *next(iter(results["models"].values()))["accuracy"]]
     rows = [[name, *r["accuracy"].values()] for name, r in results["models"].items()]
+    accuracy = ctx.draw("accuracy", lambda: accuracy_figure(results))
     report = [
         "# Attribute MNIST: JMVAE-kl vs TELBO with a 2-D latent",
         "",
@@ -171,11 +185,14 @@ def reproduce_attribute_mnist(ctx: ExperimentContext) -> dict[str, Any]:
         "",
         "## Accuracies",
         "",
+        image("accuracies of each model", accuracy),
+        "",
         markdown_table(header, rows),
         "",
         "## Figures",
-        "",
-        *[f"![{key}]({path})" for key, path in figures.items()],
     ]
-    results["figures"] = figures
+    for name, registered in MODELS.items():
+        report += ["", f"### {name}", ""]
+        report += [image(key, path) for key, path in figures.items() if key.startswith(f"{registered}_")]
+    results["figures"] = {"accuracy": accuracy, **figures}
     return ctx.finish("\n".join(report), results)

@@ -19,6 +19,8 @@ five disentanglement metrics of :func:`pixyz_zoo.evaluation.compute_all` (BetaVA
 FactorVAE score, MIG, DCI disentanglement / completeness / informativeness, SAP). It draws a
 latent traversal (rows sorted by KL) and a per-dimension KL bar chart per model, and states from
 the measured numbers whether a larger beta traded reconstruction for disentanglement.
+``report.md`` opens with the beta-sweep figure (reconstruction and every metric against beta) and
+shows, per dataset, bars of every model's numbers above the table.
 
 Settings (all models: z = 10, MLP encoder and decoder with two hidden layers of 256 ReLU units,
 Bernoulli decoder, Adam with lr 5e-4, batch 64 as in the papers):
@@ -59,19 +61,21 @@ with the papers' tables; the comparison is between the models, trained and measu
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
 from pixyz_zoo import plots
 from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation import compute_all, kl_per_dimension, representation_from_model
-from pixyz_zoo.experiments import ExperimentContext, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
 from pixyz_zoo.models import ZooModel, build_model
 from pixyz_zoo.runs import write_json
 from pixyz_zoo.training import CHECKPOINT, resolve_device
@@ -299,8 +303,10 @@ def sweep_trend(betas: list[float], rows: list[dict[str, Any]]) -> dict[str, Any
         how = "rose monotonically"
     elif worse:
         how = "rose, though not monotonically,"
+    elif reconstruction[-1] < reconstruction[0]:
+        how = "fell"
     else:
-        how = "did not rise"
+        how = "did not change"
     sentence = (
         f"Across beta = {sweep}, the test reconstruction loss {how} from {reconstruction[0]:.1f} to "
         f"{reconstruction[-1]:.1f} nats per image; {len(rising)} of {len(DISENTANGLEMENT_METRICS)} "
@@ -329,6 +335,52 @@ def sweep_trend(betas: list[float], rows: list[dict[str, Any]]) -> dict[str, Any
         "traded": traded,
         "sentence": sentence,
     }
+
+
+# ---------------------------------------------------------------------- summary figures
+def metrics_figure(data: Mapping[str, Any], dataset: str) -> Figure:
+    """Bars of every model's reconstruction, KL, active dimensions and metrics on one dataset (the
+    random encoder included), from ``results["datasets"][dataset]``."""
+    rows = {m["label"]: m for m in [*data["models"].values(), data["random_encoder"]]}
+    return plots.metric_bars(
+        rows,
+        ["reconstruction", "kl", "active_dims", *METRICS],
+        labels={
+            "reconstruction": "reconstruction (nats)",
+            "kl": "KL (nats)",
+            "active_dims": f"active dims (KL > {ACTIVE_KL})",
+            **METRIC_NAMES,
+        },
+        lower_is_better=["reconstruction"],
+        higher_is_better=METRICS,
+        log_scale=["reconstruction"],
+        ncols=5,
+        title=f"{dataset}: every model and the random encoder",
+    )
+
+
+def sweep_figure(results: Mapping[str, Any]) -> Figure:
+    """Test reconstruction (left) and every metric (right) against beta, one row per dataset."""
+    datasets = list(results["datasets"])
+    fig = Figure(figsize=(11, 3.2 * len(datasets)), layout="constrained")
+    axes = fig.subplots(len(datasets), 2, squeeze=False)
+    for row, dataset in zip(axes, datasets, strict=True):
+        data = results["datasets"][dataset]
+        sweep = data["sweep"]
+        betas = sweep["betas"]
+        row[0].plot(betas, sweep["reconstruction"]["values"], marker="o")
+        row[0].set(xscale="log", xlabel="beta", ylabel="test reconstruction (nats)", title=dataset)
+        models = sorted(
+            (m for m in data["models"].values() if m["beta"] is not None), key=lambda m: m["beta"]
+        )
+        for metric in METRICS:
+            row[1].plot(betas, [m[metric] for m in models], marker="o", label=METRIC_NAMES[metric])
+        row[1].set(xscale="log", xlabel="beta", ylabel="score", title=dataset)
+        row[1].legend(fontsize="small", ncol=2)
+        for ax in row:
+            ax.set_xticks(betas, [f"{b:g}" for b in betas], minor=False)
+            ax.set_xticks([], minor=True)
+    return fig
 
 
 # ---------------------------------------------------------------------- the experiment
@@ -388,7 +440,7 @@ def run_dataset(ctx: ExperimentContext, dataset: str, specs: list[ModelSpec]) ->
     )
     sweep_keys = [s.key for s in specs if s.beta is not None]
     sweep = sweep_trend([models[k]["beta"] for k in sweep_keys], [models[k] for k in sweep_keys])
-    return {
+    result = {
         "settings": sizes,
         "models": models,
         "random_encoder": {"label": "random encoder (untrained)", **baseline},
@@ -396,6 +448,8 @@ def run_dataset(ctx: ExperimentContext, dataset: str, specs: list[ModelSpec]) ->
         "figures": figures,
         "test_examples": len(test),
     }
+    result["metrics_figure"] = ctx.draw(f"{dataset}_metrics", lambda: metrics_figure(result, dataset))
+    return result
 
 
 def render_report(ctx: ExperimentContext, results: dict[str, Any]) -> str:
@@ -410,6 +464,10 @@ def render_report(ctx: ExperimentContext, results: dict[str, Any]) -> str:
         "BetaVAE and FactorVAE scores, MIG, DCI disentanglement / completeness / informativeness, SAP. "
         "The sprites are procedural approximations: the numbers compare the models, not the papers.",
         "",
+        "## Along the beta sweep",
+        "",
+        image("reconstruction and every metric against beta", results.get("sweep_figure")),
+        "",
     ]
     for dataset in DATASETS:
         data = results["datasets"][dataset]
@@ -421,6 +479,8 @@ def render_report(ctx: ExperimentContext, results: dict[str, Any]) -> str:
             "",
             f"Training: {s['train_examples'] or 'all'} training images, {s['epochs']} epochs, batch "
             f"{s['batch_size']}; measured on {data['test_examples']} test images.",
+            "",
+            image(f"{dataset}: reconstruction, KL and metrics of every model", data.get("metrics_figure")),
             "",
             _table(rows),
             "",
@@ -461,4 +521,5 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         "metric_options": options,
         "models": [asdict(s) for s in specs],
     }
+    results["sweep_figure"] = ctx.draw("beta_sweep", lambda: sweep_figure(results))
     return ctx.finish(render_report(ctx, results), results)

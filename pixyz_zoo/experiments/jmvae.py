@@ -16,6 +16,9 @@ datasets name the label ``y``), and measures:
 - the label accuracy of ``w`` generated from ``x`` and the accuracy of a digit classifier
   (trained by the zoo on the training split) on ``x`` generated from ``w``.
 
+``report.md`` opens with bars of every model's Table 1 numbers (the paper's as marks) and
+accuracies, then the tables, the findings and the figures.
+
 Settings. ``full``: the shared real MNIST split ``mnist-10k`` (8,000 train / 2,000 test; full
 MNIST with ``dataset="mnist"`` when a user has it), the paper's architecture (2x512 ReLU
 networks, z = 64, Bernoulli image, categorical label, Adam 1e-3) and KL warm-up over the first
@@ -28,15 +31,17 @@ CPU budget.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 
 from pixyz_zoo import plots
 from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.evaluation.classifier import cross_modal_accuracy, train_classifier
 from pixyz_zoo.evaluation.conditional import conditional_log_likelihood
-from pixyz_zoo.experiments import ExperimentContext, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
 from pixyz_zoo.models import ZooModel, model_options
 
 # Suzuki & Matsuo, Table 1: test conditional log-likelihoods on MNIST (nats per example).
@@ -197,6 +202,37 @@ def _figure_5(ctx: ExperimentContext, s: dict[str, Any], test: Any, x: str, w: s
     return paths
 
 
+def summary_figure(results: Mapping[str, Any], x: str = "x", w: str = "w") -> Figure:
+    """Bars of every model's Table 1 log-likelihoods (the paper's values as black marks) and
+    cross-modal accuracies, from the experiment's ``results``."""
+    table, accuracy = results["table_1"], results["accuracy"]
+    rows = {
+        name: {
+            **table[name],
+            "label_from_image": accuracy[name]["label_from_image"],
+            "image_from_label": accuracy[name]["image_from_label"],
+        }
+        for name in PAPER_TABLE_1
+    }
+    labels = {
+        "single_x": f"log p({x}|{w})",
+        "single_w": f"log p({w}|{x})",
+        "multiple_x": f"log p({x}|{x},{w})",
+        "multiple_w": f"log p({w}|{x},{w})",
+        "label_from_image": f"accuracy of {w} from {x}",
+        "image_from_label": f"accuracy of {x} from {w} (classifier)",
+    }
+    return plots.metric_bars(
+        rows,
+        list(labels),
+        labels=labels,
+        reference=results.get("paper_table_1", PAPER_TABLE_1),
+        reference_label="paper (Table 1)",
+        ncols=3,
+        title=f"Table 1 and cross-modal accuracy on {results['settings']['dataset']}",
+    )
+
+
 def _findings(table: dict[str, dict[str, float]], sweep: dict[str, Any]) -> dict[str, Any]:
     """The paper's qualitative claims, checked on the measured numbers."""
     jm, kl = table["JMVAE"]["single_x"], table["JMVAE-kl"]["single_x"]
@@ -310,6 +346,18 @@ def reproduce_jmvae(ctx: ExperimentContext) -> dict[str, Any]:
         ),
     }
     findings = _findings(table, sweep)
+    results = {
+        "settings": s,
+        "table_1": table,
+        "paper_table_1": PAPER_TABLE_1,
+        "step_sweep": sweep,
+        "accuracy": accuracy,
+        "classifier_test_accuracy": classifier_accuracy,
+        "findings": findings,
+    }
+    summary = ctx.draw("summary", lambda: summary_figure(results, x, w))
+    figures = {"summary": summary, **figures}
+    results["figures"] = figures
 
     header = ["model", f"log p({x}|{w})", f"log p({w}|{x})", f"log p({x}|{x},{w})", f"log p({w}|{x},{w})"]
     rows = []
@@ -330,6 +378,8 @@ def reproduce_jmvae(ctx: ExperimentContext) -> dict[str, Any]:
         f"Data: {dataset_note}; `{w}` is the one-hot label (the paper's w). Settings: `{s}`.",
         "Paper: 2,000 epochs on the 50,000/10,000 MNIST split; here the epochs above.",
         "",
+        image("Table 1 log-likelihoods (paper values as black marks) and cross-modal accuracy", summary),
+        "",
         "## Table 1: test conditional log-likelihoods (eq. 11, N = "
         f"{s['n_samples']}; iterative sampling N = {s['iterative_steps']})",
         "",
@@ -348,18 +398,6 @@ def reproduce_jmvae(ctx: ExperimentContext) -> dict[str, Any]:
         "",
         "## Figures",
         "",
-        *[f"![{key}]({path})" for key, path in figures.items()],
+        *[image(key, path) for key, path in figures.items() if key != "summary"],
     ]
-    return ctx.finish(
-        "\n".join(report),
-        {
-            "settings": s,
-            "table_1": table,
-            "paper_table_1": PAPER_TABLE_1,
-            "step_sweep": sweep,
-            "accuracy": accuracy,
-            "classifier_test_accuracy": classifier_accuracy,
-            "findings": findings,
-            "figures": figures,
-        },
-    )
+    return ctx.finish("\n".join(report), results)

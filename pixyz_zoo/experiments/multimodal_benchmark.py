@@ -15,6 +15,10 @@ measures every model with the same model-agnostic metrics (``evaluation.multimod
   means, and the test ELBO / IWAE of the joint and of each subset;
 - qualitative grids: each subset -> each modality, for each model.
 
+``report.md`` opens with the figures (a coherence heat map, given subset x generated modality, one
+panel per model; bars of the summary columns per model), then the summary table, the ranking and
+a table of links to the grids; the tables of every metric follow in collapsed sections.
+
 Likelihood weights: ``lambda_m = max_k D_k / D_m`` on ``log p(m|z)`` for every model (the
 rescaling by data dimensionality that Shi et al. 2019 and Sutter et al. 2021 use on
 MNIST-SVHN-Text), so the 8-character text and the 28x28 image weigh as much as the 3x32x32 one.
@@ -32,9 +36,11 @@ was still at chance). ``smoke``: seconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 
 from pixyz_zoo import plots
 from pixyz_zoo.datasets import load_dataset
@@ -45,7 +51,7 @@ from pixyz_zoo.evaluation.multimodal import (
     subset_key,
     train_modality_classifiers,
 )
-from pixyz_zoo.experiments import ExperimentContext, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.models.jmvae import dimension_weights
 
@@ -55,6 +61,8 @@ MODELS = {"JMVAE-kl": "jmvae-kl", "MVAE": "mvae", "MMVAE": "mmvae", "MoPoE": "mo
 # (Sutter et al. 2021, Table 2: MoPoE above MMVAE above MVAE; Hwang et al. 2021, Table 2: MVTCAE
 # above MoPoE); JMVAE-kl is not in those tables.
 PUBLISHED_RANKING = ("MVTCAE", "MoPoE", "MMVAE", "MVAE")
+#: Summary columns where lower is better (the others: higher is better).
+LOWER_IS_BETTER = ("FD (cross, mean)", "FD (prior)")
 
 
 def settings(ctx: ExperimentContext) -> dict[str, Any]:
@@ -155,19 +163,54 @@ def findings(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
 
 def _grids(
     ctx: ExperimentContext, s: dict[str, Any], models: dict[str, ZooModel], test: Any
-) -> dict[str, str]:
+) -> dict[str, str | None]:
     """Each subset -> each modality for every model, on the same test examples."""
     batch = test.first(s["grid_examples"])
     paths = {}
     for name, model in models.items():
         torch.manual_seed(ctx.seed)
         for given in nonempty_subsets(list(model.modalities)):
-            fig = plots.cross_modal_grid(
-                model, batch, list(given), n=s["grid_examples"], title=f"{name}: from {','.join(given)}"
-            )
             key = f"grid_{MODELS[name]}_{'_'.join(given)}"
-            paths[key] = str(plots.save_figure(fig, ctx.figures / f"{key}.png").relative_to(ctx.out))
+            paths[key] = ctx.draw(
+                key,
+                lambda model=model, given=given, name=name: plots.cross_modal_grid(
+                    model, batch, list(given), n=s["grid_examples"], title=f"{name}: from {','.join(given)}"
+                ),
+            )
     return paths
+
+
+def coherence_figure(results: Mapping[str, Any]) -> Figure:
+    """The coherence heat map of every model (given subset x generated modality) from the
+    benchmark's ``results`` (``results.json``)."""
+    return plots.coherence_heatmap(
+        results["metrics"],
+        chance=results.get("chance"),
+        title=f"Coherence of the generated views on {results['settings']['dataset']}",
+    )
+
+
+def summary_figure(results: Mapping[str, Any]) -> Figure:
+    """Bars of the summary columns, one panel per column, one bar per model."""
+    return plots.metric_bars(
+        results["summary"],
+        lower_is_better=LOWER_IS_BETTER,
+        ncols=3,
+        title=f"Summary on {results['settings']['dataset']} (means over subsets and targets)",
+    )
+
+
+def grid_table(figures: Mapping[str, str | None], names: list[str]) -> str:
+    """The cross-modal grids as one compact table of links: a row per model, a column per subset."""
+    subsets = nonempty_subsets(names)
+    rows = []
+    for label, registered in MODELS.items():
+        cells = []
+        for given in subsets:
+            path = figures.get(f"grid_{registered}_{'_'.join(given)}")
+            cells.append(f"[grid]({path})" if path else "-")
+        rows.append([label, *cells])
+    return markdown_table(["model", *(f"from {{{','.join(g)}}}" for g in subsets)], rows)
 
 
 @register_experiment(
@@ -209,19 +252,41 @@ def reproduce_multimodal_benchmark(ctx: ExperimentContext) -> dict[str, Any]:
     summary = {name: summary_row(m, names) for name, m in metrics.items()}
     found = findings(summary)
     ctx.log(found["text"])
-    figures = _grids(ctx, s, models, test)
+    results: dict[str, Any] = {
+        "settings": s,
+        "likelihood_weights": weights,
+        "classifier_accuracy": classifier_accuracy,
+        "chance": 1.0 / len(test.classes) if test.classes else None,
+        "metrics": metrics,
+        "summary": summary,
+        "findings": found,
+    }
+    figures: dict[str, str | None] = {
+        "coherence": ctx.draw("coherence", lambda: coherence_figure(results)),
+        "summary": ctx.draw("summary", lambda: summary_figure(results)),
+    }
+    figures.update(_grids(ctx, s, models, test))
+    results["figures"] = figures
 
     header = ["model", *next(iter(summary.values()))]
     summary_table = markdown_table(header, [[n, *row.values()] for n, row in summary.items()])
-    families = {
-        "Coherence (classifier accuracy of the generated target; `S->t`)": "coherence",
-        "Fréchet distance on the zoo classifiers' features (lower is better; `->t` from the prior)": "fd",
-        "Latent linear probe (test accuracy of a logistic regression on the latent means)": "probe",
-        "Cosine similarity of subset and joint latent means": "cosine",
-        "Test ELBO (nats per example, unweighted log p of the subset)": "elbo",
-        f"Test IWAE, k = {s['k']}": "iwae",
-    }
-    sections = [f"## {title}\n\n{multimodal_table(metrics, [family])}" for title, family in families.items()]
+    coherence_sections = [
+        (
+            f"Coherence of generated `{t}` (classifier accuracy; `S->{t}`)",
+            [k for k in next(iter(metrics.values())) if k.startswith("coherence[") and k.endswith(f"->{t}]")],
+        )
+        for t in names
+    ]
+    families = [
+        *coherence_sections,
+        ("Mean cross-modal coherence and joint coherence", ["coherence[mean]", "joint_coherence"]),
+        ("Fréchet distance on the zoo classifiers' features (lower is better; `->t` from the prior)", ["fd"]),
+        ("Latent linear probe (test accuracy of a logistic regression on the latent means)", ["probe"]),
+        ("Cosine similarity of subset and joint latent means", ["cosine"]),
+        ("Test ELBO (nats per example, unweighted log p of the subset)", ["elbo"]),
+        (f"Test IWAE, k = {s['k']}", ["iwae"]),
+    ]
+    sections = [details(title, multimodal_table(metrics, keys)) for title, keys in families]
     report = "\n\n".join(
         [
             "# Multimodal benchmark: JMVAE-kl, MVAE, MMVAE, MoPoE, MVTCAE",
@@ -230,22 +295,22 @@ def reproduce_multimodal_benchmark(ctx: ExperimentContext) -> dict[str, Any]:
             + "; zoo classifiers' accuracy on real test data: "
             + ", ".join(f"{m} {a:.3f}" for m, a in classifier_accuracy.items())
             + ".",
-            "## Summary\n\n" + summary_table,
+            "## Coherence\n\nThe fraction of generated views whose digit the target's classifier "
+            "recognises as the input's, for every given subset (rows) and generated view (columns); "
+            "cells outlined in red reconstruct a given view"
+            + (f"; chance is {results['chance']:.2f}" if results["chance"] else "")
+            + ".\n\n"
+            + image("coherence of every model, given subset x generated view", figures["coherence"]),
+            "## Summary\n\n"
+            + image("summary metrics per model", figures["summary"])
+            + "\n\nMeans over subsets / targets of each metric family:\n\n"
+            + summary_table,
             "## Ranking\n\n" + found["text"],
-            *sections,
+            "## Cross-modal grids\n\nEach grid: the given views of the same "
+            f"{s['grid_examples']} test examples, then every view generated from them.\n\n"
+            + grid_table(figures, names),
+            "## Every metric\n\n" + "\n\n".join(sections),
             "## Settings\n\n" + "\n".join(f"- {k}: {v}" for k, v in s.items()),
-            "## Figures\n\n" + "\n".join(f"- `{p}`" for p in figures.values()),
         ]
     )
-    return ctx.finish(
-        report,
-        {
-            "settings": s,
-            "likelihood_weights": weights,
-            "classifier_accuracy": classifier_accuracy,
-            "metrics": metrics,
-            "summary": summary,
-            "findings": found,
-            "figures": figures,
-        },
-    )
+    return ctx.finish(report, results)

@@ -89,7 +89,7 @@ def coherence_heatmap(
     ``results`` maps a model's name to its metrics (``{"coherence[m,s->t]": 0.93, ...}``). Every
     panel shares the colour scale [0, 1]; each cell shows its value with ``digits`` decimals; a
     cell whose target is among the given modalities (a reconstruction, not a cross-modal
-    generation) is outlined; unmeasured cells are left blank. ``chance`` (e.g. 0.1 for ten classes)
+    generation) is outlined in red; unmeasured cells are left blank. ``chance`` (e.g. 0.1 for ten classes)
     is noted under the colour bar.
     """
     if not results:
@@ -127,7 +127,9 @@ def coherence_heatmap(
                     color="black" if value > 0.6 else "white",
                 )
                 if target in given.split(","):
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="w", lw=1.2))
+                    ax.add_patch(
+                        Rectangle((j - 0.44, i - 0.44), 0.88, 0.88, fill=False, edgecolor="red", lw=1.5)
+                    )
         ax.set_xticks(range(len(targets)), targets)
         ax.set_yticks(range(len(rows)), [f"{{{r}}}" for r in rows] if index % ncols == 0 else [])
         ax.tick_params(length=0)
@@ -137,7 +139,7 @@ def coherence_heatmap(
         ax.set_title(name, fontsize="medium")
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    label = "coherence (outlined: target given)"
+    label = "coherence (red outline: target given)"
     if chance is not None:
         label += f"; chance {chance:g}"
     fig.colorbar(image, ax=axes, shrink=0.9, label=label)
@@ -236,7 +238,15 @@ def metric_bars(
                 else f"{value:.{digits}f}"
             )
             x = value if visible else (low if log else 0.0)
-            ax.text(x, y, f" {text} ", ha="right" if x < 0 else "left", va="center", fontsize="x-small")
+            ax.text(
+                x,
+                y,
+                f" {text} ",
+                ha="right" if x < 0 else "left",
+                va="center",
+                fontsize="x-small",
+                bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "none", "pad": 0.5},
+            )
         if marks:
             ax.scatter(
                 [v for _, v in marks],
@@ -244,7 +254,7 @@ def metric_bars(
                 marker="|",
                 s=160,
                 color="black",
-                zorder=3,
+                zorder=4,
             )
         if metric in lower:
             notes = ["lower is better"]
