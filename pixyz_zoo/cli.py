@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--iw-samples", type=int, default=1000)
     evaluate.add_argument("--device", default=None)
+    evaluate.add_argument(
+        "--refine-steps",
+        type=int,
+        default=0,
+        metavar="T",
+        help="also report the test ELBO after 0..T gradient-step refinements of the posterior",
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     graph = sub.add_parser("graph", help="print a model's factorisation and loss and draw its DAG")
@@ -334,15 +341,14 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.iw_samples < 1:
                 raise ValueError(f"--iw-samples must be an integer >= 1, got {args.iw_samples}")
-            report(
-                evaluate_run(
-                    args.run_dir,
-                    iw_samples=args.iw_samples,
-                    device=args.device,
-                    progress=not args.no_progress,
-                ),
-                args.run_dir,
-            )
+            from pixyz_zoo.refinement_runs import check_refine_steps, evaluate_refinement_run
+
+            check_refine_steps(args.refine_steps)
+            run, device, progress = args.run_dir, args.device, not args.no_progress
+            metrics = evaluate_run(run, iw_samples=args.iw_samples, device=device, progress=progress)
+            if args.refine_steps:
+                metrics = evaluate_refinement_run(run, args.refine_steps, device, progress=progress)
+            report(metrics, run)
         elif args.command == "graph":
             cmd_graph(args)
         elif args.command == "reproduce":

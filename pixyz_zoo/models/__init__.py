@@ -14,6 +14,7 @@ from pixyz_zoo.models.base import ZooModel
 from pixyz_zoo.models.beta_vae import AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE
 from pixyz_zoo.models.conditional import CMMA, CVAE
 from pixyz_zoo.models.hierarchical_jmvae import HierarchicalJMVAE
+from pixyz_zoo.models.iterative import IterativeVAE, RefinedVAE
 from pixyz_zoo.models.jmvae import JMVAE, JMVAEKL, MVAE, TELBO
 from pixyz_zoo.models.mixtures import MMVAE, MoPoE
 from pixyz_zoo.models.mvtcae import MVTCAE
@@ -37,6 +38,8 @@ MODELS: dict[str, type[ZooModel]] = {
         MMVAE,
         MoPoE,
         MVTCAE,
+        IterativeVAE,
+        RefinedVAE,
     )
 }
 
@@ -70,11 +73,15 @@ OPTION_BOUNDS: dict[str, tuple[float, bool]] = {
     "lr": (0.0, False),
     "clip_grad_norm": (0.0, False),
     "decoder_scale": (0.0, False),
+    "refine_steps": (0, True),
+    "refine_lr": (0.0, False),
 }
 #: The strings a ``str`` option accepts, by option name (other ``str`` options take any string).
 OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "arch": ("mlp", "conv", "celeba"),
     "decoder_scale": ("learned", "per-example"),
+    "init": ("encoder", "prior"),
+    "refine_rule": ("adam", "sgd"),
 }
 _DEFAULT_BOUNDS: dict[type, tuple[float, bool]] = {int: (1, True), float: (0.0, True)}
 
@@ -206,6 +213,8 @@ __all__ = [
     "BetaVAE",
     "FactorVAE",
     "HierarchicalJMVAE",
+    "IterativeVAE",
+    "RefinedVAE",
     "ZooModel",
     "build_model",
     "describe_type",
