@@ -20,6 +20,13 @@ from pixyz_zoo.distributions.networks import (
     encoder_network,
 )
 from pixyz_zoo.distributions.priors import standard_normal
+from pixyz_zoo.distributions.refinement import (
+    GaussianFromParameters,
+    GradientStep,
+    LearnedUpdate,
+    RefinedGaussian,
+    UpdateRule,
+)
 
 __all__ = [
     "MLP",
@@ -29,11 +36,16 @@ __all__ = [
     "ConvEncoderNet",
     "GaussianDecoder",
     "GaussianEncoder",
+    "GaussianFromParameters",
+    "GradientStep",
     "IterativeSampling",
     "LaplaceDecoder",
+    "LearnedUpdate",
     "MixtureOfExperts",
     "MultiInputNet",
     "ProductOfGaussianExperts",
+    "RefinedGaussian",
+    "UpdateRule",
     "decoder_for",
     "decoder_network",
     "decoder_output_channels",

@@ -98,3 +98,21 @@ __all__ += [
     "subset_log_likelihood",
     "train_modality_classifiers",
 ]
+
+from pixyz_zoo.evaluation.amortization import (  # noqa: E402
+    OptimalGaussian,
+    amortization_gaps,
+    bound_of_parameters,
+    optimal_gaussian,
+    refinement_curve,
+    refinement_trajectory,
+)
+
+__all__ += [
+    "OptimalGaussian",
+    "amortization_gaps",
+    "bound_of_parameters",
+    "optimal_gaussian",
+    "refinement_curve",
+    "refinement_trajectory",
+]
