@@ -323,6 +323,7 @@ def train_run(
     train, test = load_data(config)
     seed_everything(seed)
     net = build_model(model, train.modalities, **config["options"]).to(dev)
+    net.prepare(train)  # settings taken from the data (beta-TCVAE's N) are in the config from the start
     config["options"] = net.config
     config["modalities"] = modalities_to_json(net.modalities)
     config["environment"] = environment(dev)
@@ -444,7 +445,11 @@ def fit_run(
     stored_options = config["options"]
     differing = {k: (found[k], v) for k, v in wanted.items() if found[k] != v}
     differing.update(
-        {k: (stored_options.get(k), v) for k, v in (options or {}).items() if stored_options.get(k) != v}
+        {
+            k: (stored_options.get(k), v)
+            for k, v in (options or {}).items()
+            if _plain(stored_options.get(k)) != _plain(v)
+        }
     )
     if differing:
         changes = ", ".join(f"{k}: {old!r} there, {new!r} asked" for k, (old, new) in differing.items())

@@ -18,7 +18,7 @@ from pixyz_zoo.cli import main
 from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.models import MODELS, build_model, describe_type, model_options, option_types, validate_options
 from pixyz_zoo.models.base import NonFiniteLossError
-from pixyz_zoo.runs import checkpoint_differences, read_config, train_run
+from pixyz_zoo.runs import checkpoint_differences, load_run_checkpoint, read_config, train_run
 from pixyz_zoo.training import CHECKPOINT, Trainer
 
 TINY = ["-o", "hidden=[16]", "--z-dim", "4", "--train-examples", "64", "--test-examples", "32"]
@@ -320,6 +320,16 @@ def test_checkpoint_differences_name_model_modalities_and_epochs(finished_run):
     assert "modalities" in text and "[1, 28, 28]" in text
     assert "warmup_epochs 0.0 in the checkpoint, 2.0 in config.json" in text
     assert "the checkpoint has trained 1 epochs, config.json asks for 0" in text
+
+
+def test_settings_a_model_takes_from_the_data_are_in_config_json(tmp_path):
+    """beta-TCVAE takes its dataset size N from the training data: config.json must agree."""
+    run = tmp_path / "run"
+    options = {"z_dim": 2, "hidden": [8]}
+    train_run(
+        "beta-tcvae", run, epochs=1, options=options, progress=False, train_examples=64, test_examples=32
+    )
+    assert load_run_checkpoint(run)["epoch"] == 1
 
 
 # ---------------------------------------------------------------- what is printed
