@@ -111,6 +111,8 @@ def test_sweep_sentence_follows_the_numbers():
     assert "did not clearly trade" in trend["sentence"]
     bumpy = [{**rows[0]}, {**rows[1], "reconstruction": 160.0}, {**rows[2]}]
     assert "not monotonically" in sweep_trend([1.0, 4.0, 16.0], bumpy)["sentence"]
+    better = sweep_trend([1.0, 4.0, 16.0], rows[::-1])["sentence"]  # reconstruction 150 -> 100
+    assert "loss fell from 150.0 to 100.0" in better and "reconstruction did not get worse" in better
 
 
 def test_trained_beta_vae_beats_a_random_encoder():
