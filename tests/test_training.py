@@ -1,3 +1,4 @@
+import io
 import json
 
 import pytest
@@ -80,6 +81,31 @@ def test_checkpoint_is_written_atomically(digits_train, tmp_path):
     assert all(
         torch.equal(a, b) for a, b in zip(params(model).values(), params(rebuilt).values(), strict=True)
     )
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(digits_train, tmp_path, monkeypatch):
+    data = digits_train.subset(slice(0, 64))
+    trainer = Trainer(make(data), data, epochs=1, batch_size=32, run_dir=tmp_path, progress=False)
+    trainer.fit()
+    previous = (tmp_path / CHECKPOINT).read_bytes()
+    save = torch.save
+
+    def disk_full(obj, f, *args, **kwargs):
+        """Write half of the file, then fail (a full disk, a killed process)."""
+        buffer = io.BytesIO()
+        save(obj, buffer, *args, **kwargs)
+        with open(f, "wb") as out:
+            out.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    trainer.epochs = 2
+    with pytest.raises(OSError, match="No space left"):
+        trainer.fit()
+    monkeypatch.undo()
+    assert (tmp_path / CHECKPOINT).read_bytes() == previous, "the epoch-1 checkpoint is untouched"
+    assert load_checkpoint(tmp_path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT, "history.json"], "no partial file left"
 
 
 def test_warmup_ramps_annealed_symbols(digits_train):

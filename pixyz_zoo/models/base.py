@@ -31,7 +31,11 @@ from pixyz_zoo.modalities import Modality, check_batch
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite (no parameter was updated with it)."""
+    """The training loss or its gradients became NaN or infinite (no parameter was updated with them)."""
+
+
+class DivergedLossError(NonFiniteLossError):
+    """The training loss is still finite but ran far above its running level (training diverged)."""
 
 
 class ZooModel(Model):
@@ -156,12 +160,29 @@ class ZooModel(Model):
                 f"a distribution's parameters became NaN/inf ({str(error).split(' of ')[0]})"
             ) from None
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"the training loss is {float(loss)}")
+            raise NonFiniteLossError(f"the training loss is {float(loss.detach())}")
         loss.backward()
-        if self.clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.distributions.parameters(), self.clip_norm)
+        self.clip_and_check_gradients(self.distributions.parameters())
         self.optimizer.step()
         return loss
+
+    def clip_and_check_gradients(self, parameters: Iterable[torch.Tensor]) -> float:
+        """Clip the gradients' total norm to ``clip_grad_norm`` (when set); refuse NaN/inf gradients.
+
+        A finite loss can still have non-finite gradients (an overflow in the backward pass);
+        stepping on them would make every parameter NaN, so no parameter is updated.
+        Returns the total norm before clipping.
+        """
+        parameters = [p for p in parameters if p.grad is not None]
+        if not parameters:
+            return 0.0
+        norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+        if not torch.isfinite(norm):
+            self.optimizer.zero_grad()
+            raise NonFiniteLossError(f"the gradients' norm is {float(norm)} (the loss was finite)")
+        if self.clip_norm:
+            torch.nn.utils.clip_grads_with_norm_(parameters, self.clip_norm, norm)
+        return float(norm)
 
     def train_step(self, batch: dict[str, torch.Tensor], **values: float) -> float:
         """One optimiser step on ``batch``; returns the loss (hyperparameters default to final)."""
