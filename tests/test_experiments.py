@@ -8,8 +8,9 @@ import re
 import pytest
 
 import pixyz_zoo  # noqa: F401, I001
+from pixyz_zoo import plots
 from pixyz_zoo.cli import main
-from pixyz_zoo.experiments import ExperimentContext, experiment_names, reproduce
+from pixyz_zoo.experiments import ExperimentContext, experiment_names, image, reproduce
 from pixyz_zoo.experiments.attribute_mnist import accuracy_figure
 from pixyz_zoo.experiments.jmvae import summary_figure
 from pixyz_zoo.runs import fit_run
@@ -101,3 +102,20 @@ def test_reproduce_attribute_mnist_smoke_embeds_its_figures(tmp_path):
     assert report.index(results["figures"]["accuracy"]) < report.index("| model |")
     accuracy = [r["accuracy"]["y1 from x"] for r in results["models"].values()]
     assert bar_values(accuracy_figure(results)) == accuracy
+
+
+def test_a_figure_that_cannot_be_drawn_is_reported_and_the_numbers_kept(tmp_path):
+    ctx = ExperimentContext(tmp_path, "smoke", progress=False)
+
+    def broken():
+        raise ValueError("cannot draw this")
+
+    assert ctx.draw("broken", broken) is None
+    fine = ctx.draw("fine", lambda: plots.metric_bars({"A": {"m": 1.0}}))
+    assert fine == "figures/fine.png" and (tmp_path / fine).stat().st_size > 0
+    results = ctx.finish(f"# report\n\n{image('fine', fine)}\n\n{image('broken', None)}", {"x": 1.5})
+    assert results["figure_errors"] == {"broken": "ValueError: cannot draw this"}
+    assert json.loads((tmp_path / "results.json").read_text())["x"] == 1.5
+    report = (tmp_path / "report.md").read_text()
+    assert "![fine](figures/fine.png)" in report and "*(broken: not drawn" in report
+    assert "## Figures that could not be drawn\n\n- `broken`: ValueError: cannot draw this" in report
