@@ -23,9 +23,15 @@ One evaluation (``get_params``, hence ``sample``, ``sample_mean``, ``get_log_pro
 Each row of the batch runs its own chain (all operations are row-wise), so repeating the batch
 ``S`` times gives ``S`` independent chains per example. The chain runs without gradient; only the
 final encoder call is differentiable (with respect to the observed inputs and the parameters).
-The procedure is stochastic: two calls (e.g. ``sample`` then ``get_log_prob``) see different
-imputations. ``steps = 0`` is the zero-filling of the missing inputs. ``steps`` is a plain
-attribute, so an evaluation can sweep it (the paper's Fig. 4).
+``steps = 0`` is the zero-filling of the missing inputs. ``steps`` is a plain attribute, so an
+evaluation can sweep it (the paper's Fig. 4).
+
+The parameters are random: two calls (e.g. ``sample`` then ``get_log_prob``) run two chains and
+see different imputations, so ``get_log_prob`` of a sample is *not* the density it was drawn
+from. Code that needs a sample together with its density, as an importance weight does, takes
+one ``get_params`` and samples and scores from those parameters (:meth:`sample_with_log_prob`;
+:func:`pixyz_zoo.evaluation.log_weights` does so for every distribution that declares
+``random_parameters``).
 """
 
 from __future__ import annotations
@@ -115,6 +121,9 @@ class IterativeSampling(Normal):
         self.missing = missing
         self.steps = steps
 
+    #: ``get_params`` draws a fresh imputation on every call (see the module notes).
+    random_parameters = True
+
     # ------------------------------------------------------------------ the chain
     @torch.no_grad()
     def impute(self, x_dict: Mapping[str, torch.Tensor], steps: int | None = None) -> dict[str, torch.Tensor]:
@@ -149,6 +158,15 @@ class IterativeSampling(Normal):
         observed = {v: params_dict[v] for v in self.cond_var}
         imputed = self.impute(observed)
         return self.encoder.get_params({**observed, **imputed}, **kwargs)
+
+    @torch.no_grad()
+    def sample_with_log_prob(self, x_dict: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sample per row and its log-density ``log q(z|x, w_N)`` under the imputation ``w_N``
+        that drew it (one chain per row), summed over features: ``(z, log_q)``."""
+        params = self.get_params({v: x_dict[v] for v in self.cond_var})
+        dist = self.distribution_torch_class(**params)
+        z = dist.sample()
+        return z, dist.log_prob(z).reshape(len(z), -1).sum(dim=1)
 
     # ------------------------------------------------------------------ printing
     @property

@@ -609,6 +609,7 @@ def evaluate_multimodal(
     seed: int = 0,
     metrics: Sequence[str] = METRICS,
     progress: bool = False,
+    errors: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Every metric of the module doc in one flat dict.
 
@@ -621,7 +622,10 @@ def evaluate_multimodal(
     training examples); ``cosine[S]`` for every strict subset; ``elbo[S]`` and ``iwae[S]``
     (IWAE with ``k`` samples) for every subset. Test metrics use ``n_test`` test examples (the
     likelihoods ``n_likelihood``, default ``n_test``) drawn with ``seed``.
-    A metric the model cannot compute (``NotImplementedError``) is NaN, with a warning.
+    A metric that fails for one subset or target (the model cannot compute it, or computing it
+    raises) is NaN, with a warning naming the metric and the error, and the others are still
+    computed; ``errors``, when given, receives the message of each failure by metric key
+    (``likelihood[m,s]`` for the subset likelihoods).
     """
     from pixyz_zoo.progress import tqdm
 
@@ -699,8 +703,11 @@ def evaluate_multimodal(
     for key, task in tqdm(tasks, disable=not progress, desc="multimodal metrics"):
         try:
             value = task()
-        except NotImplementedError as error:
-            warnings.warn(f"{key}: the model cannot compute it ({error}); recorded as NaN", stacklevel=2)
+        except Exception as error:  # one subset's failure does not stop the evaluation
+            message = f"{type(error).__name__}: {error}"
+            if errors is not None:
+                errors[key] = message
+            warnings.warn(f"{key}: not computed ({message}); recorded as NaN", stacklevel=2)
             value = math.nan
         if key.startswith("likelihood["):
             subset = key[len("likelihood[") :]
