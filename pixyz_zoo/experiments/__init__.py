@@ -149,7 +149,13 @@ def register_experiment(name: str, description: str):
 
 def _load_all() -> None:
     """Import the experiment modules (they register themselves)."""
-    from pixyz_zoo.experiments import attribute_mnist, beta_vae, jmvae, multimodal_benchmark  # noqa: F401
+    from pixyz_zoo.experiments import (  # noqa: F401
+        attribute_mnist,
+        beta_vae,
+        iterative_inference,
+        jmvae,
+        multimodal_benchmark,
+    )
 
 
 def reproduce(

@@ -57,9 +57,21 @@ class VAE(ZooModel):
         beta: float = 1.0,
         lr: float = 1e-3,
         clip_grad_norm: float | None = None,
+        encoder_hidden: Sequence[int] | None = None,
     ) -> None:
         self.beta = beta
-        self.build(modalities, observed, z_dim, hidden, arch, decoder_scale, lr, clip_grad_norm, beta=beta)
+        self.build(
+            modalities,
+            observed,
+            z_dim,
+            hidden,
+            arch,
+            decoder_scale,
+            lr,
+            clip_grad_norm,
+            encoder_hidden=encoder_hidden,
+            beta=beta,
+        )
 
     def build(
         self,
@@ -71,16 +83,20 @@ class VAE(ZooModel):
         decoder_scale: str | float | None,
         lr: float,
         clip_grad_norm: float | None,
+        encoder_hidden: Sequence[int] | None = None,
         **loss_options: object,
     ) -> None:
         """Declare ``q(z|x)``, ``p(x|z)``, ``p(z)`` and train them on :meth:`objective`.
 
         ``loss_options`` are the subclass's loss settings, recorded in the model's config.
+        ``encoder_hidden``: the encoder's hidden sizes when they differ from the decoder's ``hidden``
+        (e.g. an encoder-size sweep with one decoder; recorded in the config only when given).
         """
         x = pick_image_modality(modalities, observed)
 
         # q(z|x): Gaussian encoder
-        q = GaussianEncoder(encoder_network([x], 2 * z_dim, arch, hidden), cond_var=[x.name], name="q")
+        q_hidden = hidden if encoder_hidden is None else encoder_hidden
+        q = GaussianEncoder(encoder_network([x], 2 * z_dim, arch, q_hidden), cond_var=[x.name], name="q")
         # p(x|z) p(z): decoder of the modality's likelihood family and standard normal prior
         out = decoder_output_channels(x, decoder_scale)
         p_x = decoder_for(x, decoder_network(x, z_dim, arch, hidden, out), name="p", scale=decoder_scale)
@@ -104,6 +120,7 @@ class VAE(ZooModel):
                 hidden=list(hidden),
                 arch=arch,
                 decoder_scale=decoder_scale,
+                **({} if encoder_hidden is None else {"encoder_hidden": list(encoder_hidden)}),
                 **loss_options,
             ),
         )
