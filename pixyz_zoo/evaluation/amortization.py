@@ -159,7 +159,7 @@ def refinement_curve(
     log-weights with the Gaussian ``lambda_t`` as the proposal (``elbo[0]`` is the amortised
     posterior's ELBO). Returns ``{"elbo": [T+1 values], "steps", "rule", "k", "examples", "seconds"}``.
     """
-    from tqdm.auto import tqdm
+    from pixyz_zoo.progress import tqdm
 
     if k < 1:
         raise ValueError(f"the number of samples k per bound must be >= 1, got {k}")
@@ -319,7 +319,7 @@ def amortization_gaps(
     Nats per example; ``given`` selects the modalities (default all). ``per_example`` adds the
     per-example values as lists.
     """
-    from tqdm.auto import tqdm
+    from pixyz_zoo.progress import tqdm
 
     if k < 1 or elbo_samples < 1:
         raise ValueError(f"k and elbo_samples must be >= 1, got {k} and {elbo_samples}")
