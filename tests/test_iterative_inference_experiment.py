@@ -19,7 +19,13 @@ import torch
 from pixyz_zoo.cli import main
 from pixyz_zoo.datasets import DATA_ROOT_ENV
 from pixyz_zoo.experiments import ExperimentContext
-from pixyz_zoo.experiments.iterative_inference import STEPS, claims, mnist_files, pick_dataset
+from pixyz_zoo.experiments.iterative_inference import (
+    STEPS,
+    claims,
+    claims_from_results,
+    mnist_files,
+    pick_dataset,
+)
 
 
 def shared_root() -> str | None:
@@ -79,6 +85,8 @@ def test_smoke_run_reports_every_model_and_metric(smoke_run):
         "few_learned_steps",
         "gap_grows_as_encoder_shrinks",
     }
+    # the claims can be recomputed from results.json alone (as the notebook's test does from the record)
+    assert claims_from_results(results) == results["claims"]
     report = (out / "report.md").read_text()
     for claim in results["claims"].values():
         assert claim["status"] in ("holds", "does not hold", "unresolved", "holds only in part")
