@@ -96,7 +96,7 @@ def settings(ctx: ExperimentContext) -> dict[str, Any]:
     small = dataset == "digits"
     return {
         "dataset": dataset,
-        "epochs": ctx.pick(12, 4, 1),
+        "epochs": ctx.pick(24, 4, 1),
         "batch_size": ctx.pick(100, 100, 64),
         "train_examples": ctx.pick(None, None if small else 2000, 256),
         "test_examples": ctx.pick(None, 300, 64),  # the per-epoch test loss of training (digits: 360)
@@ -107,7 +107,7 @@ def settings(ctx: ExperimentContext) -> dict[str, Any]:
         "lr": 1e-3,
         "encoder_sweep": ctx.pick([[16], [64]], [[8], [32]], [[4]]),
         "curve_steps": max(STEPS),
-        "eval_examples": ctx.pick(300, 100, 16),  # the first test examples every bound is measured on
+        "eval_examples": ctx.pick(500, 100, 16),  # the first test examples every bound is measured on
         "iwae_k": ctx.pick(5000, 500, 20),
         "elbo_samples": ctx.pick(100, 50, 5),  # per example, for every ELBO (also along the curves)
         "qstar": ctx.pick(
@@ -117,7 +117,7 @@ def settings(ctx: ExperimentContext) -> dict[str, Any]:
         ),
         "timing_steps": ctx.pick(20, 10, 3),
         "z2": {
-            "epochs": ctx.pick(8, 3, 1),
+            "epochs": ctx.pick(12, 3, 1),
             "hidden": ctx.pick([128, 128], [64, 64], [16]),
             "update_hidden": ctx.pick([64, 64], [32, 32], [8]),
         },
