@@ -25,6 +25,7 @@ from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.losses.adversarial import AdversarialTotalCorrelation
 from pixyz_zoo.losses.total_correlation import AggregatePosteriorLogProb, ProductOfMarginalsLogProb
 from pixyz_zoo.modalities import Modality
+from pixyz_zoo.models.base import NonFiniteLossError
 from pixyz_zoo.models.vae import VAE
 
 
@@ -107,10 +108,14 @@ class BetaTCVAE(VAE):
         alpha: float = 1.0,
         beta: float = 6.0,
         gamma: float = 1.0,
+        dataset_size: int | None = None,
         lr: float = 1e-4,
         clip_grad_norm: float | None = None,
     ) -> None:
+        if dataset_size is not None and dataset_size < 1:
+            raise ValueError(f"dataset_size is the number of training examples (>= 1), got {dataset_size}")
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        self.dataset_size = dataset_size
         self.build(
             modalities,
             observed,
@@ -123,10 +128,15 @@ class BetaTCVAE(VAE):
             alpha=alpha,
             beta=beta,
             gamma=gamma,
+            dataset_size=dataset_size,
         )
 
     def objective(self):
-        """eq. (4) with the minibatch-weighted estimates; N (dataset size) is set by ``prepare``."""
+        """eq. (4) with the minibatch-weighted estimates over a dataset of N examples.
+
+        N is ``dataset_size``; when it is None the trainer's ``prepare`` sets it from the
+        training data (and records it in the config, so a checkpoint rebuilds the same loss).
+        """
         q, p_x, prior = self.q, self.p_x, self.prior
         log_qz = AggregatePosteriorLogProb(q, dataset_size="N")
         log_prod_qz = ProductOfMarginalsLogProb(q, dataset_size="N")
@@ -143,11 +153,16 @@ class BetaTCVAE(VAE):
             q,
             -LogProb(p_x) + alpha * mutual_information + beta * total_correlation + gamma * dimension_wise_kl,
         ).mean()
-        return loss, {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "N": 1.0}, set()
+        n = float(self.dataset_size) if self.dataset_size is not None else 1.0
+        return loss, {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "N": n}, set()
 
     def prepare(self, train_data: MultimodalDataset) -> None:
-        """The minibatch-weighted estimates need the dataset size N."""
-        self.hyperparameters["N"] = float(len(train_data))
+        """The minibatch-weighted estimates need the dataset size N: the training set's size,
+        unless ``dataset_size`` was given (e.g. a run on a subset that stands for a larger set)."""
+        if self.dataset_size is None:
+            self.dataset_size = len(train_data)
+            self.config["dataset_size"] = self.dataset_size
+        self.hyperparameters["N"] = float(self.dataset_size)
 
 
 class FactorVAE(VAE):
@@ -155,8 +170,10 @@ class FactorVAE(VAE):
 
     ``-E_q[log p(x|z)] + KL(q(z|x)||p(z)) + gamma E_q(z)[log D(z)/(1-D(z))]`` (Kim & Mnih 2018,
     eq. 2). Each training step also takes one Adam step of the discriminator (an MLP with
-    ``discriminator_hidden`` LeakyReLU layers, lr 1e-4, betas (0.5, 0.9) as in the paper). The
-    permuted samples come from the same minibatch (the paper draws a second one).
+    ``discriminator_hidden`` LeakyReLU(0.2) layers, by default the paper's 6 layers of 1000 units
+    (Kim & Mnih 2018, appendix), lr 1e-4, betas (0.5, 0.9) as in the paper). It has one
+    logit output where the paper has two softmax outputs: the same classifier. The permuted
+    samples come from the same minibatch (the paper draws a second one).
     """
 
     name = "factor-vae"
@@ -171,7 +188,7 @@ class FactorVAE(VAE):
         arch: str = "mlp",
         decoder_scale: str | float | None = None,
         gamma: float = 35.0,
-        discriminator_hidden: Sequence[int] = (1000, 1000, 1000),
+        discriminator_hidden: Sequence[int] = (1000,) * 6,
         lr: float = 1e-4,
         clip_grad_norm: float | None = None,
     ) -> None:
@@ -215,7 +232,10 @@ class FactorVAE(VAE):
         loss = super().train(train_x_dict, **kwargs)  # VAE step; D is not in its optimiser
         self.discriminator.train()
         self.discriminator_optimizer.zero_grad()
-        self.total_correlation.discriminator_loss(train_x_dict or {}).backward()
+        discriminator_loss = self.total_correlation.discriminator_loss(train_x_dict or {})
+        if not torch.isfinite(discriminator_loss):
+            raise NonFiniteLossError(f"the discriminator's loss is {float(discriminator_loss)}")
+        discriminator_loss.backward()
         self.discriminator_optimizer.step()
         return loss
 
