@@ -543,7 +543,9 @@ def curves_figure(results: Mapping[str, Any]):
             label = f"{m['label']}: " + ("learned update" if rule == "learned" else "Adam steps")
             curves[label], groups[label] = curve["elbo"], m["label"]
         ceilings[m["label"]] = m["gaps"]["elbo_optimal"]
-    return refinement_curves_figure(curves, groups, ceilings, marks=STEPS)
+    return refinement_curves_figure(
+        curves, groups, ceilings, marks=STEPS, trained_steps=results["settings"]["refine_steps"]
+    )
 
 
 def sweep_figure(results: Mapping[str, Any]):
