@@ -367,6 +367,19 @@ def test_refinement_of_a_multimodal_models_unimodal_posterior():
     assert len(curve["elbo"]) == 3 and all(v < 0 for v in curve["elbo"])
 
 
+@pytest.mark.parametrize("name", ["iterative-vae", "refined-vae"])
+def test_refined_models_rebuild_from_their_checkpoint(digits_train, name):
+    from pixyz_zoo.training import Trainer, model_from_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(name, digits_train.modalities, refine_steps=2, samples=2, **TINY)
+    payload = Trainer(model, digits_train, epochs=0, progress=False).checkpoint_payload()
+    again = model_from_checkpoint(payload)
+    assert type(again) is type(model) and again.config == model.config
+    assert again.refined.steps == 2 and again.inference is again.refined
+    assert_same(snapshot(model), snapshot(again))
+
+
 def test_cli_evaluate_reports_the_bound_after_each_refinement_step(tmp_path, capsys):
     from pixyz_zoo.cli import main
 
