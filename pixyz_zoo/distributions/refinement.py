@@ -148,7 +148,7 @@ class GradientStep(UpdateRule):
 
     def __init__(
         self,
-        lr: float = 0.03,
+        lr: float = 0.01,
         method: str = "adam",
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,

@@ -157,7 +157,7 @@ class RefinedVAE(VAE):
         beta: float = 1.0,
         refine_steps: int = 5,
         refine_rule: str = "adam",
-        refine_lr: float = 0.03,
+        refine_lr: float = 0.01,
         refine_train: bool = False,
         samples: int = 1,
         lr: float = 1e-3,

