@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import platform
+import sys
 from math import inf, nan
 from pathlib import Path
 from typing import Any
@@ -478,9 +479,13 @@ def evaluate_run(
     batch_size: int = 100,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Measure the run's model on its test split, draw its figures, write metrics and report."""
-    from pixyz_zoo import plots
+    """Measure the run's model on its test split, write ``metrics.json``, draw the figures, write
+    ``report.md``.
 
+    The metrics are written before any figure is drawn, and a figure that cannot be drawn is
+    reported (a warning line on stderr naming the figure and the error, and a line in the report)
+    instead of failing the evaluation.
+    """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     payload = load_run_checkpoint(run_dir, config)
@@ -497,32 +502,63 @@ def evaluate_run(
     metrics[f"test_iwae_{iw_samples}"] = ll[f"iwae_{iw_samples}"]
     metrics["iw_samples"] = iw_samples
 
-    figures = run_dir / FIGURES
+    write_json(run_dir / METRICS, metrics)
+
+    paths, failures = draw_run_figures(model, test, payload["history"], run_dir / FIGURES)
+    report = render_report(config, model, metrics, payload["history"], paths, run_dir, failures)
+    (run_dir / REPORT).write_text(report)
+    return metrics
+
+
+def draw_run_figures(
+    model: ZooModel, test: MultimodalDataset, history: list[dict[str, float]], figures: Path
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Draw a run's figures into ``figures``: per modality (in the dataset's declaration order) the
+    test examples beside their reconstructions and samples of the model, then the graphical model
+    and the training curve. Returns the paths drawn and, by figure name, the error of each figure
+    that could not be drawn (also printed as a warning line on stderr)."""
+    from pixyz_zoo import plots
+
+    paths: dict[str, Path] = {}
+    failures: dict[str, str] = {}
+
+    def attempt(name: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:  # a figure never costs the metrics: report it and go on
+            failures[name] = f"{type(error).__name__}: {error}"
+            print(f"pixyz-zoo: warning: figure {name} not drawn ({failures[name]})", file=sys.stderr)
+            return None
+
+    def save(name: str, draw: Any, *args: Any, **kwargs: Any) -> None:
+        """``draw(*args, **kwargs)`` saved as ``figures/NAME.png``."""
+        path = attempt(name, lambda: plots.save_figure(draw(*args, **kwargs), figures / f"{name}.png"))
+        if path is not None:
+            paths[name] = path
+
     shown = test.first(32)
-    recon = model.reconstruct(shown)
+    recon = attempt("reconstructions", lambda: model.reconstruct(shown))
     # a conditional model (CVAE, CMMA) samples given its condition, taken from test examples
     conditions = [c for c in model.generative.cond_var if c in model.modalities]
-    samples = model.generate(test.first(64), given=conditions) if conditions else model.sample(64)
+    samples = attempt(
+        "samples",
+        lambda: model.generate(test.first(64), given=conditions) if conditions else model.sample(64),
+    )
     given_text = f" given the test examples' {', '.join(conditions)}" if conditions else ""
-    paths = {}
-    for name in model.modalities_in_generative():
+    generated = set(model.modalities_in_generative())
+    for name in [m for m in model.modalities if m in generated]:  # the declaration's order
         modality = model.modalities[name]
-        fig = plots.comparison_grid(
-            {"data": shown[name], "reconstruction": recon[name].cpu()}, modality=modality, nrow=16
-        )
-        paths[f"reconstruction_{name}"] = plots.save_figure(fig, figures / f"reconstruction_{name}.png")
-        title = f"samples of {name}{given_text}"
-        fig = plots.image_grid(samples[name].cpu(), modality=modality, nrow=8, title=title)
-        paths[f"samples_{name}"] = plots.save_figure(fig, figures / f"samples_{name}.png")
-    fig = plots.draw_graphical_model(model.generative, model.inference, observed=list(model.modalities))
-    paths["graphical_model"] = plots.save_figure(fig, figures / "graphical_model.png")
-    if payload["history"]:
-        paths["training_curve"] = plots.save_figure(
-            plots.training_curve(payload["history"]), figures / "training_curve.png"
-        )
-    write_json(run_dir / METRICS, metrics)
-    (run_dir / REPORT).write_text(render_report(config, model, metrics, payload["history"], paths, run_dir))
-    return metrics
+        if recon is not None:
+            rows = {"data": shown[name], "reconstruction": recon[name].cpu()}
+            save(f"reconstruction_{name}", plots.comparison_grid, rows, modality=modality, nrow=16)
+        if samples is not None:
+            values, title = samples[name].cpu(), f"samples of {name}{given_text}"
+            save(f"samples_{name}", plots.image_grid, values, modality=modality, nrow=8, title=title)
+    observed = list(model.modalities)
+    save("graphical_model", plots.draw_graphical_model, model.generative, model.inference, observed)
+    if history:
+        save("training_curve", plots.training_curve, history)
+    return paths, failures
 
 
 def render_report(
@@ -532,6 +568,7 @@ def render_report(
     history: list[dict[str, float]],
     figures: dict[str, Path],
     run_dir: Path,
+    failures: dict[str, str] | None = None,
 ) -> str:
     lines = [
         f"# {config['model']} on {config['data']['dataset']}",
@@ -571,6 +608,9 @@ def render_report(
     ]
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({path.relative_to(run_dir)})" for name, path in figures.items()]
+    if failures:
+        lines += ["", "Figures not drawn (the metrics above are unaffected):", ""]
+        lines += [f"- `{name}`: {error}" for name, error in failures.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -90,3 +90,50 @@ def test_iwae_above_elbo_and_increasing_on_a_trained_vae(digits_train, digits_te
     r = {k: evaluate_log_likelihood(model, digits_test, k=k, seed=1) for k in (1, 10, 100)}
     assert r[1]["iwae_1"] == r[1]["elbo"]
     assert r[100]["elbo"] < r[10]["iwae_10"] < r[100]["iwae_100"], r
+
+
+class RowCounter(nn.Module):
+    """Wraps a network and counts the rows it is run on."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network, self.rows, self.calls = network, 0, 0
+
+    def forward(self, *inputs):
+        self.rows += len(inputs[0])
+        self.calls += 1
+        return self.network(*inputs)
+
+
+def test_iwae_runs_the_encoder_once_per_example_and_the_decoder_once_per_sample():
+    """IWAE-K costs one encoder pass and K decoder passes per example, whatever the chunking."""
+    torch.manual_seed(0)
+    data = MultimodalDataset("toy", {"x": torch.randn(30, 1)}, {"x": X})
+    model = linear_gaussian(shift=0.3, scale=0.8)
+    model.inference.network = encoder = RowCounter(model.inference.network)
+    decoder = model.generative.graph.distribution("x")
+    decoder.network = decoded = RowCounter(decoder.network)
+    evaluate_log_likelihood(model, data, k=200, batch_size=10, max_rows=500)
+    assert encoder.rows == 30 and encoder.calls == 3  # once per data batch
+    assert decoded.rows == 30 * 200 and decoded.calls == 3 * 4  # chunks of 50 samples x 10 rows
+
+
+def test_evaluation_progress_counts_samples_and_is_silent_when_off(monkeypatch, capsys):
+    import pixyz_zoo.progress
+
+    updates: list[int] = []
+
+    class Recording(pixyz_zoo.progress.tqdm):
+        def update(self, n=1):
+            updates.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(pixyz_zoo.progress, "tqdm", Recording)
+    data = MultimodalDataset("toy", {"x": torch.randn(30, 1)}, {"x": X})
+    model = linear_gaussian()
+    evaluate_log_likelihood(model, data, k=40, batch_size=10, max_rows=100, progress=True)
+    assert sum(updates) == 30 * 40 and len(updates) == 3 * 4  # moves after every chunk of samples
+    assert "IWAE-40" in capsys.readouterr().err
+    updates.clear()
+    evaluate_log_likelihood(model, data, k=40, batch_size=10, max_rows=100, progress=False)
+    assert capsys.readouterr().err == ""

@@ -208,20 +208,51 @@ def test_tile_images_places_each_image() -> None:
     assert grid[2, 2] == 0.0 and grid[2, 6] == 0.5 and grid[0, 0] == 1.0
 
 
-def test_categorical_heat_map_uses_labels() -> None:
-    labels = tuple(str(i) for i in range(10))
-    modality = Modality("y", (10,), "categorical", labels=labels)
-    probs = torch.softmax(torch.randn(5, 10), dim=-1)
-    fig = image_grid(probs, modality)
+def test_vector_heat_map_uses_labels_and_stays_wide() -> None:
+    names = tuple(f"a{i}" for i in range(10))
+    modality = Modality("w", (10,), "gaussian", labels=names)  # attribute vectors, not one label
+    fig = image_grid(torch.rand(5, 10), modality)
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == list(labels)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(names)
     assert ax.images[0].get_array().shape == (5, 10)
-    # class indices are one-hot encoded
-    fig = image_grid(torch.tensor([3, 1]), modality)
-    array = fig.axes[0].images[0].get_array()
-    assert array.shape == (2, 10) and array[0, 3] == 1.0 and array[1].sum() == 1.0
+    # more examples than entries: one column per example, so the figure is wide, not a strip
+    fig = image_grid(torch.rand(64, 10), modality)
+    assert fig.axes[0].images[0].get_array().shape == (10, 64)
+    width, height = fig.get_size_inches()
+    assert width > height
     with pytest.raises(ValueError, match="expected 10"):
         image_grid(torch.rand(2, 4), modality)
+
+
+def test_label_samples_are_a_compact_grid_of_class_names() -> None:
+    modality = Modality("y2", (2,), "categorical", labels=("1", "2"))
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8]]).repeat(32, 1)  # 64 samples
+    fig = image_grid(probs, modality, nrow=8, title="samples of y2")
+    ax = fig.axes[0]
+    assert ax.images[0].get_array().shape == (8, 8)  # one cell per sample, 8 per row
+    assert [t.get_text() for t in ax.texts][:2] == ["1", "2"]
+    assert ax.images[0].get_array()[0, 0] == pytest.approx(0.9)  # shaded by the class's probability
+    width, height = fig.get_size_inches()
+    assert 0.5 < width / height < 3  # not a 361 x 1693 strip
+    # class indices (an integer tensor) give the class names too
+    fig = image_grid(torch.tensor([1, 0, 1]), modality)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["2", "1", "2"]
+    with pytest.raises(ValueError, match="expected 2"):
+        image_grid(torch.rand(2, 4), modality)
+
+
+def test_text_samples_and_reconstructions_are_decoded_strings() -> None:
+    alphabet = tuple("abc ")
+    modality = Modality("t", (3, 4), "categorical", labels=alphabet)
+    words = torch.tensor([[0, 1, 2], [2, 2, 3], [3, 3, 3]])  # "abc", "cc", blank
+    onehot = torch.nn.functional.one_hot(words, 4).float()
+    fig = image_grid(onehot, modality, nrow=2)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["abc", "cc", "(blank)"]
+    assert ax.images[0].get_array().shape == (2, 2)
+    fig = comparison_grid({"data": onehot, "reconstruction": onehot.flip(0)}, modality=modality)
+    rows = [[t.get_text() for t in ax.texts] for ax in fig.axes]
+    assert rows == [["abc", "cc", "(blank)"], ["(blank)", "cc", "abc"]]
 
 
 def test_comparison_grid_rows() -> None:

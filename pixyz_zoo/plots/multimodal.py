@@ -13,50 +13,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from pixyz_zoo.modalities import Modality, nonempty_subsets
-from pixyz_zoo.plots.grids import _as_categorical, _as_images, _draw_heat_map, _draw_tiles, tile_images
+from pixyz_zoo.plots.grids import (
+    _as_categorical,
+    _as_images,
+    _draw_heat_map,
+    _draw_strings,
+    _draw_tiles,
+    decode_text,
+    modality_kind,
+    tile_images,
+)
 
 __all__ = ["cross_modal_grid", "decode_text", "subset_grids"]
-
-
-def decode_text(values: torch.Tensor | np.ndarray, modality: Modality) -> list[str]:
-    """One string per example: a sequence (N, length, symbols) decoded with ``modality.labels``
-    (the most likely symbol at each position, a newline shown as ``↵``; symbol indices when there
-    are no labels); a label (N, classes) as its most likely class name."""
-    array = values.detach().cpu() if torch.is_tensor(values) else torch.as_tensor(np.asarray(values))
-    index = array.argmax(-1)
-    labels = tuple(modality.labels)
-    if modality.is_label:
-        return [labels[i] if len(labels) == array.shape[-1] else str(int(i)) for i in index.tolist()]
-    if len(labels) == array.shape[-1]:
-        return ["".join(labels[i] for i in row).rstrip().replace("\n", "↵") for row in index.tolist()]
-    return [" ".join(str(i) for i in row) for row in index.tolist()]
-
-
-def _draw_strings(ax: Axes, strings: Sequence[str]) -> None:
-    n = len(strings)
-    for j, text in enumerate(strings):
-        ax.text((j + 0.5) / n, 0.5, text, ha="center", va="center", family="monospace", fontsize="small")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
 
 
 def _row(values: torch.Tensor, modality: Modality, n: int) -> tuple[str, Any]:
     """How to draw a row of ``n`` examples: ``("image", tiles)``, ``("text", strings)`` or
     ``("heat", vectors)``."""
     values = values[:n]
-    if modality.is_image:
+    kind = modality_kind(values, modality)
+    if kind == "image":
         return "image", tile_images(_as_images(values, modality), nrow=n)
-    if modality.likelihood == "categorical":
+    if kind in ("text", "label"):  # a label row shows class names, as a text row shows strings
         return "text", decode_text(values, modality)
     return "heat", _as_categorical(values.reshape(len(values), -1), None)
 
