@@ -66,7 +66,9 @@ def test_learned_refinement_does_not_worsen_the_bound_after_training(digits_trai
             model.train_step({"x": batch["x"]})
     curve = refinement_curve(model, digits_test, rule="model", k=20)
     assert len(curve["elbo"]) == 4
-    assert curve["elbo"][-1] >= curve["elbo"][0] - 0.05, curve["elbo"]
+    # not worse, better (0.3 to 0.6 nats after 2 epochs over seeds 0-3 in a probe run)
+    assert curve["elbo"][-1] >= curve["elbo"][0] + 0.1, curve["elbo"]
+    assert min(curve["elbo"][1:]) >= curve["elbo"][0] - 0.05, curve["elbo"]
 
 
 # ---------------------------------------------------------------------- what refinement must not touch
