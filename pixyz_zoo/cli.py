@@ -23,6 +23,10 @@ from typing import Any
 from pixyz_zoo.datasets import BINARIZE_CHOICES, DATA_ROOT_ENV, DATASETS
 from pixyz_zoo.models import MODELS, model_options
 
+#: Default importance samples of the evaluation, as ``pixyz_zoo.runs.IW_SAMPLES`` (not imported
+#: from there: ``runs`` loads the whole evaluation code, which ``pixyz-zoo list`` does not need).
+IW_SAMPLES = 500
+
 
 def parse_option(text: str) -> tuple[str, Any]:
     """``key=value`` with a Python literal value (``z_dim=2``, ``hidden=[256,256]``, ``arch=conv``)."""
@@ -82,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--download", action="store_true", help="let torchvision download missing files")
     train.add_argument("--binarize", choices=BINARIZE_CHOICES, help="binary images (default dynamic)")
-    train.add_argument("--iw-samples", type=int, default=1000, help="importance samples of the IWAE bound")
+    train.add_argument(
+        "--iw-samples", type=int, default=IW_SAMPLES, help=f"IWAE importance samples (default {IW_SAMPLES})"
+    )
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     # hidden from --help: the first N examples of each split only (tests and quick pipeline checks)
     train.add_argument("--train-examples", type=int, default=None, help=argparse.SUPPRESS)
@@ -93,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="measure a run on its test split and write its report")
     evaluate.add_argument("run_dir", type=Path)
-    evaluate.add_argument("--iw-samples", type=int, default=1000)
+    evaluate.add_argument(
+        "--iw-samples", type=int, default=IW_SAMPLES, help=f"IWAE importance samples (default {IW_SAMPLES})"
+    )
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument(
         "--refine-steps",

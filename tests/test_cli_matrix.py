@@ -227,3 +227,12 @@ def test_a_figure_that_cannot_be_drawn_is_reported_and_the_metrics_kept(
     assert "![reconstruction_x](figures/reconstruction_x.png)" in report
     assert drawn_after_metrics and all(drawn_after_metrics)
     assert not (run / "figures" / "samples_x.png").exists()
+
+
+def test_the_cli_and_evaluate_run_share_the_default_number_of_importance_samples() -> None:
+    import pixyz_zoo.cli
+
+    assert pixyz_zoo.cli.IW_SAMPLES == runs.IW_SAMPLES
+    parser = pixyz_zoo.cli.build_parser()
+    assert parser.parse_args(["train", "vae"]).iw_samples == runs.IW_SAMPLES
+    assert parser.parse_args(["evaluate", "runs/x"]).iw_samples == runs.IW_SAMPLES
