@@ -181,12 +181,12 @@ def log_weights(
         hidden = [m for m in model.modalities_in_generative() if m not in observed]
         if hidden:
             factors = _marginal_factors(joint, hidden)
-    proposal = _proposal_factors(q)
-    proposed = {d.var[0] for d in proposal}
+    q_factors = _proposal_factors(q)
+    proposed = {d.var[0] for d in q_factors}
     # latents the proposal does not give: drawn from their factors of the joint, which then cancel
     completed = [d for d in factors if d.var[0] not in model.modalities and d.var[0] not in proposed]
     scored = [d for d in factors if d not in completed]
-    needed = {v for d in factors for v in (*d.var, *d.cond_var)} | {v for d in proposal for v in d.cond_var}
+    needed = {v for d in factors for v in (*d.var, *d.cond_var)} | {v for d in q_factors for v in d.cond_var}
     values_in = {
         name: batch[name] for name in [*model.modalities, *given] if name in needed and name in batch
     }
@@ -196,7 +196,7 @@ def log_weights(
     values_in = model._to_device(values_in)  # a conditional model's condition too
     n = len(next(iter(values_in.values())))
     given_values = {g: values_in[g] for g in given}
-    samplers = [_Factor(d, given_values, n) for d in proposal]
+    samplers = [_Factor(d, given_values, n) for d in q_factors]
     chunk = max(1, min(k, max_rows // max(n, 1)))
     out = []
     for start in range(0, k, chunk):
