@@ -96,7 +96,11 @@ def test_smoke_run_reports_every_model_and_metric(smoke_run):
     for link in links:
         assert (out / link).stat().st_size > 0
     assert "figure_errors" not in results
-    assert len(results["trajectory"]["trajectories"]["learned update"]) == max(STEPS) + 1
+    trajectory = results["trajectory"]
+    learned, adam = trajectory["trajectories"].values()
+    assert len(learned) == results["settings"]["refine_steps"] + 1 and len(adam) == max(STEPS) + 1
+    assert [len(v) for v in trajectory["elbo"].values()] == [len(learned), len(adam)]
+    assert learned[0] == adam[0]  # both start from the encoder's output
 
 
 @pytest.mark.slow

@@ -51,10 +51,12 @@ from pixyz_zoo.datasets import load_dataset, resolve_data_root
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.amortization import (
     amortization_gaps,
+    bound_of_parameters,
     optimal_gaussian,
     refinement_curve,
     refinement_trajectory,
 )
+from pixyz_zoo.evaluation.likelihood import elbo_estimate
 from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
 from pixyz_zoo.models import ZooModel, build_model
 from pixyz_zoo.runs import write_json
@@ -321,22 +323,38 @@ def posterior_grid(
     }
 
 
-def trajectories(model: ZooModel, test: MultimodalDataset, steps: int, index: int = 0) -> dict[str, Any]:
-    """One test example's posterior over the refinement steps of a z = 2 model: the learned update and
-    Adam steps from the same encoder output, ``q*``, and the exact posterior on a grid."""
+def trajectories(
+    model: ZooModel, test: MultimodalDataset, steps: int, index: int = 0, k: int = 1000
+) -> dict[str, Any]:
+    """One test example's posterior over the refinement steps of a z = 2 model: the learned update (for
+    the ``T`` it was trained with) and ``steps`` Adam steps from the same encoder output, ``q*``, the
+    exact posterior on a grid, and the ELBO (``k`` samples) after each step and of ``q*``."""
     batch = test.first(index + 1)
     batch = {k: v[index : index + 1] for k, v in batch.items()}
     model.distributions.eval()
-    learned = refinement_trajectory(model, batch, steps=steps, rule="model")
+    learned = refinement_trajectory(model, batch, rule="model")
     adam = refinement_trajectory(model, batch, steps=steps, rule="adam", lr=REFINE_LR)
     torch.manual_seed(0)
     best = optimal_gaussian(model, batch, init="encoder", max_steps=2000, samples=8)
     points = lambda path: [(loc[0].tolist(), scale[0].tolist()) for loc, scale in path]  # noqa: E731
+
+    def elbo(loc: torch.Tensor, scale: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(elbo_estimate(bound_of_parameters(model, batch, loc, scale, k))[0])
+
+    labels = {"learned update": learned, f"Adam (lr {REFINE_LR})": adam}
+    # the grid frames every mean drawn, with three of the largest sigma around them
+    locs = torch.stack([loc[0] for path in (learned, adam) for loc, _ in path] + [best.loc[0]]).cpu()
+    scales = torch.stack([scale[0] for path in (learned, adam) for _, scale in path] + [best.scale[0]]).cpu()
+    low, high = locs.min(0).values, locs.max(0).values
+    half_width = float((high - low).max() / 2 + 3 * scales.max())
     return {
         "index": index,
-        "grid": posterior_grid(model, batch, best.loc[0]),
-        "trajectories": {"learned update": points(learned), f"Adam (lr {REFINE_LR})": points(adam)},
+        "grid": posterior_grid(model, batch, (low + high) / 2, half_width=half_width),
+        "trajectories": {label: points(path) for label, path in labels.items()},
         "optimum": (best.loc[0].tolist(), best.scale[0].tolist()),
+        "elbo": {label: [elbo(loc, scale) for loc, scale in path] for label, path in labels.items()},
+        "elbo_optimal": elbo(best.loc, best.scale),
     }
 
 

@@ -125,6 +125,7 @@ def trajectory_figure(
         loc, scale = (np.asarray(v, dtype=float) for v in optimum)
         ax.add_patch(Ellipse(loc, 2 * scale[0], 2 * scale[1], fill=False, color="black", linewidth=1.5))
         ax.plot(*loc, "k*", markersize=10, label="q* (per-example optimum)")
+    ax.set_aspect("equal")
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     ax.set_title(title or "One posterior refined step by step (grey: the exact p(z|x))")
