@@ -19,6 +19,7 @@ RECORDED = {
     "02_jmvae": "jmvae_mnist.json",
     "03_attribute_mnist": "attribute_mnist.json",
     "04_multimodal_benchmark": "multimodal_benchmark.json",
+    "05_iterative_inference": "iterative_inference.json",
 }
 #: An absolute path of a machine (POSIX home, system and temporary folders, a Windows drive).
 MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:home|root|work|tmp|Users|usr|opt|var|mnt|private)/|\b[A-Z]:\\")
@@ -221,3 +222,17 @@ def test_experiment_notebooks_findings_follow_the_recorded_numbers():
 
     printed = _stdout(notebooks["04_multimodal_benchmark"], 'print(results["findings"]["text"])')
     assert findings(records["04_multimodal_benchmark"]["summary"])["text"] in printed
+
+
+def test_notebook_05_claims_follow_the_recorded_numbers():
+    """The claim sentences notebook 05 prints are what ``claims`` computes from the recorded full run."""
+    from pixyz_zoo.experiments.iterative_inference import claims_from_results
+
+    notebook = _read(ROOT / "notebooks" / "05_iterative_inference.ipynb")
+    printed = _stdout(notebook, 'results["claims"].items()')
+    record = json.loads((RECORDS / RECORDED["05_iterative_inference"]).read_text())
+    found = claims_from_results(record)
+    assert set(found) == set(record["claims"])
+    for key, claim in found.items():
+        assert f"{key}: {claim['status']}" in printed
+        assert claim["sentence"].replace("**", "") in printed
