@@ -29,6 +29,17 @@ one training step. The three claims are stated by :func:`claims` from those numb
 Data: ``mnist`` when its four files are in the data root, else ``mnist-10k`` (the real MNIST test
 split, 8,000 / 2,000); dynamic binarisation for training. ``quick`` and ``smoke`` fall back to the
 bundled 8x8 ``digits`` when no MNIST file is there (their numbers then say nothing about MNIST).
+Settings (see :func:`settings`; all with one torch thread, ``OMP_NUM_THREADS=1``):
+
+- ``full``: every model z = 16, MLP [256, 256], 24 epochs on the 8,000 mnist-10k training images;
+  bounds on the first 500 test images, IWAE-5000, q* up to 1,000 Adam steps. Measured: 20.9 minutes
+  of wall time on a 2-core machine shared with other jobs (load average about 3.5); see
+  ``benchmarks/iterative_inference.md``.
+- ``quick``: z = 8, MLP [128, 128], 4 epochs on 2,000 training images, 100 test images, IWAE-500.
+  Measured: 50 s (load average about 3) and 1 min 54 s (load average about 5.5) on the same machine.
+- ``smoke``: z = 2, tiny networks, one epoch on 256 images, 16 test images: seconds; its numbers mean
+  nothing.
+
 Runs finished earlier are loaded, not retrained; their measurements are reused from
 ``runs/<run>/evaluation.json`` while the checkpoint and the settings are unchanged.
 """
