@@ -198,10 +198,11 @@ def log_weights(
     given_values = {g: values_in[g] for g in given}
     samplers = [_Factor(d, given_values, n) for d in q_factors]
     chunk = max(1, min(k, max_rows // max(n, 1)))
+    repeated = {name: _repeat(v, chunk) for name, v in values_in.items()}  # once: every chunk reads it
     out = []
     for start in range(0, k, chunk):
         c = min(chunk, k - start)
-        values = {name: _repeat(v, c) for name, v in values_in.items()}
+        values = {name: v[: c * n] for name, v in repeated.items()}  # sample-major: c copies
         log_q = torch.zeros(c * n, device=model.device)
         for sampler in samplers:
             z, log_q_z = sampler.sample(values, c)
