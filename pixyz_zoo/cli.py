@@ -236,7 +236,8 @@ def check_resume_arguments(
 
 def cmd_train(args: argparse.Namespace) -> None:
     from pixyz_zoo.models import validate_options
-    from pixyz_zoo.runs import evaluate_run, resume_run, train_run
+    from pixyz_zoo.runs import check_run_dir, check_train_settings, evaluate_run, resume_run, train_run
+    from pixyz_zoo.training import resolve_device
 
     # every argument is checked before any data is loaded or anything is written
     if args.iw_samples < 1:
@@ -252,6 +253,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         settings = {key: getattr(args, key) for key in TRAIN_DEFAULTS}
         settings = {key: TRAIN_DEFAULTS[key] if v is None else v for key, v in settings.items()}
         args.run_dir = args.out or Path("runs") / f"{args.model}-{settings['dataset']}-s{settings['seed']}"
+        check_run_dir(args.run_dir)  # announce the directory only once it can hold this run
+        check_train_settings(
+            *(settings[k] for k in ("epochs", "batch_size", "seed", "warmup_epochs")),
+            args.train_examples,
+            args.test_examples,
+        )
+        resolve_device(settings["device"])
         print(f"run directory: {args.run_dir}")
         model, _ = train_run(
             args.model,

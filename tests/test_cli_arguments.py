@@ -190,8 +190,10 @@ def test_bad_arguments_are_refused_before_work_and_leave_nothing(
     out = tmp_path / "run"
     args = ["train", "vae", "--out", str(out), *TINY, "--no-progress", "--iw-samples", "2"]
     assert main([*args, *arguments]) == 1
-    assert expected in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert expected in printed.err
     assert not out.exists()
+    assert "run directory:" not in printed.out  # no directory is announced for a refused run
 
 
 def test_out_under_a_file_is_a_clear_error(tmp_path, capsys):
