@@ -17,8 +17,7 @@ from typing import Any
 
 from pixyz_zoo.distributions.refinement import RefinedGaussian
 from pixyz_zoo.evaluation.amortization import refinement_curve
-from pixyz_zoo.runs import METRICS, REPORT, load_data, read_config, write_json
-from pixyz_zoo.training import load_checkpoint, model_from_checkpoint, resolve_device
+from pixyz_zoo.runs import METRICS, REPORT, load_run, write_json
 
 __all__ = ["check_refine_steps", "evaluate_refinement_run"]
 
@@ -51,10 +50,7 @@ def evaluate_refinement_run(
     """
     check_refine_steps(steps)
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    payload = load_checkpoint(run_dir, expected_model=config["model"])
-    model = model_from_checkpoint(payload, resolve_device(device or config.get("device", "auto")))
-    _, test = load_data(config)
+    _, _, model, test = load_run(run_dir, device)
     common = dict(k=k, batch_size=batch_size, progress=progress)
     curve = refinement_curve(model, test, steps=steps, rule=rule, lr=lr, samples=samples, **common)
     path = run_dir / METRICS

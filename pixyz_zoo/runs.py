@@ -475,6 +475,18 @@ def environment(device: torch.device) -> dict[str, str]:
     return env
 
 
+def load_run(
+    run_dir: str | os.PathLike, device: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any], ZooModel, MultimodalDataset]:
+    """A finished or interrupted run as evaluation needs it: its config, its checkpoint (checked
+    against the config), the model rebuilt on ``device`` (default: the run's) and its test split."""
+    config = read_config(run_dir)
+    payload = load_run_checkpoint(run_dir, config)
+    model = model_from_checkpoint(payload, resolve_device(device or config.get("device", "auto")))
+    _, test = load_data(config)
+    return config, payload, model, test
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     iw_samples: int = IW_SAMPLES,
@@ -490,11 +502,7 @@ def evaluate_run(
     instead of failing the evaluation.
     """
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    payload = load_run_checkpoint(run_dir, config)
-    dev = resolve_device(device or config.get("device", "auto"))
-    model = model_from_checkpoint(payload, dev)
-    _, test = load_data(config)
+    config, payload, model, test = load_run(run_dir, device)
 
     metrics: dict[str, Any] = {"epochs_trained": payload["epoch"], "test_examples": len(test)}
     if payload["history"]:
@@ -624,6 +632,7 @@ __all__ = [
     "checkpoint_differences",
     "evaluate_run",
     "fit_run",
+    "load_run",
     "load_run_checkpoint",
     "read_config",
     "resume_conflicts",
