@@ -25,28 +25,28 @@ from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, LogProb
 from pixyz.losses.losses import Loss
 
-from pixyz_zoo.distributions import (
-    GaussianEncoder,
-    decoder_for,
-    decoder_network,
-    decoder_output_channels,
-    encoder_network,
-    standard_normal,
-)
 from pixyz_zoo.distributions.refinement import (
     GaussianFromParameters,
     GradientStep,
     LearnedUpdate,
     RefinedGaussian,
+    UpdateRule,
     check_steps,
 )
 from pixyz_zoo.losses import sum_losses
 from pixyz_zoo.losses.iterative import IterativeInferenceLoss
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.base import ZooModel
-from pixyz_zoo.models.vae import VAE, pick_image_modality
+from pixyz_zoo.models.vae import VAE, pick_image_modality, vae_distributions
 
-__all__ = ["IterativeVAE", "RefinedVAE", "refined_negative_elbo", "with_refinement_text"]
+__all__ = [
+    "IterativeVAE",
+    "RefinedVAE",
+    "refined_negative_elbo",
+    "refined_posterior",
+    "refined_test_loss",
+    "with_refinement_text",
+]
 
 
 def refined_negative_elbo(
@@ -55,6 +55,26 @@ def refined_negative_elbo(
     """``F(lambda)``: the per-example negative ELBO over ``q_lambda`` (the refinement loss)."""
     reconstruction = sum_losses([LogProb(d) for d in decoders])
     return E(posterior, -reconstruction, sample_shape=(samples,)) + KullbackLeibler(posterior, prior)
+
+
+def refined_posterior(
+    initial: Distribution,
+    p_x: Distribution,
+    prior: Distribution,
+    steps: int,
+    rule: UpdateRule,
+    samples: int = 1,
+) -> RefinedGaussian:
+    """``q_T(z|x)``: ``initial``'s parameters refined ``steps`` times by ``rule`` along the gradient
+    of the negative ELBO ``F(lambda)`` of ``p(x|z)p(z)``."""
+    posterior = GaussianFromParameters("z")
+    objective = refined_negative_elbo(posterior, [p_x], prior, int(samples))
+    return RefinedGaussian(initial, objective, steps, rule, posterior)
+
+
+def refined_test_loss(refined: RefinedGaussian, p_x: Distribution, prior: Distribution) -> Loss:
+    """The test loss under the refined posterior: ``E_{q_T}[-log p(x|z)] + KL(q_T || p(z))``."""
+    return (E(refined, -LogProb(p_x)) + KullbackLeibler(refined, prior)).mean()
 
 
 def with_refinement_text(text: str, refined: RefinedGaussian, training: str) -> str:
@@ -95,25 +115,20 @@ class IterativeVAE(ZooModel):
         if int(samples) < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
         x = pick_image_modality(modalities, observed)
-        # the same construction order as the VAE, so a seed gives the same encoder and decoder
-        q = GaussianEncoder(encoder_network([x], 2 * z_dim, arch, hidden), cond_var=[x.name], name="q")
-        out = decoder_output_channels(x, decoder_scale)
-        p_x = decoder_for(x, decoder_network(x, z_dim, arch, hidden, out), name="p", scale=decoder_scale)
-        prior = standard_normal("z", z_dim, name="p")
+        # the VAE's distributions (same construction order: a seed gives the same networks)
+        q, p_x, prior = vae_distributions(x, z_dim, hidden, arch, decoder_scale)
         rule = LearnedUpdate(z_dim, update_hidden)
-        posterior = GaussianFromParameters("z")
-        objective = refined_negative_elbo(posterior, [p_x], prior, int(samples))
-        refined = RefinedGaussian(q if init == "encoder" else prior, objective, refine_steps, rule, posterior)
+        initial = q if init == "encoder" else prior
+        refined = refined_posterior(initial, p_x, prior, refine_steps, rule, samples)
         self.q, self.p_x, self.prior, self.refined, self.rule = q, p_x, prior, refined, rule
 
-        test_loss = (E(refined, -LogProb(p_x)) + KullbackLeibler(refined, prior)).mean()
         super().__init__(
             IterativeInferenceLoss(refined),
             distributions=[p_x, refined],
             modalities={x.name: x},
             generative=p_x * prior,
             inference=refined,
-            test_loss=test_loss,
+            test_loss=refined_test_loss(refined, p_x, prior),
             lr=lr,
             clip_grad_norm=clip_grad_norm,
             config=dict(
@@ -188,16 +203,14 @@ class RefinedVAE(VAE):
             **self.refine_settings,
         )
         self.inference = self.refined
-        self.test_loss_cls = (
-            E(self.refined, -LogProb(self.p_x)) + KullbackLeibler(self.refined, self.prior)
-        ).mean()
+        self.test_loss_cls = refined_test_loss(self.refined, self.p_x, self.prior)
 
     def objective(self):
         """The VAE's objective (with ``refine_train``: :class:`IterativeInferenceLoss`); builds ``q_T``."""
         settings = self.refine_settings
-        posterior = GaussianFromParameters("z")
-        objective = refined_negative_elbo(posterior, [self.p_x], self.prior, settings["samples"])
-        self.refined = RefinedGaussian(self.q, objective, settings["refine_steps"], self.rule, posterior)
+        self.refined = refined_posterior(
+            self.q, self.p_x, self.prior, settings["refine_steps"], self.rule, settings["samples"]
+        )
         if settings["refine_train"]:
             return IterativeInferenceLoss(self.refined), {}, set()
         return super().objective()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pixyz.distributions.distributions import Distribution
 from pixyz.losses import Parameter
 from pixyz.losses.losses import Loss
 
@@ -38,6 +39,25 @@ def pick_image_modality(modalities: dict[str, Modality], observed: str | None) -
         if modality.is_image:
             return modality
     return next(iter(modalities.values()))
+
+
+def vae_distributions(
+    x: Modality,
+    z_dim: int,
+    hidden: Sequence[int],
+    arch: str,
+    decoder_scale: str | float | None,
+    encoder_hidden: Sequence[int] | None = None,
+) -> tuple[Distribution, Distribution, Distribution]:
+    """The VAE's ``q(z|x)`` (Gaussian encoder), ``p(x|z)`` (the modality's likelihood family) and
+    ``p(z) = N(0, I)``, built in this order (so one seed gives the same networks to every model
+    that declares them here). ``encoder_hidden``: the encoder's sizes when not the decoder's."""
+    q_hidden = hidden if encoder_hidden is None else encoder_hidden
+    q = GaussianEncoder(encoder_network([x], 2 * z_dim, arch, q_hidden), cond_var=[x.name], name="q")
+    out = decoder_output_channels(x, decoder_scale)
+    p_x = decoder_for(x, decoder_network(x, z_dim, arch, hidden, out), name="p", scale=decoder_scale)
+    prior = standard_normal("z", z_dim, name="p")
+    return q, p_x, prior
 
 
 class VAE(ZooModel):
@@ -93,14 +113,7 @@ class VAE(ZooModel):
         (e.g. an encoder-size sweep with one decoder; recorded in the config only when given).
         """
         x = pick_image_modality(modalities, observed)
-
-        # q(z|x): Gaussian encoder
-        q_hidden = hidden if encoder_hidden is None else encoder_hidden
-        q = GaussianEncoder(encoder_network([x], 2 * z_dim, arch, q_hidden), cond_var=[x.name], name="q")
-        # p(x|z) p(z): decoder of the modality's likelihood family and standard normal prior
-        out = decoder_output_channels(x, decoder_scale)
-        p_x = decoder_for(x, decoder_network(x, z_dim, arch, hidden, out), name="p", scale=decoder_scale)
-        prior = standard_normal("z", z_dim, name="p")
+        q, p_x, prior = vae_distributions(x, z_dim, hidden, arch, decoder_scale, encoder_hidden)
         self.q, self.p_x, self.prior = q, p_x, prior
 
         loss, hyperparameters, annealed = self.objective()
