@@ -24,7 +24,7 @@ Nothing here changes the model's parameters or their gradients.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from pixyz_zoo.distributions.refinement import (
     UpdateRule,
     check_steps,
 )
-from pixyz_zoo.evaluation.likelihood import elbo_estimate, iwae_bound, log_weights
+from pixyz_zoo.evaluation.likelihood import elbo_estimate, evaluation_batches, iwae_bound, log_weights
 from pixyz_zoo.models.base import ZooModel
 from pixyz_zoo.models.refinement import (
     amortized_posterior,
@@ -55,13 +55,6 @@ __all__ = [
     "refinement_curve",
     "refinement_trajectory",
 ]
-
-
-def _batches(data: MultimodalDataset, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
-    """The test batches exactly as :func:`evaluate_log_likelihood` draws them (same binarisation)."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    return data.batches(batch_size, generator=generator)
 
 
 def _inputs(model: ZooModel, batch: dict[str, torch.Tensor], names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -168,7 +161,7 @@ def refinement_curve(
     model.distributions.eval()
     totals = torch.zeros(refiner.steps + 1, dtype=torch.float64)
     count = 0
-    batches = _batches(data, batch_size, seed)
+    batches = evaluation_batches(data, batch_size, seed)
     for batch in tqdm(batches, total=data.num_batches(batch_size), disable=not progress, desc="refinement"):
         with torch.no_grad():
             trajectory = refiner.run(_inputs(model, batch, refiner.cond_var), keep=True).trajectory
@@ -327,7 +320,7 @@ def amortization_gaps(
     q = amortized_posterior(model, given, unwrap=False)
     rows: dict[str, list[torch.Tensor]] = {"elbo_model": [], "elbo_optimal": [], "log_px": [], "steps": []}
     converged = 0
-    batches = _batches(data, batch_size, seed)
+    batches = evaluation_batches(data, batch_size, seed)
     for batch in tqdm(batches, total=data.num_batches(batch_size), disable=not progress, desc="q*"):
         model.distributions.eval()
         with torch.no_grad():

@@ -36,7 +36,7 @@ proposal ``q(z|x_S)`` the model's inference from that subset (``given=S``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -241,6 +241,15 @@ def elbo_estimate(log_w: torch.Tensor) -> torch.Tensor:
     return log_w.mean(dim=0)
 
 
+def evaluation_batches(
+    data: MultimodalDataset, batch_size: int, seed: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """The test batches of every evaluation: in order, the binarisation and the sampling seeded with
+    ``seed``, so that repeated evaluations (and different measures) see the same test set."""
+    torch.manual_seed(seed)
+    return data.batches(batch_size, generator=torch.Generator().manual_seed(seed))
+
+
 @torch.no_grad()
 def evaluate_log_likelihood(
     model: ZooModel,
@@ -264,15 +273,14 @@ def evaluate_log_likelihood(
 
     if k < 1:
         raise ValueError(f"the number of importance samples must be >= 1, got {k}")
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    batches = evaluation_batches(data, batch_size, seed)
     elbo_sum = iwae_sum = 0.0
     count = 0
     desc = f"IWAE-{k}" + (f" of {','.join(observed)}" if observed is not None else "")
     with tqdm(
         total=len(data) * k, disable=not progress, desc=desc, unit="sample", unit_scale=True, leave=False
     ) as bar:
-        for batch in data.batches(batch_size, generator=generator):
+        for batch in batches:
             log_w = log_weights(
                 model, batch, k, given=given, max_rows=max_rows, observed=observed, on_chunk=bar.update
             )
