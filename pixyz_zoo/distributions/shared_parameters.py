@@ -27,6 +27,21 @@ def shared_parameters() -> Iterator[None]:
         _active = previous
 
 
+def _key(distribution: Any, params_dict: dict) -> tuple:
+    return (id(distribution), *sorted((name, id(value)) for name, value in params_dict.items()))
+
+
+def remember_parameters(distribution: Any, params_dict: dict, params: dict) -> None:
+    """Record ``params`` as ``distribution.get_params(params_dict)`` for the current block.
+
+    For a loss that computes a distribution's parameters by another route (the iterative
+    inference loss runs a refinement itself) and wants the other terms to reuse them. Outside a
+    ``shared_parameters()`` block it does nothing.
+    """
+    if _active is not None:
+        _active[_key(distribution, params_dict)] = (tuple(params_dict.values()), dict(params))
+
+
 class SharedParameters:
     """Mixin for Pixyz distributions: ``get_params`` memoised inside ``shared_parameters()``."""
 
@@ -34,7 +49,7 @@ class SharedParameters:
         params_dict = params_dict or {}
         if _active is None or kwargs:
             return super().get_params(params_dict, **kwargs)
-        key = (id(self), *sorted((name, id(value)) for name, value in params_dict.items()))
+        key = _key(self, params_dict)
         hit = _active.get(key)
         if hit is None:
             # keep the inputs alive so that their ids cannot be reused within the block

@@ -28,6 +28,7 @@ import torch
 from pixyz.losses.losses import Loss
 
 from pixyz_zoo.distributions.refinement import RefinedGaussian
+from pixyz_zoo.distributions.shared_parameters import remember_parameters
 
 __all__ = ["IterativeInferenceLoss"]
 
@@ -39,12 +40,14 @@ class IterativeInferenceLoss(Loss):
     inference parameters' ``.grad`` (call ``zero_grad`` first, as ``ZooModel.train`` does) and
     returns a tensor whose backward adds the final term's: decoder with weight 1, inference
     networks with weight ``1/(T+1)``. Its value is :math:`\\mathcal{J}`. Under ``torch.no_grad()``
-    it only evaluates :math:`\\mathcal{J}`.
+    it only evaluates :math:`\\mathcal{J}`. ``show_start``: print where :math:`\\lambda_0` comes from
+    (for losses that sum refinements of one objective from several starts).
     """
 
-    def __init__(self, refined: RefinedGaussian) -> None:
+    def __init__(self, refined: RefinedGaussian, show_start: bool = False) -> None:
         super().__init__(input_var=list(refined.cond_var))
         self.refined = refined
+        self.show_start = show_start
 
     def forward(self, x_dict: dict, **kwargs) -> tuple[torch.Tensor, dict]:
         refined = self.refined
@@ -52,13 +55,20 @@ class IterativeInferenceLoss(Loss):
         training = torch.is_grad_enabled()
         weight = 1.0 / (steps + 1)
         result = refined.run(x_dict, train_weight=weight if training else None)
-        final = refined.loss.eval({**x_dict, **refined.posterior.feed(result.loc, result.scale)}).mean()
+        # other terms of the same loss (a distillation towards q_T) reuse lambda_T, not a second run
+        inputs = {k: x_dict[k] for k in refined.cond_var}
+        remember_parameters(refined, inputs, {"loc": result.loc, "scale": result.scale})
+        loc, scale = result.loc, result.scale
+        if training and steps > 0:
+            # the inference networks see the final term with weight 1/(T+1); the hook sits on an
+            # alias, so gradients that other terms send to lambda_T are not rescaled
+            loc, scale = (t.view_as(t) for t in (loc, scale))
+            for tensor in (loc, scale):
+                if tensor.requires_grad:
+                    tensor.register_hook(lambda grad: grad * weight)
+        final = refined.loss.eval({**x_dict, **refined.posterior.feed(loc, scale)}).mean()
         if steps == 0:
             return final, {}
-        if training:
-            for tensor in (result.loc, result.scale):
-                if tensor.requires_grad:  # the inference networks see the final term with weight 1/(T+1)
-                    tensor.register_hook(lambda grad: grad * weight)
         total = (sum(value.mean() for value in result.losses) + final.detach()) * weight
         return final + (total - final.detach()), {}
 
@@ -66,7 +76,9 @@ class IterativeInferenceLoss(Loss):
     def _symbol(self) -> sympy.Symbol:
         refined = self.refined
         t = refined.steps
+        # several refinements of one loss differ only by where they start
+        start = rf",\ \lambda_0 \text{{ of }} {refined.initial.prob_text}" if self.show_start else ""
         return sympy.Symbol(
             rf"\frac{{1}}{{{t + 1}}}\sum_{{t=0}}^{{{t}}} \operatorname{{mean}} \left[{refined.loss.loss_text}"
-            rf"\right]_{{\lambda=\lambda_t}}"
+            rf"\right]_{{\lambda=\lambda_t{start}}}"
         )

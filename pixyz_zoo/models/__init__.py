@@ -13,6 +13,7 @@ from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.base import ZooModel
 from pixyz_zoo.models.beta_vae import AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE
 from pixyz_zoo.models.conditional import CMMA, CVAE
+from pixyz_zoo.models.distilled import DistilledMultimodalVAE
 from pixyz_zoo.models.hierarchical_jmvae import HierarchicalJMVAE
 from pixyz_zoo.models.iterative import IterativeVAE, RefinedVAE
 from pixyz_zoo.models.jmvae import JMVAE, JMVAEKL, MVAE, TELBO
@@ -40,6 +41,7 @@ MODELS: dict[str, type[ZooModel]] = {
         MVTCAE,
         IterativeVAE,
         RefinedVAE,
+        DistilledMultimodalVAE,
     )
 }
 
@@ -213,6 +215,7 @@ __all__ = [
     "BetaVAE",
     "FactorVAE",
     "HierarchicalJMVAE",
+    "DistilledMultimodalVAE",
     "IterativeVAE",
     "RefinedVAE",
     "ZooModel",
