@@ -103,6 +103,7 @@ from pixyz_zoo.evaluation.amortization import (  # noqa: E402
     OptimalGaussian,
     amortization_gaps,
     bound_of_parameters,
+    inference_gaps,
     optimal_gaussian,
     refinement_curve,
     refinement_trajectory,
@@ -112,7 +113,12 @@ __all__ += [
     "OptimalGaussian",
     "amortization_gaps",
     "bound_of_parameters",
+    "inference_gaps",
     "optimal_gaussian",
     "refinement_curve",
     "refinement_trajectory",
 ]
+
+from pixyz_zoo.evaluation.distillation import gaussian_kl_between, teacher_student_kl  # noqa: E402
+
+__all__ += ["gaussian_kl_between", "teacher_student_kl"]

@@ -12,6 +12,8 @@ the amortised ``q(z|x)`` below it, the amortization gap between them.
   fixed (batched over examples, Adam, early stopping per example on the bound);
 - :func:`amortization_gaps`: ``L[q]``, ``L[q*]``, ``log p(x)`` (IWAE with ``k`` samples, ``q*``
   as the proposal) and the gaps, averaged over a dataset;
+- :func:`inference_gaps`: the ELBO of all modalities under several posteriors (unimodal, joint,
+  refined, distilled) against the same ``q*(z|X)``;
 - :func:`refinement_curve`: the ELBO after ``0..T`` refinement steps (gradient steps, or the
   model's own learned refinement).
 
@@ -24,11 +26,12 @@ Nothing here changes the model's parameters or their gradients.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pixyz.distributions.distributions import Distribution
 from pixyz.losses.losses import Loss
 
 from pixyz_zoo.datasets.base import MultimodalDataset
@@ -37,6 +40,7 @@ from pixyz_zoo.distributions.refinement import (
     RefinedGaussian,
     UpdateRule,
     check_steps,
+    require_gaussian,
 )
 from pixyz_zoo.evaluation.likelihood import elbo_estimate, evaluation_batches, iwae_bound, log_weights
 from pixyz_zoo.models.base import ZooModel
@@ -51,6 +55,7 @@ __all__ = [
     "OptimalGaussian",
     "amortization_gaps",
     "bound_of_parameters",
+    "inference_gaps",
     "optimal_gaussian",
     "refinement_curve",
     "refinement_trajectory",
@@ -286,6 +291,45 @@ def optimal_gaussian(
     return OptimalGaussian(final_loc, final_scale, best, steps, done)
 
 
+def _posterior_elbo(
+    model: ZooModel,
+    q: Distribution,
+    batch: dict[str, torch.Tensor],
+    samples: int,
+    given: Sequence[str] | None,
+    max_rows: int,
+    latent_shape: torch.Size | None = None,
+    label: str = "",
+) -> torch.Tensor:
+    """``L[q]`` per example of ``batch`` (on the CPU): ``samples`` log-weights with the Gaussian ``q``
+    of the batch as the proposal; ``latent_shape`` checks its latent's shape (without the rows)."""
+    model.distributions.eval()
+    with torch.no_grad():
+        loc, scale = posterior_parameters(q, _inputs(model, batch, q.cond_var))
+        if latent_shape is not None and loc.shape[1:] != latent_shape:
+            raise ValueError(
+                f"the posterior {label!r} {q.prob_text} gives latents of shape {tuple(loc.shape[1:])}, the "
+                f"model's latent has {tuple(latent_shape)}; pass posteriors over this model's latent"
+            )
+        log_w = bound_of_parameters(model, batch, loc, scale, samples, given=given, max_rows=max_rows)
+        return elbo_estimate(log_w).cpu()
+
+
+def _optimal_bounds(
+    model: ZooModel,
+    batch: dict[str, torch.Tensor],
+    k: int,
+    given: Sequence[str] | None,
+    max_rows: int,
+    optimiser: dict[str, Any],
+) -> tuple[OptimalGaussian, torch.Tensor, torch.Tensor]:
+    """``q*`` of ``batch`` and, from the same ``k`` log-weights, ``L[q*]`` and IWAE_k (per example, CPU)."""
+    best = optimal_gaussian(model, batch, given=given, **optimiser)
+    with torch.no_grad():
+        log_w = bound_of_parameters(model, batch, best.loc, best.scale, k, given=given, max_rows=max_rows)
+        return best, elbo_estimate(log_w).cpu(), iwae_bound(log_w).cpu()
+
+
 def amortization_gaps(
     model: ZooModel,
     data: MultimodalDataset,
@@ -322,18 +366,10 @@ def amortization_gaps(
     converged = 0
     batches = evaluation_batches(data, batch_size, seed)
     for batch in tqdm(batches, total=data.num_batches(batch_size), disable=not progress, desc="q*"):
-        model.distributions.eval()
-        with torch.no_grad():
-            loc, scale = posterior_parameters(q, _inputs(model, batch, q.cond_var))
-            log_w = bound_of_parameters(
-                model, batch, loc, scale, elbo_samples, given=given, max_rows=max_rows
-            )
-            rows["elbo_model"].append(elbo_estimate(log_w).cpu())
-        best = optimal_gaussian(model, batch, given=given, **optimiser)
-        with torch.no_grad():
-            log_w = bound_of_parameters(model, batch, best.loc, best.scale, k, given=given, max_rows=max_rows)
-            rows["elbo_optimal"].append(elbo_estimate(log_w).cpu())
-            rows["log_px"].append(iwae_bound(log_w).cpu())
+        rows["elbo_model"].append(_posterior_elbo(model, q, batch, elbo_samples, given, max_rows))
+        best, elbo_optimal, log_px = _optimal_bounds(model, batch, k, given, max_rows, optimiser)
+        rows["elbo_optimal"].append(elbo_optimal)
+        rows["log_px"].append(log_px)
         rows["steps"].append(best.steps.cpu().double())
         converged += int(best.converged.sum())
     values = {name: torch.cat(parts).double() for name, parts in rows.items()}
@@ -358,3 +394,104 @@ def amortization_gaps(
     if per_example:
         out["per_example"] = {name: v.tolist() for name, v in values.items()}
     return out
+
+
+def inference_gaps(
+    model: ZooModel,
+    data: MultimodalDataset,
+    posteriors: Mapping[str, Distribution],
+    k: int = 100,
+    elbo_samples: int = 20,
+    batch_size: int = 100,
+    seed: int = 0,
+    n: int | None = None,
+    max_rows: int = 20000,
+    progress: bool = False,
+    **optimiser: Any,
+) -> dict[str, Any]:
+    r"""The ELBO of all modalities under several posteriors, each against the optimum ``q*(z|X)``.
+
+    The slides' "accuracy of inference" picture (slides 21-27): the ideal posterior
+    ``q*(z|x_1, x_2)`` of the multimodal ELBO on top, below it the joint amortised encoder
+    ``q(z|x_1, x_2)``, the unimodal ``q(z|x_1)`` (missing modalities: part of the amortization
+    gap), the refined or distilled one; Cremer, Li & Duvenaud (ICML 2018) for the gaps. Every
+    posterior is scored on the same bound, the ELBO of every modality of the model,
+
+    .. math::
+        \mathcal{L}[q](X) = \mathbb{E}_{q}\big[\log p(X, z) - \log q\big], \qquad
+        \text{gap}[q] = \mathcal{L}[q^*](X) - \mathcal{L}[q](X)
+
+    whatever ``q`` is conditioned on. ``posteriors``: label -> a Gaussian over the model's latent
+    given any subset of the modalities (a unimodal encoder, a product of experts, a
+    :class:`RefinedGaussian` refined with the ELBO of all modalities, ...). Per batch: each
+    ``L[q]`` from ``elbo_samples`` log-weights; ``q*`` (:func:`optimal_gaussian` on all modalities,
+    ``optimiser`` passed on) once, ``L[q*]`` and ``log p(X)`` (IWAE_k with ``q*`` as the proposal)
+    from the same ``k`` log-weights, as :func:`amortization_gaps` does; with one posterior, the
+    model's own, its numbers are those of :func:`amortization_gaps`. ``n``: at most that many
+    examples, a subsample drawn with ``seed``.
+
+    Returns ``{"optimal": {"elbo", "approximation_gap", "steps_mean", "converged_fraction"},
+    "log_px", "posteriors": {label: {"elbo", "gap"}}, "examples", "k", "elbo_samples",
+    "optimiser", "seconds"}``, nats per example.
+    """
+    from pixyz_zoo.evaluation.multimodal import _subsample
+    from pixyz_zoo.progress import tqdm
+
+    if k < 1 or elbo_samples < 1:
+        raise ValueError(f"k and elbo_samples must be >= 1, got {k} and {elbo_samples}")
+    if not isinstance(posteriors, Mapping) or not posteriors:
+        raise ValueError(
+            "posteriors must be a non-empty mapping label -> Gaussian posterior, e.g. "
+            "{'joint': model.inference, 'x': model.inference_for(['x'])}"
+        )
+    start = time.perf_counter()
+    for label, q in posteriors.items():
+        require_gaussian(q, f"the posterior {label!r},")
+    try:
+        latent = amortized_posterior(model).var[0]
+    except TypeError as error:
+        raise TypeError(f"q*(z|X) starts from the model's inference from all modalities: {error}") from None
+    for label, q in posteriors.items():
+        if q.var != [latent]:
+            raise ValueError(
+                f"the posterior {label!r} {q.prob_text} is over {q.var}; {model.name}'s latent is "
+                f"{latent!r}: pass posteriors over the model's latent"
+            )
+    prior = model.generative.graph.distribution(latent)
+    latent_shape = None
+    if getattr(prior, "distribution_name", "") == "Normal" and not prior.cond_var:
+        with torch.no_grad():
+            latent_shape = posterior_parameters(prior, {})[0].shape[1:]
+    data = _subsample(data, n, seed)
+    rows: dict[str, list[torch.Tensor]] = {label: [] for label in posteriors}
+    optimal: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px": [], "steps": []}
+    converged = 0
+    batches = evaluation_batches(data, batch_size, seed)
+    for batch in tqdm(batches, total=data.num_batches(batch_size), disable=not progress, desc="q*"):
+        for label, q in posteriors.items():
+            rows[label].append(
+                _posterior_elbo(model, q, batch, elbo_samples, None, max_rows, latent_shape, label)
+            )
+        best, elbo_optimal, log_px = _optimal_bounds(model, batch, k, None, max_rows, optimiser)
+        optimal["elbo"].append(elbo_optimal)
+        optimal["log_px"].append(log_px)
+        optimal["steps"].append(best.steps.cpu().double())
+        converged += int(best.converged.sum())
+    means = {name: float(torch.cat(parts).double().mean()) for name, parts in optimal.items()}
+    count = sum(len(part) for part in optimal["elbo"])
+    elbos = {label: float(torch.cat(parts).double().mean()) for label, parts in rows.items()}
+    return {
+        "optimal": {
+            "elbo": means["elbo"],
+            "approximation_gap": means["log_px"] - means["elbo"],
+            "steps_mean": means["steps"],
+            "converged_fraction": converged / count,
+        },
+        "log_px": means["log_px"],
+        "posteriors": {label: {"elbo": elbo, "gap": means["elbo"] - elbo} for label, elbo in elbos.items()},
+        "examples": count,
+        "k": k,
+        "elbo_samples": elbo_samples,
+        "optimiser": dict(optimiser),
+        "seconds": time.perf_counter() - start,
+    }
