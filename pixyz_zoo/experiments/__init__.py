@@ -153,6 +153,7 @@ def _load_all() -> None:
         attribute_mnist,
         beta_vae,
         iterative_inference,
+        iterative_multimodal,
         jmvae,
         multimodal_benchmark,
     )

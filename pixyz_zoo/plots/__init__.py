@@ -93,3 +93,11 @@ __all__ += ["cross_modal_grid", "decode_text", "subset_grids"]
 from pixyz_zoo.plots.reports import coherence_heatmap, coherence_matrix, metric_bars  # noqa: E402
 
 __all__ += ["coherence_heatmap", "coherence_matrix", "metric_bars"]
+
+from pixyz_zoo.plots.distillation import (  # noqa: E402
+    generations_by_model,
+    inference_accuracy_figure,
+    metrics_by_steps_figure,
+)
+
+__all__ += ["generations_by_model", "inference_accuracy_figure", "metrics_by_steps_figure"]

@@ -73,14 +73,19 @@ def cross_modal_grid(
     generated = model.generate(inputs, given=given, targets=targets, sample_latent=sample_latent)
     rows = [(f"{g}", *_row(inputs[g], modalities[g], n)) for g in given]
     rows += [(f"{t} | {','.join(given)}", *_row(generated[t], modalities[t], n)) for t in targets]
+    return _rows_figure(rows, n, title or f"generated from {', '.join(given)}", title_room=bool(title))
 
+
+def _rows_figure(rows: list[tuple[str, str, Any]], n: int, title: str, title_room: bool = True) -> Figure:
+    """One figure of labelled rows ``(label, kind, content)`` of :func:`_row`, ``n`` examples each
+    (``title_room``: half an inch more height for the title)."""
     heights = [1.0 if kind == "image" else 0.4 if kind == "text" else 0.9 for _, kind, _ in rows]
     longest = max(
         (len(s) for _, kind, strings in rows if kind == "text" for s in strings),
         default=1,
     )
     width = min(max(1.0 * n, 0.1 * longest * n) + 2.0, 18.0)
-    fig = Figure(figsize=(width, sum(heights) + 0.25 * len(rows) + 0.5 * bool(title)), layout="constrained")
+    fig = Figure(figsize=(width, sum(heights) + 0.25 * len(rows) + 0.5 * title_room), layout="constrained")
     axes = fig.subplots(len(rows), 1, squeeze=False, height_ratios=heights)[:, 0]
     for ax, (label, kind, content) in zip(axes, rows, strict=True):
         if kind == "image":
@@ -90,7 +95,7 @@ def cross_modal_grid(
         else:
             _draw_heat_map(ax, content, None, examples_as_columns=True)
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
-    fig.suptitle(title or f"generated from {', '.join(given)}")
+    fig.suptitle(title)
     return fig
 
 
