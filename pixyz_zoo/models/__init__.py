@@ -78,7 +78,8 @@ OPTION_BOUNDS: dict[str, tuple[float, bool]] = {
     "refine_steps": (0, True),
     "refine_lr": (0.0, False),
 }
-#: The strings a ``str`` option accepts, by option name (other ``str`` options take any string).
+#: The strings a ``str`` option accepts, by option name (other ``str`` options take any string; a
+#: constructor may instead annotate an option with ``typing.Literal`` of its choices).
 OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "arch": ("mlp", "conv", "celeba"),
     "decoder_scale": ("learned", "per-example"),
@@ -109,6 +110,8 @@ def _conforms(value: Any, hint: Any, option: str) -> bool:
     if hint is None or hint is type(None):
         return value is None
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:  # the constructor names its choices
+        return isinstance(value, str) and value in args
     if origin in (typing.Union, types.UnionType):
         return any(_conforms(value, arg, option) for arg in args)
     if hint in (int, float):
@@ -147,6 +150,8 @@ def _alternatives(hint: Any, option: str, plural: bool) -> list[str]:
     if hint is None or hint is type(None):
         return ["None"]
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return [repr(choice) for choice in args]
     if origin in (typing.Union, types.UnionType):
         return [part for arg in args for part in _alternatives(arg, option, plural)]
     if hint in (int, float):

@@ -50,6 +50,7 @@ Choices the slides leave open, each an option (the defaults follow the slides' f
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 from pixyz.distributions.distributions import Distribution
 from pixyz.losses import Expectation as E
@@ -79,9 +80,12 @@ from pixyz_zoo.models.jmvae import (
 
 __all__ = ["DistilledMultimodalVAE", "TEACHER_INITS", "DISTILLATIONS", "RULES"]
 
-TEACHER_INITS = ("unimodal", "joint")
-DISTILLATIONS = ("forward", "reverse")
-RULES = ("learned", "adam", "sgd")
+TeacherInit = Literal["unimodal", "joint"]
+Distillation = Literal["forward", "reverse"]
+Rule = Literal["learned", "adam", "sgd"]
+TEACHER_INITS: tuple[str, ...] = get_args(TeacherInit)
+DISTILLATIONS: tuple[str, ...] = get_args(Distillation)
+RULES: tuple[str, ...] = get_args(Rule)
 STUDENT_NAME = r"\hat{q}"
 JOINT = "joint"
 
@@ -137,11 +141,11 @@ class DistilledMultimodalVAE(MultimodalVAE):
         arch: str = "mlp",
         decoder_scale: str | float | None = None,
         refine_steps: int = 4,
-        refine_rule: str = "learned",
+        refine_rule: Rule = "learned",
         refine_lr: float = 0.01,
         update_hidden: Sequence[int] = (256, 256),
-        teacher_init: str = "unimodal",
-        distillation: str = "forward",
+        teacher_init: TeacherInit = "unimodal",
+        distillation: Distillation = "forward",
         teacher_gradient: bool = False,
         alpha: float = 1.0,
         beta: float = 1.0,
