@@ -155,6 +155,6 @@ def inference_accuracy_figure(
         ax.set_ylabel("ELBO of all modalities L(X) (nats per example)")
         ax.set_title(name, fontsize="medium")
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize="small", loc="lower left")
+        ax.legend(fontsize="small", loc="best")
     fig.suptitle(title or "Accuracy of inference: the bound L(X) of each posterior (higher is better)")
     return fig
