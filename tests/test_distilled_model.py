@@ -170,7 +170,7 @@ def test_distillation_moves_the_students_towards_the_teachers(data, batch):
 
 def test_stop_gradient_keeps_the_distillation_out_of_the_teacher(data, batch):
     for teacher_gradient in (False, True):
-        model = tiny(data, refine_steps=1, teacher_gradient=teacher_gradient)
+        model = tiny(data, refine_steps=1, refine_rule="learned", teacher_gradient=teacher_gradient)
         model.distributions.zero_grad()
         with shared_parameters():
             loss = model.loss_cls.loss2.eval(model.feed(batch))
