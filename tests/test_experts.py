@@ -205,9 +205,7 @@ def test_poe_printing(setup):
 
 def _moe_reference(qx, qw, x, w, z, weights):
     (lx, sx), (lw, sw) = expert_params(qx, x), expert_params(qw, w)
-    comps = torch.stack(
-        [td.Normal(lx, sx).log_prob(z).sum(-1), td.Normal(lw, sw).log_prob(z).sum(-1)]
-    )
+    comps = torch.stack([td.Normal(lx, sx).log_prob(z).sum(-1), td.Normal(lw, sw).log_prob(z).sum(-1)])
     weights = torch.as_tensor(weights)
     by_hand = torch.logsumexp(comps + weights.log()[:, None], dim=0)
     mixture = td.MixtureSameFamily(

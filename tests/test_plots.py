@@ -137,9 +137,7 @@ def test_hierarchical_layers_drawn_top_to_bottom() -> None:
 
 def test_conditional_input_counts_as_observed() -> None:
     # CVAE-like p(x|z,y)p(z): y is conditioned on, never generated.
-    p = Normal(loc="z", scale=1.0, var=["x"], cond_var=["z", "y"]) * Normal(
-        loc=0.0, scale=1.0, var=["z"]
-    )
+    p = Normal(loc="z", scale=1.0, var=["x"], cond_var=["z", "y"]) * Normal(loc=0.0, scale=1.0, var=["z"])
     assert sorted(graphical_model_edges(p)["observed"]) == ["x", "y"]
 
 
@@ -264,9 +262,7 @@ def test_comparison_grid_rows() -> None:
         assert ax.images[0].get_array().shape == (10 + 2, 6 * 10 + 2)
     # mixed image / label rows (cross-modal generation), shortest row sets the width
     modality = Modality("y", (3,), "categorical", labels=("a", "b", "c"))
-    fig = comparison_grid(
-        {"x": x[:4], "y": torch.eye(3)[[0, 1, 2, 0, 1]]}, modality={"y": modality}
-    )
+    fig = comparison_grid({"x": x[:4], "y": torch.eye(3)[[0, 1, 2, 0, 1]]}, modality={"y": modality})
     image_axes = [ax for ax in fig.axes if ax.images]
     assert image_axes[0].images[0].get_array().shape == (12, 4 * 10 + 2)
     assert image_axes[1].images[0].get_array().shape == (3, 4)  # classes x examples

@@ -45,13 +45,12 @@ def register_dataset(name: str, description: str, offline: bool = False):
 register_dataset(
     "digits", "scikit-learn's bundled 8x8 digits (1,438 train / 359 test), offline", offline=True
 )(load_digits)
-register_dataset(
-    "mnist", "MNIST 28x28 digits (60,000 train / 10,000 test) from <root>/MNIST/raw/"
-)(load_mnist)
+register_dataset("mnist", "MNIST 28x28 digits (60,000 train / 10,000 test) from <root>/MNIST/raw/")(
+    load_mnist
+)
 register_dataset(
     "mnist-10k",
-    "the real MNIST test split (t10k files in <root>/MNIST/raw/) divided 8,000 train / "
-    "2,000 test (seed 0)",
+    "the real MNIST test split (t10k files in <root>/MNIST/raw/) divided 8,000 train / 2,000 test (seed 0)",
 )(load_mnist_10k)
 register_dataset(
     "fashion-mnist",

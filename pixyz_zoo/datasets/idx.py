@@ -49,9 +49,7 @@ class ChecksumError(ValueError):
 
 def _describe_magic(magic: int) -> str:
     type_code, ndim = (magic >> 8) & 0xFF, magic & 0xFF
-    kind = (
-        IDX_DTYPES[type_code].name if type_code in IDX_DTYPES else f"unknown type 0x{type_code:02x}"
-    )
+    kind = IDX_DTYPES[type_code].name if type_code in IDX_DTYPES else f"unknown type 0x{type_code:02x}"
     return f"{magic} = 0x{magic:08x}: {kind}, {ndim} dimension(s)"
 
 
@@ -66,9 +64,7 @@ def parse_idx(
         expected_magic: when given, the magic number the file must have (e.g. ``IMAGES_MAGIC``).
     """
     if len(data) < 4:
-        raise ValueError(
-            f"{source}: only {len(data)} bytes, too short for an idx header; {_REPLACE_HINT}"
-        )
+        raise ValueError(f"{source}: only {len(data)} bytes, too short for an idx header; {_REPLACE_HINT}")
     (magic,) = struct.unpack(">I", data[:4])
     zero, type_code, ndim = magic >> 16, (magic >> 8) & 0xFF, magic & 0xFF
     if zero != 0 or type_code not in IDX_DTYPES or ndim == 0:
@@ -113,9 +109,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as err:
-            raise ValueError(
-                f"{path}: cannot decompress the gzip data ({err}); {_REPLACE_HINT}"
-            ) from err
+            raise ValueError(f"{path}: cannot decompress the gzip data ({err}); {_REPLACE_HINT}") from err
     return parse_idx(raw, path, expected_magic)
 
 

@@ -133,9 +133,7 @@ def read_split(
         _download(torchvision_class, root, train=split == "train")
         found = [find_idx_file(directory, name) for name in names]
     if None in found:
-        missing = [
-            directory / name for name, path in zip(names, found, strict=True) if path is None
-        ]
+        missing = [directory / name for name, path in zip(names, found, strict=True) if path is None]
         raise FileNotFoundError(_missing_message(dataset, split, root, missing, folder))
     images_path, labels_path = found
     images = load_idx(images_path, IMAGES_MAGIC, md5s.get(images_path.name))

@@ -275,9 +275,7 @@ class MixtureOfExperts(Distribution):
         if w.sum() <= 0:
             raise ValueError("MixtureOfExperts: the selected experts all have weight 0.")
         _, cond_var = _check_experts(experts, "MixtureOfExperts")
-        super().__init__(
-            var=var, cond_var=cond_var, name=name, features_shape=experts[0].features_shape
-        )
+        super().__init__(var=var, cond_var=cond_var, name=name, features_shape=experts[0].features_shape)
         self.experts = nn.ModuleList(experts)
         self.register_buffer("weights", w / w.sum())
         self.event_dims = int(event_dims)
@@ -321,8 +319,7 @@ class MixtureOfExperts(Distribution):
         params_dict = {} if params_dict is None else params_dict
         chosen, w = self._components(params_dict)
         components = [
-            self.experts[i].get_params(_inputs(self.experts[i], params_dict), **kwargs)
-            for i in chosen
+            self.experts[i].get_params(_inputs(self.experts[i], params_dict), **kwargs) for i in chosen
         ]
         return {"weights": w, "components": components}
 
@@ -394,9 +391,7 @@ class MixtureOfExperts(Distribution):
             expert = self.experts[i]
             inputs = _inputs(expert, x_dict)
             inputs[self.var[0]] = x_dict[self.var[0]]
-            log_probs.append(
-                expert.get_log_prob(inputs, sum_features=True, feature_dims=feature_dims)
-            )
+            log_probs.append(expert.get_log_prob(inputs, sum_features=True, feature_dims=feature_dims))
         stacked = torch.stack(torch.broadcast_tensors(*log_probs))
         log_w = w.log().reshape((-1,) + (1,) * (stacked.dim() - 1))
         return torch.logsumexp(stacked + log_w, dim=0)

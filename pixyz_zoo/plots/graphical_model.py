@@ -150,9 +150,7 @@ def graphical_model_edges(
     """
     inference_list = _as_list(inference)
     generative_factors = _factors(generative, "generative")
-    inference_factors = [
-        (dist, factor) for dist in inference_list for factor in _factors(dist, "inference")
-    ]
+    inference_factors = [(dist, factor) for dist in inference_list for factor in _factors(dist, "inference")]
 
     order: list[str] = []
     for factor in generative_factors:
@@ -371,10 +369,26 @@ def draw_graphical_model(
 
     handles = [
         Line2D([], [], color="black", linewidth=1.4, label="generative"),
-        Line2D([], [], marker="o", linestyle="", markersize=10, markerfacecolor="0.78",
-               markeredgecolor="black", label="observed"),
-        Line2D([], [], marker="o", linestyle="", markersize=10, markerfacecolor="white",
-               markeredgecolor="black", label="latent"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markersize=10,
+            markerfacecolor="0.78",
+            markeredgecolor="black",
+            label="observed",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markersize=10,
+            markerfacecolor="white",
+            markeredgecolor="black",
+            label="latent",
+        ),
     ]
     if structure["inference"]:
         handles.insert(
