@@ -168,20 +168,34 @@ def test_distillation_moves_the_students_towards_the_teachers(data, batch):
         assert after[m] < 0.75 * before[m], (m, before, after)
 
 
-def test_stop_gradient_keeps_the_distillation_out_of_the_teacher(data, batch):
+@pytest.mark.parametrize("rule", ["adam", "learned"])
+def test_stop_gradient_keeps_the_distillation_out_of_the_teacher(data, batch, rule):
     for teacher_gradient in (False, True):
-        model = tiny(data, refine_steps=1, refine_rule="learned", teacher_gradient=teacher_gradient)
+        model = tiny(data, refine_steps=2, refine_rule=rule, teacher_gradient=teacher_gradient)
         model.distributions.zero_grad()
         with shared_parameters():
             loss = model.loss_cls.loss2.eval(model.feed(batch))
         loss.backward()
-        rule_grads = [p.grad for p in model.rule.parameters()]
-        student_grads = [p.grad for s in model.students.values() for p in s.parameters()]
-        decoder_grads = [p.grad for d in model.decoders.values() for p in d.parameters()]
-        assert all(g is not None and g.abs().sum() > 0 for g in student_grads)
-        assert all(g is None or g.abs().sum() == 0 for g in decoder_grads)  # never the decoders
-        reached = any(g is not None and g.abs().sum() > 0 for g in rule_grads)
-        assert reached == teacher_gradient
+
+        def reached(modules):
+            return any(p.grad is not None and p.grad.abs().sum() > 0 for m in modules for p in m.parameters())
+
+        assert all(reached([s]) for s in model.students.values())
+        assert not reached(model.decoders.values())  # never the decoders
+        assert reached(model.teacher_initial.values()) == teacher_gradient
+        if rule == "learned":
+            assert reached([model.rule]) == teacher_gradient
+
+
+def test_straight_through_teacher_has_the_refined_value(data, batch):
+    model = tiny(data, refine_steps=2, teacher_gradient=True)
+    for m in model.modalities:
+        torch.manual_seed(1)
+        refined = params(model.teacher_for(m), batch)
+        torch.manual_seed(1)
+        target = params(model._target(m), batch)
+        for a, b in zip(refined, target, strict=True):
+            torch.testing.assert_close(a, b)
 
 
 def test_joint_teacher_serves_every_student(data, batch):

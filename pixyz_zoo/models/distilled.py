@@ -38,9 +38,11 @@ Choices the slides leave open, each an option (the defaults follow the slides' f
   (mass-covering: the student covers the teacher), or ``"reverse"`` ``KL(student || teacher)``;
 - ``teacher_gradient``: ``False`` (default) stops the distillation's gradient at the teacher
   (``sg``), so students follow the teacher and never pull it; ``True`` lets it reach the
-  teacher's inference networks too (the last update, or the initial encoder when ``T = 0``). The
-  students' gradients never reach the decoders: the refinement's gradient steps carry no graph to
-  the decoders' parameters;
+  teacher's inference networks too, as JMVAE-kl's KL reaches its joint encoder: the encoder that
+  starts the refinement, straight through the refinement's steps
+  (:class:`~pixyz_zoo.distributions.stop_gradient.StraightThroughRefinement`), and a learned
+  update's last step. The students' gradients never reach the decoders: the refinement's steps
+  carry no graph to the decoders' parameters;
 - ``refine_steps`` ``T`` during training (``T = 0``: students distilled from the unrefined
   teacher encoder) and ``refine_rule``: ``"adam"`` (default) or ``"sgd"`` gradient steps of size
   ``refine_lr`` on :math:`(\mu, \log\sigma)`, or ``"learned"``, Marino et al.'s gated update
@@ -71,7 +73,7 @@ from pixyz_zoo.distributions.refinement import (
     UpdateRule,
     check_steps,
 )
-from pixyz_zoo.distributions.stop_gradient import StopGradient
+from pixyz_zoo.distributions.stop_gradient import StopGradient, StraightThroughRefinement
 from pixyz_zoo.losses import sum_losses
 from pixyz_zoo.losses.iterative import IterativeInferenceLoss
 from pixyz_zoo.modalities import Modality
@@ -240,7 +242,7 @@ class DistilledMultimodalVAE(MultimodalVAE):
 
     def _target(self, modality: str) -> Distribution:
         teacher = self.teacher_for(modality)
-        return teacher if self.teacher_gradient else StopGradient(teacher)
+        return StraightThroughRefinement(teacher) if self.teacher_gradient else StopGradient(teacher)
 
     def subset_inference(self, given: list[str]) -> Distribution:
         """A student, or the product of the given students' Gaussians (no prior expert)."""
