@@ -194,7 +194,7 @@ def test_compare_and_verdict():
     rows = {"a": {"x": 1.0, "y": 1.0, "z": math.nan}, "b": {"x": 2.0, "y": 1.0, "z": 0.0}}
     found = compare(rows, "a", "b", [("x", True), ("y", False), ("z", False), ("w", True)])
     assert [e["metric"] for e in found["better"]] == ["x"]
-    assert [e["metric"] for e in found["worse"]] == ["y"]  # a tie is not better
+    assert found["worse"] == [] and [e["metric"] for e in found["equal"]] == ["y"]  # a tie: neither
     assert found["missing"] == ["z", "w"]
     assert verdict([], []) == "not measured" and verdict([1], [2]) == "partly supported"
 

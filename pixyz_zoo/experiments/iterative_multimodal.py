@@ -491,16 +491,20 @@ def compare(
     rows: Mapping[str, Mapping[str, float]], model: str, other: str, metrics: Sequence[tuple[str, bool]]
 ) -> dict[str, Any]:
     """Where ``model`` is better than ``other`` (``metrics``: (key, lower is better)); a metric
-    missing or NaN for either is listed under ``missing``; a tie counts as not better."""
-    better, worse, missing = [], [], []
+    missing or NaN for either is listed under ``missing``; a tie under ``equal`` (neither better
+    nor worse)."""
+    better, worse, missing, equal = [], [], [], []
     for key, lower in metrics:
         a, b = rows.get(model, {}).get(key, math.nan), rows.get(other, {}).get(key, math.nan)
         if not (_finite(a) and _finite(b)):
             missing.append(key)
             continue
         entry = {"metric": key, "value": float(a), "other": float(b)}
+        if a == b:
+            equal.append(entry)
+            continue
         (better if (a < b if lower else a > b) else worse).append(entry)
-    return {"better": better, "worse": worse, "missing": missing}
+    return {"better": better, "worse": worse, "missing": missing, "equal": equal}
 
 
 def verdict(better: Sequence[Any], worse: Sequence[Any]) -> str:
@@ -606,6 +610,7 @@ def variant_findings(
         found["sentence"] = (
             f"`{key}` ({texts.get(key, key)}) against the default `{default}`: better on "
             f"{_listing(found['better'])}; worse on {_listing(found['worse'])}"
+            + (f"; equal on {_listing(found['equal'])}" if found["equal"] else "")
             + (f"; not measured: {', '.join(found['missing'])}." if found["missing"] else ".")
         )
         out[key] = found
