@@ -297,3 +297,23 @@ def test_inference_accuracy_and_steps_figures():
     ]
     with pytest.raises(ValueError, match="one value per T"):
         plots.metrics_by_steps_figure([0, 1], {"a": [1.0]})
+
+
+def test_measurements_are_kept_while_the_checkpoint_and_the_sizes_are_the_same(tmp_path, monkeypatch):
+    from pixyz_zoo.experiments import iterative_multimodal as im
+
+    calls = []
+    monkeypatch.setattr(
+        im, "measure_model", lambda *args, **kw: calls.append(1) or {"metrics": {"x": len(calls)}}
+    )
+    ctx = ExperimentContext(tmp_path, "smoke", progress=False)
+    s = im.settings(ctx)
+    checkpoint = tmp_path / "runs" / "mopoe" / "checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"weights")
+    first = im.measure_run(ctx, s, "mopoe", None, None, None, {})
+    assert im.measure_run(ctx, s, "mopoe", None, None, None, {}) == first and len(calls) == 1
+    im.measure_run(ctx, {**s, "n_test": s["n_test"] + 1}, "mopoe", None, None, None, {})
+    assert len(calls) == 2  # other sample sizes: measured again
+    checkpoint.write_bytes(b"other weights")
+    assert im.measure_run(ctx, s, "mopoe", None, None, None, {}) == {"metrics": {"x": 3}}

@@ -42,9 +42,12 @@ of each setting is recorded in ``benchmarks/iterative_multimodal.md``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -419,6 +422,51 @@ def measure_model(
     except TypeError as error:  # a model without a Gaussian joint has no q*(z|X) to start from
         errors["gaps"] = f"{type(error).__name__}: {error}"
     return {"metrics": values, "kl": kl, "gaps": gaps, "errors": errors}
+
+
+def _checkpoint_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def measure_run(
+    ctx: ExperimentContext,
+    s: Mapping[str, Any],
+    key: str,
+    model: ZooModel,
+    train: MultimodalDataset,
+    test: MultimodalDataset,
+    classifiers: Mapping[str, Any],
+    metrics: Sequence[str] = METRICS,
+) -> dict[str, Any]:
+    """:func:`measure_model` of the run ``key``, kept in ``OUT/measurements/key.json`` and loaded by a
+    later invocation while the run's checkpoint, the sample sizes and the measurement are the same
+    (a second invocation neither retrains nor re-measures)."""
+    checkpoint = ctx.out / "runs" / key / "checkpoint.pt"
+    fingerprint = {
+        "checkpoint": _checkpoint_digest(checkpoint) if checkpoint.exists() else None,
+        "measurement": measurement(ctx),
+        "sizes": {
+            k: s[k] for k in ("n_test", "n_train_probe", "n_joint", "n_likelihood", "k", "n_gaps", "gap_k")
+        },
+        "refine_steps": s["refine_steps"],
+        "metrics": list(metrics),
+        "seed": ctx.seed,
+    }
+    path = ctx.out / "measurements" / f"{key}.json"
+    if fingerprint["checkpoint"] is not None and path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("fingerprint") == fingerprint:
+            ctx.log(f"loaded the measurements of {key}")
+            return stored["measured"]
+    measured = measure_model(ctx, s, model, train, test, classifiers, metrics)
+    if fingerprint["checkpoint"] is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"fingerprint": fingerprint, "measured": measured}))
+    return measured
 
 
 def measured_row(name: str, measured: Mapping[str, Any], names: Sequence[str]) -> dict[str, float]:
@@ -875,13 +923,13 @@ def reproduce_iterative_multimodal(ctx: ExperimentContext) -> dict[str, Any]:
     measured: dict[str, dict[str, Any]] = {}
     for label, model in compared.items():
         ctx.log(f"measuring {label}")
-        measured[label] = measure_model(ctx, s, model, train, test, classifiers)
+        measured[label] = measure_run(ctx, s, COMPARED[label], model, train, test, classifiers)
     rows = {label: measured_row(compared[label].name, m, names) for label, m in measured.items()}
     steps_rows: dict[str, dict[str, float]] = {}
     runs_measured: dict[str, dict[str, Any]] = {}
     for key, model in [*((f"iterative-T{t}", m) for t, m in ablation.items()), *variants.items()]:
         ctx.log(f"measuring {key}")
-        runs_measured[key] = measure_model(ctx, s, model, train, test, classifiers, ABLATION_METRICS)
+        runs_measured[key] = measure_run(ctx, s, key, model, train, test, classifiers, ABLATION_METRICS)
         steps_rows[key] = summary_metrics(measured_row(model.name, runs_measured[key], names), names)
     default = f"iterative-T{s['refine_steps']}"
     if default not in steps_rows:
