@@ -5,8 +5,9 @@ Matsuo) trains a teacher refined ``T`` times along the gradient of the multimoda
 default one teacher per modality, ``teacher_init="unimodal"``, each started at its own encoder
 ``q(z|x_m)``) plus unimodal students distilled from it. One training step therefore evaluates the
 multimodal ELBO ``T + 1`` times per teacher, each with a backward pass. This script times that
-step for ``T`` in {0, 1, 2, 4, 16} (and ``T = 4`` with one teacher started at a joint encoder,
-``teacher_init="joint"``) against the zoo's ``mopoe`` (the reference), ``jmvae-kl`` and
+step for ``T`` in {0, 1, 2, 4, 16} with the default rule (Adam steps), ``T = 4`` with one teacher
+started at a joint encoder (``teacher_init="joint"``) and ``T = 4`` with the learned update
+(``refine_rule="learned"``), against the zoo's ``mopoe`` (the reference), ``jmvae-kl`` and
 ``mvtcae``, all on the same data batches with the multimodal benchmark's networks
 (``pixyz_zoo.experiments.multimodal_benchmark.settings``: z 20, MLPs 512-512, Laplace decoder
 scale 0.75, ``dimension_weights`` likelihood weights, Adam lr 2e-3, batch 100), one torch thread.
@@ -67,7 +68,7 @@ def arm_name(steps: int, teacher_init: str = "unimodal") -> str:
 
 
 def build_arms(
-    refine_steps: list[int], joint_steps: list[int]
+    refine_steps: list[int], joint_steps: list[int], learned_steps: list[int] = ()
 ) -> dict[str, tuple[str, dict[str, Any], int | None]]:
     """Arm name -> (model, extra options, T of the unimodal-teacher line or None), MoPoE first."""
     arms: dict[str, tuple[str, dict[str, Any], int | None]] = {
@@ -78,6 +79,9 @@ def build_arms(
     for t in joint_steps:
         joint = {"refine_steps": t, "teacher_init": "joint"}
         arms[arm_name(t, "joint")] = ("iterative-multimodal", joint, None)
+    for t in learned_steps:
+        learned = {"refine_steps": t, "refine_rule": "learned"}
+        arms[arm_name(t, "learned update")] = ("iterative-multimodal", learned, None)
     return arms
 
 
@@ -128,6 +132,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--joint-refine-steps", type=int, nargs="*", default=[JOINT_T], help="T values, joint teacher"
     )
+    parser.add_argument(
+        "--learned-refine-steps", type=int, nargs="*", default=[JOINT_T], help="T values, learned update rule"
+    )
     parser.add_argument("--z-dim", type=int, default=20)
     parser.add_argument("--hidden", type=int, nargs="+", default=[512, 512])
     parser.add_argument("--decoder-scale", type=float, default=0.75)
@@ -158,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         lr=args.lr,
     )
 
-    arms = build_arms(args.refine_steps, args.joint_refine_steps)
+    arms = build_arms(args.refine_steps, args.joint_refine_steps, args.learned_refine_steps)
     models: dict[str, ZooModel] = {}
     for name, (model, extra, _) in arms.items():
         torch.manual_seed(args.seed)

@@ -29,6 +29,7 @@ def test_iterative_multimodal_step_cost_falls_back_and_records_ratios(tmp_path: 
     result = script.main(
         ["--steps", "1", "--rounds", "2", "--warmup", "0", "--data-root", str(tmp_path / "no-data")]
         + ["--hidden", "16", "--z-dim", "2", "--refine-steps", "0", "1", "--joint-refine-steps", "1"]
+        + ["--learned-refine-steps", "1"]
         + ["--out", str(out)]
     )
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
@@ -46,6 +47,7 @@ def test_iterative_multimodal_step_cost_falls_back_and_records_ratios(tmp_path: 
         "mvtcae",
         *(script.arm_name(t) for t in (0, 1)),
         script.arm_name(1, "joint"),
+        script.arm_name(1, "learned update"),
     ]
     assert t1["options"] == {"refine_steps": 1} and joint["options"]["teacher_init"] == "joint"
     reference = rows["mopoe"]["median_cpu_seconds_per_step"]
@@ -55,10 +57,12 @@ def test_iterative_multimodal_step_cost_falls_back_and_records_ratios(tmp_path: 
         assert math.isclose(row["ratio_to_mopoe_cpu_time"], row["median_cpu_seconds_per_step"] / reference)
     assert rows["mopoe"]["ratio_to_mopoe_cpu_time"] == 1.0
     # the timed models really refine: each step of each of the three teachers runs the decoders
-    # and the update network, so T = 1 runs more networks than T = 0
+    # (and, for the learned rule, the update network), so T = 1 runs more networks than T = 0
     assert t1["linear_forward_calls_per_step"] > t0["linear_forward_calls_per_step"]
     # and the joint arm has one teacher, not one per modality
     assert joint["linear_forward_calls_per_step"] < t1["linear_forward_calls_per_step"]
+    learned = rows[script.arm_name(1, "learned update")]
+    assert learned["linear_forward_calls_per_step"] > t1["linear_forward_calls_per_step"]  # + update network
     # two points: the fitted slope is their difference per refinement step
     growth = result["growth_with_T"]
     slope = t1["median_cpu_seconds_per_step"] - t0["median_cpu_seconds_per_step"]
