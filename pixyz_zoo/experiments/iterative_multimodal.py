@@ -55,7 +55,6 @@ from matplotlib.figure import Figure
 from pixyz.distributions.distributions import Distribution
 
 from pixyz_zoo import plots
-from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.amortization import inference_gaps
 from pixyz_zoo.evaluation.distillation import teacher_student_kl
@@ -63,13 +62,11 @@ from pixyz_zoo.evaluation.multimodal import (
     METRICS,
     evaluate_multimodal,
     multimodal_table,
-    train_modality_classifiers,
 )
 from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
-from pixyz_zoo.experiments.multimodal_benchmark import coherence_figure, summary_row
+from pixyz_zoo.experiments.multimodal_benchmark import coherence_figure, prepare, summary_row
 from pixyz_zoo.experiments.multimodal_benchmark import settings as benchmark_settings
 from pixyz_zoo.models import ZooModel
-from pixyz_zoo.models.jmvae import dimension_weights
 from pixyz_zoo.models.refinement import elbo_refinement_loss, refined_inference
 
 #: the slides' comparison: label -> registered model
@@ -916,17 +913,8 @@ def _ablation_text(summaries: Mapping[str, Mapping[str, float]]) -> str:
 def reproduce_iterative_multimodal(ctx: ExperimentContext) -> dict[str, Any]:
     s = settings(ctx)
     ctx.log(f"settings: {s}")
-    train = load_dataset(s["dataset"], "train", root=ctx.data_root, seed=ctx.seed)
-    test = load_dataset(s["dataset"], "test", root=ctx.data_root, binarize="fixed", seed=ctx.seed)
+    train, test, weights, classifiers, accuracy = prepare(ctx, s)
     names = list(train.modalities)
-    weights = dimension_weights(train.modalities)
-    classifiers = train_modality_classifiers(
-        train, cache_dir=ctx.out / "classifiers", epochs=s["classifier_epochs"], seed=ctx.seed
-    )
-    accuracy = {
-        m: float((c.predict(test.tensors[m]).cpu() == test.labels).float().mean())
-        for m, c in classifiers.items()
-    }
     compared, ablation, variants = train_models(ctx, s, weights)
     measured: dict[str, dict[str, Any]] = {}
     for label, model in compared.items():

@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 
 from pixyz_zoo import plots
 from pixyz_zoo.datasets import load_dataset
+from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.multimodal import (
     evaluate_multimodal,
     multimodal_table,
@@ -180,6 +181,25 @@ def _grids(
     return paths
 
 
+def prepare(
+    ctx: ExperimentContext, s: Mapping[str, Any]
+) -> tuple[MultimodalDataset, MultimodalDataset, dict[str, float], dict[str, Any], dict[str, float]]:
+    """The data of ``s["dataset"]`` (test images binarised with a fixed seed), the likelihood
+    weights ``dimension_weights``, the zoo classifiers (trained once, cached under ``OUT/classifiers``)
+    and their accuracy on the real test data: (train, test, weights, classifiers, accuracy)."""
+    train = load_dataset(s["dataset"], "train", root=ctx.data_root, seed=ctx.seed)
+    test = load_dataset(s["dataset"], "test", root=ctx.data_root, binarize="fixed", seed=ctx.seed)
+    classifiers = train_modality_classifiers(
+        train, cache_dir=ctx.out / "classifiers", epochs=s["classifier_epochs"], seed=ctx.seed
+    )
+    accuracy = {
+        m: float((c.predict(test.tensors[m]).cpu() == test.labels).float().mean())
+        for m, c in classifiers.items()
+    }
+    ctx.log(f"classifiers' test accuracy on real data: {accuracy}")
+    return train, test, dimension_weights(train.modalities), classifiers, accuracy
+
+
 def coherence_figure(results: Mapping[str, Any]) -> Figure:
     """The coherence heat map of every model (given subset x generated modality) from the
     benchmark's ``results`` (``results.json``)."""
@@ -221,18 +241,8 @@ def grid_table(figures: Mapping[str, str | None], names: list[str]) -> str:
 def reproduce_multimodal_benchmark(ctx: ExperimentContext) -> dict[str, Any]:
     s = settings(ctx)
     ctx.log(f"settings: {s}")
-    train = load_dataset(s["dataset"], "train", root=ctx.data_root, seed=ctx.seed)
-    test = load_dataset(s["dataset"], "test", root=ctx.data_root, binarize="fixed", seed=ctx.seed)
+    train, test, weights, classifiers, classifier_accuracy = prepare(ctx, s)
     names = list(train.modalities)
-    weights = dimension_weights(train.modalities)
-    classifiers = train_modality_classifiers(
-        train, cache_dir=ctx.out / "classifiers", epochs=s["classifier_epochs"], seed=ctx.seed
-    )
-    classifier_accuracy = {
-        m: float((c.predict(test.tensors[m]).cpu() == test.labels).float().mean())
-        for m, c in classifiers.items()
-    }
-    ctx.log(f"classifiers' test accuracy on real data: {classifier_accuracy}")
     models = {name: _fit(ctx, s, name, weights) for name in MODELS}
     metrics: dict[str, dict[str, float]] = {}
     for name, model in models.items():
