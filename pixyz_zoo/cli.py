@@ -128,9 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true", help="small setting: minutes on 2 CPU cores")
     size.add_argument("--smoke", action="store_true", help="tiny pipeline check (numbers mean nothing)")
     reproduce.add_argument(
-        "--out", type=Path, default=None, help="output directory (default runs/reproduce-NAME[-quick])"
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default runs/reproduce-NAME[-DATASET][-quick])",
     )
     reproduce.add_argument("--device", default="auto")
+    reproduce.add_argument(
+        "--dataset",
+        default=None,
+        help="a dataset the experiment accepts (see `pixyz-zoo list`) instead of the setting's default",
+    )
     reproduce.add_argument("--data-root", default=None)
     reproduce.add_argument("--seed", type=int, default=0)
     reproduce.add_argument("--no-progress", action="store_true")
@@ -138,11 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from pixyz_zoo.experiments import reproduce
+    from pixyz_zoo.experiments import default_out, reproduce
 
     setting = "quick" if args.quick else "smoke" if args.smoke else "full"
-    suffix = "" if setting == "full" else f"-{setting}"
-    out = args.out or Path("runs") / f"reproduce-{args.experiment}{suffix}"
+    out = args.out or default_out(args.experiment, setting, args.dataset)
     print(f"output directory: {out}")
     results = reproduce(
         args.experiment,
@@ -152,6 +159,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         data_root=args.data_root,
         seed=args.seed,
         progress=not args.no_progress,
+        dataset=args.dataset,
     )
     print((out / "report.md").read_text())
     print(f"report: {out / 'report.md'} ({results['wall_seconds']:.0f} s)")
@@ -172,6 +180,8 @@ def cmd_list() -> None:
     print("\nExperiments (pixyz-zoo reproduce NAME [--quick]):")
     for name in experiment_names():
         print(f"  {name:<22} {EXPERIMENTS[name].description}")
+        if EXPERIMENTS[name].datasets:
+            print(f"  {'':<22} --dataset: {', '.join(EXPERIMENTS[name].datasets)}")
 
 
 #: what ``train`` uses for a setting left out (a resumed run keeps its own)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from pixyz_zoo.datasets.attribute_mnist import (
     make_attribute_dataset,
     place_on_canvas,
 )
+from tests.fake_files import write_idx
 
 
 def check_layout(data, source_images: torch.Tensor | None = None) -> None:
@@ -95,12 +94,6 @@ def test_other_digits_are_dropped():
 
 
 # --------------------------------------------------------------------------- MNIST files
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
 
 
 def test_attribute_mnist_on_fake_files(tmp_path, monkeypatch):

@@ -119,3 +119,30 @@ def test_a_figure_that_cannot_be_drawn_is_reported_and_the_numbers_kept(tmp_path
     report = (tmp_path / "report.md").read_text()
     assert "![fine](figures/fine.png)" in report and "*(broken: not drawn" in report
     assert "## Figures that could not be drawn\n\n- `broken`: ValueError: cannot draw this" in report
+
+
+def test_a_dataset_choice_is_checked_and_gets_its_own_output_directory(tmp_path, capsys):
+    from pixyz_zoo.experiments import EXPERIMENTS, default_out
+    from pixyz_zoo.experiments.multimodal_benchmark import TRIMODAL_DATASETS
+    from pixyz_zoo.experiments.multimodal_benchmark import settings as benchmark_settings
+
+    experiment_names()  # registers them all
+    for name in ("multimodal-benchmark", "iterative-multimodal"):
+        assert EXPERIMENTS[name].datasets == TRIMODAL_DATASETS
+    # a choice replaces the default of every setting; no choice keeps them
+    for setting, default in (("full", "trimodal-mnist"), ("quick", "trimodal-digits")):
+        assert benchmark_settings(ExperimentContext(tmp_path, setting))["dataset"] == default
+        chosen = ExperimentContext(tmp_path, setting, dataset="mnist-svhn-text")
+        assert benchmark_settings(chosen)["dataset"] == "mnist-svhn-text"
+    assert str(default_out("iterative-multimodal")) == "runs/reproduce-iterative-multimodal"
+    assert str(default_out("iterative-multimodal", "quick", "mnist-svhn-text")) == (
+        "runs/reproduce-iterative-multimodal-mnist-svhn-text-quick"
+    )
+    # a dataset the experiment does not accept: a clear error before anything runs
+    with pytest.raises(ValueError, match="accepts trimodal-mnist, trimodal-digits, mnist-svhn-text"):
+        reproduce("multimodal-benchmark", out=tmp_path / "x", setting="smoke", dataset="polymnist")
+    assert main(["reproduce", "jmvae", "--smoke", "--dataset", "digits", "--out", str(tmp_path / "y")]) == 1
+    assert "fixed by the paper" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "runs").exists()
+    assert main(["list"]) == 0
+    assert "--dataset: trimodal-mnist, trimodal-digits, mnist-svhn-text" in capsys.readouterr().out

@@ -11,12 +11,14 @@ import re
 import pixyz_zoo  # noqa: F401  (first: turns Pixyz's parameter cache off)
 
 # isort: split
+import numpy as np
 import pytest
 import torch
 
 from pixyz_zoo import plots
 from pixyz_zoo.cli import main
-from pixyz_zoo.datasets import load_dataset
+from pixyz_zoo.datasets import load_dataset, mnist
+from pixyz_zoo.datasets import multimodal_digits as md
 from pixyz_zoo.evaluation.multimodal import train_modality_classifiers
 from pixyz_zoo.experiments import ExperimentContext, experiment_names
 from pixyz_zoo.experiments.iterative_multimodal import (
@@ -41,6 +43,7 @@ from pixyz_zoo.experiments.iterative_multimodal import (
 )
 from pixyz_zoo.models import build_model
 from pixyz_zoo.models.jmvae import dimension_weights
+from tests.fake_files import write_mnist_svhn
 
 SECTIONS = (
     "## Figures",
@@ -55,12 +58,28 @@ SECTIONS = (
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def fake_mnist_svhn(tmp_path_factory):
+    """A data root with small MNIST and SVHN files in the published formats (random images): the
+    smoke run below uses ``--dataset mnist-svhn-text`` (notebook 06's smoke run covers the default
+    dataset)."""
+    root = tmp_path_factory.mktemp("mnist-svhn-files")
+    for split, per_class in (("train", 30), ("test", 10)):
+        labels = np.tile(np.arange(10), per_class)
+        write_mnist_svhn(root, split, labels, labels[::-1].copy())
+    with pytest.MonkeyPatch.context() as patch:  # the fake files are not the published ones
+        patch.setattr(mnist, "MNIST_MD5", {})
+        patch.setattr(md, "SVHN_MD5", {})
+        yield root
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, fake_mnist_svhn):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("iterative-multimodal-smoke")
+    command = ["reproduce", "iterative-multimodal", "--smoke", "--out", str(out), "--no-progress"]
     try:
-        assert main(["reproduce", "iterative-multimodal", "--smoke", "--out", str(out), "--no-progress"]) == 0
+        assert main([*command, "--dataset", "mnist-svhn-text", "--data-root", str(fake_mnist_svhn)]) == 0
     finally:
         torch.set_num_threads(threads)
     return out, json.loads((out / "results.json").read_text())
@@ -71,6 +90,7 @@ def test_smoke_run_measures_every_model_and_writes_the_report(smoke_run):
     out, results = smoke_run
     assert "iterative-multimodal" in experiment_names()
     assert results["setting"] == "smoke" and "figure_errors" not in results
+    assert results["settings"]["dataset"] == "mnist-svhn-text"
     for key in ("metrics", "teacher_student_kl", "gaps", "errors", "rows", "summary"):
         assert set(results[key]) == set(COMPARED), key
     for label, metrics in results["metrics"].items():
@@ -136,15 +156,17 @@ def test_smoke_run_measures_every_model_and_writes_the_report(smoke_run):
 
 
 @pytest.mark.slow
-def test_a_second_invocation_loads_the_runs_and_the_classifiers(smoke_run):
+def test_a_second_invocation_loads_the_runs_and_the_classifiers(smoke_run, fake_mnist_svhn):
     out, _ = smoke_run
     stamps = {p: p.stat().st_mtime_ns for p in sorted(out.glob("runs/*/checkpoint.pt"))}
     stamps.update({p: p.stat().st_mtime_ns for p in sorted((out / "classifiers").glob("*")) if p.is_file()})
     assert len([p for p in stamps if p.name == "checkpoint.pt"]) == len(COMPARED) + 2 + len(VARIANTS)
     # everything the experiment trains goes through these two calls, as the experiment makes them
-    ctx = ExperimentContext(out, "smoke", progress=False)
+    ctx = ExperimentContext(
+        out, "smoke", data_root=str(fake_mnist_svhn), progress=False, dataset="mnist-svhn-text"
+    )
     s = settings(ctx)
-    train = load_dataset(s["dataset"], "train", seed=ctx.seed)
+    train = load_dataset(s["dataset"], "train", root=ctx.data_root, seed=ctx.seed)
     train_modality_classifiers(train, cache_dir=out / "classifiers", epochs=s["classifier_epochs"], seed=0)
     compared, ablation, variants = train_models(ctx, s, dimension_weights(train.modalities))
     assert [m.name for m in compared.values()] == list(COMPARED.values())

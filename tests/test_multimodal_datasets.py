@@ -4,9 +4,7 @@ when at hand (skipped otherwise)."""
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ from pixyz_zoo.datasets.multimodal_digits import (
     stream,
     street_view_digits,
 )
+from tests.fake_files import write_mnist_svhn
 
 NAMES = ("mnist-svhn-text", "trimodal-mnist", "trimodal-digits", "polymnist", "polydigits")
 
@@ -246,35 +245,10 @@ def test_polymnist_options_and_determinism():
 # ----------------------------------------------------------- MNIST-SVHN-Text on tiny real-format files
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """An idx file (uint8) holding ``array``, gzip-compressed (the MNIST format)."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
-
-
-def marked(labels: np.ndarray, shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """Random uint8 images whose first pixel encodes the label (``20 * label + 10``)."""
-    images = np.random.default_rng(seed).integers(0, 256, size=(len(labels), *shape), dtype=np.uint8)
-    images.reshape(len(labels), -1)[:, 0] = 20 * labels + 10
-    return images
-
-
 def write_tiny_mnist_svhn(root: Path, split: str = "train") -> dict[str, np.ndarray]:
-    import scipy.io
-
-    prefix = {"train": "train", "test": "t10k"}[split]
-    labels_m = np.array([3, 1, 0, 3, 3, 1, 2, 0, 9, 3, 1, 0], dtype=np.uint8)
-    write_idx(root / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte.gz", marked(labels_m, (28, 28), 1))
-    write_idx(root / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte.gz", labels_m)
-    labels_s = np.array([1, 3, 0, 0, 3, 5, 1, 1, 0, 2, 3], dtype=np.uint8)  # 0 is stored as 10
-    images_s = marked(labels_s, (3, 32, 32), 2)  # (n, channel, row, column)
-    (root / "SVHN").mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(
-        root / "SVHN" / md.SVHN_FILES[split],
-        {"X": images_s.transpose(2, 3, 1, 0), "y": np.where(labels_s == 0, 10, labels_s)[:, None]},
-    )
-    return {"labels_m": labels_m, "labels_s": labels_s, "images_s": images_s}
+    labels_m = np.array([3, 1, 0, 3, 3, 1, 2, 0, 9, 3, 1, 0])
+    labels_s = np.array([1, 3, 0, 0, 3, 5, 1, 1, 0, 2, 3])
+    return write_mnist_svhn(root, split, labels_m, labels_s)
 
 
 @pytest.fixture

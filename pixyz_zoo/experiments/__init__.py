@@ -35,6 +35,8 @@ class ExperimentContext:
         data_root: dataset folder (default ``$PIXYZ_ZOO_DATA`` or ``./data``).
         seed: seed of every run.
         progress: show progress bars.
+        dataset: the dataset chosen by the user (``reproduce --dataset``) among the experiment's
+            ``datasets``; None: the setting's default (see :meth:`dataset_or`).
         figure_errors: figures that :meth:`draw` could not draw, with the error (reported by
             :meth:`finish`).
     """
@@ -45,6 +47,7 @@ class ExperimentContext:
     data_root: str | None = None
     seed: int = 0
     progress: bool = True
+    dataset: str | None = None
     started: float = field(default_factory=time.perf_counter)
     figure_errors: dict[str, str] = field(default_factory=dict)
 
@@ -61,6 +64,10 @@ class ExperimentContext:
     def pick(self, full: Any, quick: Any, smoke: Any) -> Any:
         """The value for this setting."""
         return {"full": full, "quick": quick, "smoke": smoke}[self.setting]
+
+    def dataset_or(self, full: str, quick: str, smoke: str) -> str:
+        """The dataset the user chose, else this setting's default."""
+        return self.dataset if self.dataset is not None else self.pick(full, quick, smoke)
 
     @property
     def figures(self) -> Path:
@@ -129,19 +136,25 @@ class ExperimentContext:
 
 @dataclass(frozen=True)
 class Experiment:
+    """A registered experiment; ``datasets``: those ``reproduce --dataset`` accepts (empty: the
+    experiment's data is fixed by the paper it reproduces)."""
+
     name: str
     description: str
     run: Callable[[ExperimentContext], dict[str, Any]]
+    datasets: tuple[str, ...] = ()
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def register_experiment(name: str, description: str):
-    """Decorator registering ``run(context) -> results`` as ``pixyz-zoo reproduce name``."""
+def register_experiment(name: str, description: str, datasets: tuple[str, ...] = ()):
+    """Decorator registering ``run(context) -> results`` as ``pixyz-zoo reproduce name``;
+    ``datasets``: the datasets a user may choose with ``--dataset`` (read by the experiment
+    through :meth:`ExperimentContext.dataset_or`)."""
 
     def wrap(run: Callable[[ExperimentContext], dict[str, Any]]) -> Callable[[ExperimentContext], dict]:
-        EXPERIMENTS[name] = Experiment(name, description, run)
+        EXPERIMENTS[name] = Experiment(name, description, run, tuple(datasets))
         return run
 
     return wrap
@@ -167,16 +180,35 @@ def reproduce(
     data_root: str | None = None,
     seed: int = 0,
     progress: bool = True,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Run the experiment ``name`` in ``setting`` (full, quick, smoke); returns its results (also
-    in ``OUT/results.json``)."""
+    in ``OUT/results.json``). ``dataset``: one of the experiment's ``datasets`` instead of the
+    setting's default (None)."""
     _load_all()
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
-    suffix = "" if setting == "full" else f"-{setting}"
-    out = Path(out) if out is not None else Path("runs") / f"reproduce-{name}{suffix}"
-    context = ExperimentContext(out, setting, device, data_root, seed, progress)
+    experiment = EXPERIMENTS[name]
+    if dataset is not None and dataset not in experiment.datasets:
+        choice = (
+            f"it accepts {', '.join(experiment.datasets)}"
+            if experiment.datasets
+            else "its datasets are fixed by the paper it reproduces"
+        )
+        raise ValueError(
+            f"experiment {name!r} cannot run on dataset {dataset!r}: {choice}. "
+            "Choose one of those, or leave --dataset out for the setting's default."
+        )
+    out = Path(out) if out is not None else default_out(name, setting, dataset)
+    context = ExperimentContext(out, setting, device, data_root, seed, progress, dataset)
     return EXPERIMENTS[name].run(context)
+
+
+def default_out(name: str, setting: str = "full", dataset: str | None = None) -> Path:
+    """``runs/reproduce-NAME[-DATASET][-SETTING]``: a chosen dataset gets its own directory, so its
+    runs never meet the default dataset's (the setting is omitted when ``full``)."""
+    parts = [name] + ([dataset] if dataset is not None else []) + ([setting] if setting != "full" else [])
+    return Path("runs") / f"reproduce-{'-'.join(parts)}"
 
 
 def experiment_names() -> list[str]:
@@ -225,6 +257,7 @@ __all__ = [
     "image",
     "markdown_table",
     "read_results",
+    "default_out",
     "register_experiment",
     "reproduce",
 ]

@@ -37,7 +37,8 @@ coherence, the summary against T, and cross-modal generations per T (slides 53-5
 Settings. ``full``: ``trimodal-mnist`` (8,000 train / 2,000 test), 2x512 networks, z = 20, Adam
 2e-3, batch 100, 25 epochs (ablations 10), teacher T = 4 Adam steps of 0.1. ``quick``:
 ``trimodal-digits``, 2x128 networks, 12 epochs (ablations 3). ``smoke``: seconds. The wall time
-of each setting is recorded in ``benchmarks/iterative_multimodal.md``.
+of each setting is recorded in ``benchmarks/iterative_multimodal.md``. ``--dataset`` replaces the
+setting's dataset by another of ``TRIMODAL_DATASETS`` (e.g. the real ``mnist-svhn-text``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ from pixyz_zoo.evaluation.multimodal import (
     multimodal_table,
 )
 from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
-from pixyz_zoo.experiments.multimodal_benchmark import coherence_figure, prepare, summary_row
+from pixyz_zoo.experiments.multimodal_benchmark import (
+    TRIMODAL_DATASETS,
+    coherence_figure,
+    prepare,
+    summary_row,
+)
 from pixyz_zoo.experiments.multimodal_benchmark import settings as benchmark_settings
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.models.refinement import elbo_refinement_loss, refined_inference
@@ -909,6 +915,7 @@ def _ablation_text(summaries: Mapping[str, Mapping[str, float]]) -> str:
     "iterative-multimodal",
     "Multimodal iterative amortized inference (refined teacher, distilled students) against MoPoE, "
     "JMVAE-kl and MVTCAE: the slides' FD, probes, cosine, teacher-student KL, gaps, T ablation",
+    datasets=TRIMODAL_DATASETS,
 )
 def reproduce_iterative_multimodal(ctx: ExperimentContext) -> dict[str, Any]:
     s = settings(ctx)
