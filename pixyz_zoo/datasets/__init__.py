@@ -192,3 +192,14 @@ register_dataset(
     "train / 359 test, offline",
     offline=True,
 )(load_polydigits)
+
+# ---------------------------------------------------------------- generated multimodal sequences
+from pixyz_zoo.datasets.sequences import load_multimodal_sequences  # noqa: E402
+
+register_dataset(
+    "multimodal-sequences",
+    "generated multimodal time series (Tsai et al. 2019's l, a, v streams): l (12x6), a (12x4), v "
+    "(12x5), gaussian, and the class y (4); label on the middle steps, strongest in a (the "
+    "informative modality); per-modality styles known (.styles); 2,000 train / 500 test, offline",
+    offline=True,
+)(load_multimodal_sequences)
