@@ -2,5 +2,13 @@
 
 from pixyz_zoo.losses.elbo import negative_elbo, sum_losses
 from pixyz_zoo.losses.iterative import IterativeInferenceLoss
+from pixyz_zoo.losses.mmd import MaximumMeanDiscrepancy, biased_mmd2, gaussian_kernel
 
-__all__ = ["IterativeInferenceLoss", "negative_elbo", "sum_losses"]
+__all__ = [
+    "IterativeInferenceLoss",
+    "MaximumMeanDiscrepancy",
+    "biased_mmd2",
+    "gaussian_kernel",
+    "negative_elbo",
+    "sum_losses",
+]
