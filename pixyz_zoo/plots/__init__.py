@@ -101,3 +101,17 @@ from pixyz_zoo.plots.distillation import (  # noqa: E402
 )
 
 __all__ += ["generations_by_model", "inference_accuracy_figure", "metrics_by_steps_figure"]
+
+from pixyz_zoo.plots.factors import (  # noqa: E402
+    factor_swap_grid,
+    factor_swap_images,
+    gradient_contributions_figure,
+    missing_modality_grid,
+)
+
+__all__ += [
+    "factor_swap_grid",
+    "factor_swap_images",
+    "gradient_contributions_figure",
+    "missing_modality_grid",
+]
