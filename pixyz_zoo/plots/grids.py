@@ -100,6 +100,8 @@ def _as_categorical(values: torch.Tensor | np.ndarray, modality: Modality | None
     array = _to_numpy(values)
     if array.ndim == 1:
         array = array[None]
+    if array.ndim > 2 and modality is not None and math.prod(array.shape[1:]) == modality.dim:
+        array = array.reshape(array.shape[0], -1)  # a sequence of vectors (T, d): its T * d entries
     if array.ndim != 2:
         raise ValueError(
             f"a non-image modality is drawn as a heat map of vectors (N, K), got shape {tuple(array.shape)}"
