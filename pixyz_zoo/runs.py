@@ -265,7 +265,32 @@ def load_data(config: dict[str, Any]):
     else:
         train = load_dataset(data["dataset"], "train", download=data.get("download", False), **kwargs)
         test = load_dataset(data["dataset"], "test", **kwargs)
+    cls = MODELS.get(config["model"])
+    if cls is not None and cls.needs_labels:  # the model predicts the class: its one-hot label modality
+        label = config["options"].get("label", "y")
+        train, test = (_with_labels(d, label, config["model"]) for d in (train, test))
     return _first(train, data.get("train_examples")), _first(test, data.get("test_examples"))
+
+
+def _with_labels(dataset: MultimodalDataset, label: str, model: str) -> MultimodalDataset:
+    """``dataset`` with its class labels as the modality ``label``; else an error naming offline datasets
+    that have labels (found by loading them: this is the error path only)."""
+    if label in dataset.modalities or dataset.labels is not None:
+        return dataset.with_labels(label)
+    labelled = [name for name, info in sorted(DATASETS.items()) if info.offline and _has_labels(name, label)]
+    raise ValueError(
+        f"model {model!r} predicts a class label, and dataset {dataset.name!r} has neither a label modality "
+        f"{label!r} nor class labels; use a dataset with labels (offline: {', '.join(labelled)}; with their "
+        "files: e.g. trimodal-mnist, mnist-svhn-text, mnist)"
+    )
+
+
+def _has_labels(name: str, label: str) -> bool:
+    try:
+        dataset = load_dataset(name, "test")
+    except Exception:  # a dataset that does not load here is not offered
+        return False
+    return dataset.labels is not None or (label in dataset.modalities and dataset.modalities[label].is_label)
 
 
 @functools.lru_cache(maxsize=4)
@@ -508,10 +533,14 @@ def evaluate_run(
     if payload["history"]:
         last = payload["history"][-1]
         metrics.update({k: last[k] for k in ("train_loss", "test_loss") if k in last})
-    ll = evaluate_log_likelihood(model, test, k=iw_samples, batch_size=batch_size, progress=progress)
-    metrics["test_elbo"] = ll["elbo"]
-    metrics[f"test_iwae_{iw_samples}"] = ll[f"iwae_{iw_samples}"]
-    metrics["iw_samples"] = iw_samples
+    if model.likelihood_not_applicable:  # e.g. deterministic encoders: no density to weigh samples by
+        metrics["likelihood_bounds"] = f"not computed: {model.likelihood_not_applicable}"
+    else:
+        ll = evaluate_log_likelihood(model, test, k=iw_samples, batch_size=batch_size, progress=progress)
+        metrics["test_elbo"] = ll["elbo"]
+        metrics[f"test_iwae_{iw_samples}"] = ll[f"iwae_{iw_samples}"]
+        metrics["iw_samples"] = iw_samples
+    metrics.update(model.test_metrics(test))
 
     write_json(run_dir / METRICS, metrics)
 

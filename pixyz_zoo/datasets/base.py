@@ -9,11 +9,13 @@ grey levels every time a batch is made), ``fixed`` (one draw, made once from a s
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from pixyz_zoo.modalities import Modality, check_batch
@@ -133,6 +135,48 @@ class MultimodalDataset(Dataset):
         out.tensors = {n: t[indices] for n, t in self.tensors.items()}
         if self.labels is not None:
             out.labels = self.labels[indices]
+        return out
+
+    def with_labels(self, name: str = "y") -> MultimodalDataset:
+        """This dataset plus its class ``labels`` as a one-hot categorical modality ``name``.
+
+        The modality has one category per class (``classes`` names them; without names, one per
+        index up to the largest label of this split). A dataset that already has a one-hot label
+        modality ``name`` is returned as it is. Models that predict the class (MFM) need it.
+        """
+        if name in self.modalities:
+            if self.modalities[name].is_label:
+                return self
+            raise ValueError(
+                f"dataset {self.name!r} already has a modality {name!r} that is not a one-hot label "
+                f"({self.modalities[name].likelihood}, shape {self.modalities[name].shape}); choose "
+                "another name for the label modality"
+            )
+        if self.labels is None:
+            raise ValueError(
+                f"dataset {self.name!r} has no class labels (its modalities are {sorted(self.modalities)} "
+                "and it holds no labels): use a dataset whose examples carry a class"
+            )
+        classes = self.classes or tuple(str(i) for i in range(int(self.labels.max()) + 1))
+        out = copy.copy(self)
+        out.tensors = {**self.tensors, name: F.one_hot(self.labels, len(classes)).float()}
+        out.modalities = {**self.modalities, name: Modality(name, (len(classes),), "categorical", classes)}
+        return out
+
+    def select(self, names: Iterable[str]) -> MultimodalDataset:
+        """The same examples with only the modalities ``names`` (in that order); ``labels`` are kept."""
+        names = list(dict.fromkeys(names))
+        unknown = [n for n in names if n not in self.modalities]
+        if unknown:
+            raise KeyError(f"dataset {self.name!r} has no modality {unknown}; it has {list(self.modalities)}")
+        if not names:
+            raise ValueError(
+                f"select at least one of the modalities {list(self.modalities)} of {self.name!r}"
+            )
+        out = copy.copy(self)
+        out.tensors = {n: self.tensors[n] for n in names}
+        out.modalities = {n: self.modalities[n] for n in names}
+        out._binarized = {n for n in self._binarized if n in names}
         return out
 
     def first(self, n: int) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ from pixyz_zoo.distributions.decoders import (
     decoder_for,
     decoder_output_channels,
 )
+from pixyz_zoo.distributions.deterministic import DeterministicEncoder, FactorDecoderNet, factor_feature_net
 from pixyz_zoo.distributions.encoders import GaussianEncoder
 from pixyz_zoo.distributions.experts import MixtureOfExperts, ProductOfGaussianExperts
 from pixyz_zoo.distributions.iterative_sampling import IterativeSampling
@@ -27,6 +28,7 @@ from pixyz_zoo.distributions.refinement import (
     RefinedGaussian,
     UpdateRule,
 )
+from pixyz_zoo.distributions.sequence_networks import SequenceDecoderNet, SequenceEncoderNet, sequence_length
 
 __all__ = [
     "MLP",
@@ -34,6 +36,8 @@ __all__ = [
     "CategoricalDecoder",
     "ConvDecoderNet",
     "ConvEncoderNet",
+    "DeterministicEncoder",
+    "FactorDecoderNet",
     "GaussianDecoder",
     "GaussianEncoder",
     "GaussianFromParameters",
@@ -45,10 +49,14 @@ __all__ = [
     "MultiInputNet",
     "ProductOfGaussianExperts",
     "RefinedGaussian",
+    "SequenceDecoderNet",
+    "SequenceEncoderNet",
     "UpdateRule",
     "decoder_for",
     "decoder_network",
     "decoder_output_channels",
     "encoder_network",
+    "factor_feature_net",
+    "sequence_length",
     "standard_normal",
 ]

@@ -17,6 +17,7 @@ from pixyz_zoo.models.distilled import DistilledMultimodalVAE
 from pixyz_zoo.models.hierarchical_jmvae import HierarchicalJMVAE
 from pixyz_zoo.models.iterative import IterativeVAE, RefinedVAE
 from pixyz_zoo.models.jmvae import JMVAE, JMVAEKL, MVAE, TELBO
+from pixyz_zoo.models.mfm import MFM
 from pixyz_zoo.models.mixtures import MMVAE, MoPoE
 from pixyz_zoo.models.mvtcae import MVTCAE
 from pixyz_zoo.models.vae import VAE
@@ -42,6 +43,7 @@ MODELS: dict[str, type[ZooModel]] = {
         IterativeVAE,
         RefinedVAE,
         DistilledMultimodalVAE,
+        MFM,
     )
 }
 
@@ -77,6 +79,7 @@ OPTION_BOUNDS: dict[str, tuple[float, bool]] = {
     "decoder_scale": (0.0, False),
     "refine_steps": (0, True),
     "refine_lr": (0.0, False),
+    "mmd_bandwidth": (0.0, False),
 }
 #: The strings a ``str`` option accepts, by option name (other ``str`` options take any string; a
 #: constructor may instead annotate an option with ``typing.Literal`` of its choices).
@@ -211,6 +214,7 @@ __all__ = [
     "MODELS",
     "MMVAE",
     "MVAE",
+    "MFM",
     "MVTCAE",
     "MoPoE",
     "TELBO",

@@ -58,6 +58,12 @@ class ZooModel(Model):
     description = ""
     #: epochs of KL warm-up the model is trained with (set by the trainer; printed only when > 0)
     warmup_epochs: float = 0.0
+    #: the model predicts the dataset's class: the run code adds the one-hot label modality
+    #: (``MultimodalDataset.with_labels``) to a dataset that has class labels but no such modality
+    needs_labels: bool = False
+    #: why the test ELBO and importance-weighted bound do not apply (None: they do); the run's
+    #: evaluation then records this reason instead of the bounds
+    likelihood_not_applicable: str | None = None
 
     def __init__(
         self,
@@ -380,6 +386,10 @@ class ZooModel(Model):
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         """``n`` unconditional samples (decoder means at latents drawn from the prior)."""
         return self.generate(given=(), n=n)
+
+    def test_metrics(self, data: Any) -> dict[str, float]:
+        """Metrics of the model's own kind on the test split, added to the run's evaluation (none here)."""
+        return {}
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
