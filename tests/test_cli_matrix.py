@@ -4,7 +4,9 @@ The model x dataset pairs are derived from the code, not listed by hand: every m
 ``pixyz_zoo.models.MODELS`` is built on the modalities of every dataset of
 ``pixyz_zoo.datasets.DATASETS`` that is at hand (offline, or its files under the data root:
 ``$PIXYZ_ZOO_DATA`` or ``../shared/data``), and a pair fits when the model accepts the dataset's
-modalities; a model with a ``target`` option (CVAE, CMMA) is tried with each modality as target.
+modalities; a model with a ``target`` option (CVAE, CMMA) is tried with each modality as target,
+and a model that predicts the class (``needs_labels``: MFM) on the dataset with its labels added as
+the modality ``y``, as the run code does.
 Each fitting pair runs ``pixyz-zoo train`` (tiny networks, 40 training and 20 test examples, one
 epoch, 3 importance samples) and ``pixyz-zoo evaluate`` through ``pixyz_zoo.cli.main``. A pair
 that does not fit is refused before anything is written, with a message naming the problem.
@@ -27,7 +29,7 @@ from pixyz_zoo.cli import main
 from pixyz_zoo.datasets import DATA_ROOT_ENV, DATASETS, MultimodalDataset, load_dataset
 from pixyz_zoo.models import MODELS, build_model, model_options
 
-TINY = {"hidden": [16], "z_dim": 2}
+TINY = {"hidden": [16], "z_dim": 2, "style_dim": 2}
 SMALL = ["--epochs", "1", "--train-examples", "40", "--test-examples", "20", "--batch-size", "20"]
 
 
@@ -68,6 +70,13 @@ def tiny_options(model: str) -> dict[str, Any]:
     return {k: v for k, v in TINY.items() if k in model_options(model)}
 
 
+def model_modalities(model: str, data: MultimodalDataset) -> dict:
+    """The modalities ``model`` is built on from ``data``: with the labels added for MFM (as ``runs``)."""
+    if MODELS[model].needs_labels and data.labels is not None:
+        return data.with_labels().modalities
+    return data.modalities
+
+
 def refusal(model: str, modalities: dict, options: dict[str, Any]) -> str | None:
     """Why ``model`` does not accept ``modalities`` (its constructor's message), None if it does."""
     try:
@@ -90,7 +99,7 @@ def cases() -> tuple[list[Any], list[Any]]:
                 variants = [{"target": m} for m in test.modalities]
             for extra in variants:
                 options = {**tiny_options(model), **extra}
-                if refusal(model, test.modalities, options) is None:
+                if refusal(model, model_modalities(model, test), options) is None:
                     name = "-".join([model, *(f"{k}={v}" for k, v in extra.items()), dataset])
                     fitting.append(pytest.param(model, dataset, extra, id=name))
     return fitting, absent
@@ -117,15 +126,20 @@ def option_args(options: dict[str, Any]) -> list[str]:
 
 
 def check_run(run: Path, model: str, dataset: str, options: dict[str, Any], iw: int, err: str) -> None:
-    """metrics.json with finite bounds, report.md and every figure, drawn without a warning."""
+    """metrics.json with finite bounds (or the reason they do not apply), report.md and every figure,
+    drawn without a warning."""
     assert "warning: figure" not in err, err
     metrics = json.loads((run / "metrics.json").read_text())
-    assert math.isfinite(metrics["test_elbo"]) and math.isfinite(metrics[f"test_iwae_{iw}"])
-    assert metrics[f"test_iwae_{iw}"] >= metrics["test_elbo"] - 1e-4  # log-mean-exp >= mean
+    modalities = model_modalities(model, dataset_at_hand(dataset))
+    built = build_model(model, modalities, **{**tiny_options(model), **options})
+    if built.likelihood_not_applicable:  # deterministic encoders (MFM): the reason, and its own metrics
+        assert metrics["likelihood_bounds"] == f"not computed: {built.likelihood_not_applicable}"
+        assert "test_elbo" not in metrics and 0 <= metrics["label_accuracy"] <= 1
+    else:
+        assert math.isfinite(metrics["test_elbo"]) and math.isfinite(metrics[f"test_iwae_{iw}"])
+        assert metrics[f"test_iwae_{iw}"] >= metrics["test_elbo"] - 1e-4  # log-mean-exp >= mean
     report = (run / "report.md").read_text()
     assert "Figures not drawn" not in report
-    modalities = dataset_at_hand(dataset).modalities
-    built = build_model(model, modalities, **{**tiny_options(model), **options})
     generated = [m for m in modalities if m in built.modalities_in_generative()]
     names = [f"{kind}_{m}" for m in generated for kind in ("reconstruction", "samples")]
     names += ["graphical_model", "training_curve"]
@@ -175,6 +189,8 @@ def test_the_matrix_covers_every_model_and_the_offline_datasets() -> None:
     pairs = {(p.values[0], p.values[1], tuple(p.values[2].items())) for p in FITTING}
     assert ("mopoe", "trimodal-digits", ()) in pairs and ("mvae", "polydigits", ()) in pairs
     assert {("cvae", "digits", (("target", t),)) for t in ("x", "y")} <= pairs
+    # MFM on a dataset with a label modality and on one whose labels the run code adds
+    assert {("mfm", "digits", ()), ("mfm", "trimodal-digits", ())} <= pairs
 
 
 @pytest.mark.parametrize(
@@ -185,6 +201,7 @@ def test_the_matrix_covers_every_model_and_the_offline_datasets() -> None:
         ("cvae", "attribute-digits", [], "exactly 2 modalities"),
         ("cmma", "trimodal-digits", [], "exactly 2 modalities"),
         ("cvae", "digits", ["-o", "target=q"], "target='q' is not a modality"),
+        ("mfm", "colored-shapes", [], "has neither a label modality 'y' nor class labels"),
     ],
 )
 def test_a_model_refuses_a_dataset_it_does_not_accept_before_writing_anything(
