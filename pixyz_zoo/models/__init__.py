@@ -20,6 +20,7 @@ from pixyz_zoo.models.jmvae import JMVAE, JMVAEKL, MVAE, TELBO
 from pixyz_zoo.models.mfm import MFM
 from pixyz_zoo.models.mixtures import MMVAE, MoPoE
 from pixyz_zoo.models.mvtcae import MVTCAE
+from pixyz_zoo.models.translation import Translation
 from pixyz_zoo.models.vae import VAE
 
 MODELS: dict[str, type[ZooModel]] = {
@@ -44,6 +45,7 @@ MODELS: dict[str, type[ZooModel]] = {
         RefinedVAE,
         DistilledMultimodalVAE,
         MFM,
+        Translation,
     )
 }
 
@@ -218,6 +220,7 @@ __all__ = [
     "MVTCAE",
     "MoPoE",
     "TELBO",
+    "Translation",
     "VAE",
     "AnnealedVAE",
     "BetaTCVAE",
