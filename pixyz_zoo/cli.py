@@ -338,7 +338,11 @@ def cmd_graph(args: argparse.Namespace) -> None:
     from pixyz_zoo.models import build_model, validate_options
 
     validate_options(args.model, dict(args.option))  # before loading the data
-    data = load_dataset(args.dataset, "test", root=args.data_root)
+    from pixyz_zoo.runs import data_for_model
+
+    data = data_for_model(
+        args.model, dict(args.option), load_dataset(args.dataset, "test", root=args.data_root)
+    )
     model = build_model(args.model, data.modalities, **dict(args.option))
     print(str(model).split("Optimizer:")[0].rstrip())
     fig = plots.draw_graphical_model(

@@ -265,11 +265,17 @@ def load_data(config: dict[str, Any]):
     else:
         train = load_dataset(data["dataset"], "train", download=data.get("download", False), **kwargs)
         test = load_dataset(data["dataset"], "test", **kwargs)
-    cls = MODELS.get(config["model"])
-    if cls is not None and cls.needs_labels:  # the model predicts the class: its one-hot label modality
-        label = config["options"].get("label", "y")
-        train, test = (_with_labels(d, label, config["model"]) for d in (train, test))
+    train, test = (data_for_model(config["model"], config["options"], d) for d in (train, test))
     return _first(train, data.get("train_examples")), _first(test, data.get("test_examples"))
+
+
+def data_for_model(model: str, options: dict[str, Any], dataset: MultimodalDataset) -> MultimodalDataset:
+    """``dataset`` as ``model`` reads it: with the class labels as its label modality (option ``label``,
+    default ``y``) for a model that predicts the class (``needs_labels``), else unchanged."""
+    cls = MODELS.get(model)
+    if cls is None or not cls.needs_labels:
+        return dataset
+    return _with_labels(dataset, options.get("label", "y"), model)
 
 
 def _with_labels(dataset: MultimodalDataset, label: str, model: str) -> MultimodalDataset:
@@ -659,6 +665,7 @@ __all__ = [
     "check_run_dir",
     "check_train_settings",
     "checkpoint_differences",
+    "data_for_model",
     "evaluate_run",
     "fit_run",
     "load_run",

@@ -25,7 +25,9 @@ discriminative loss and an MMD penalty per factor, as one Pixyz expression:
     \mathbb{E}_{q(Z|X)}\Big[-\sum_m \lambda_m \log p(x_m|z_y, z_{a_m}) - \lambda_y \log p(y|z_y)\Big]
     + \lambda_{\mathrm{MMD}} \sum_{z \in Z} \mathrm{MMD}^2\left[q(z) \| p(z)\right]
 
-with the biased MMD estimator and the authors' kernel (:mod:`pixyz_zoo.losses.mmd`).
+with the biased MMD estimator and the authors' kernel (:mod:`pixyz_zoo.losses.mmd`) and, by
+default, :math:`\lambda_m = 1/D_m` (each modality's log-likelihood averaged over its :math:`D_m`
+features; ``likelihood_weights``).
 
 **Surrogate inference (sec. 2.3, eq. 5).** For every proper non-empty subset :math:`S` of the
 data modalities, a surrogate encoder :math:`\hat{q}(Z_{\bar S}|X_S)` regresses the factors that
@@ -122,8 +124,8 @@ class MFM(ZooModel):
     (``mlp``, ``conv`` for images, ``lstm`` for sequences), ``decoder_scale``, ``label`` (the label
     modality), ``discriminative_factor`` / ``generative_factor`` (the ablations), the loss weights
     ``likelihood_weights`` (``lambda_m`` per data modality: ``"per-dimension"``, the default, is
-    ``1 / D_m``, so each modality's term is its log-likelihood averaged over its ``D_m`` features as
-    in the authors' averaged squared errors; ``None`` is 1 for each; or a dict), ``label_weight``
+    ``1 / D_m``, so each modality's term is its log-likelihood averaged over its ``D_m`` features and
+    a large image does not swamp the label; ``None`` is 1 for each; or a dict), ``label_weight``
     (``lambda_y``), ``mmd_weight`` (``lambda_MMD``) and ``mmd_bandwidth`` (kernel bandwidth; default
     the factor's dimension), ``surrogate`` (train the surrogate encoders of eq. 5).
     """
