@@ -1,11 +1,11 @@
 """Figures of factorised multimodal representations (Tsai et al. 2019, "Learning Factorized
 Multimodal Representations", MFM).
 
-- :func:`factor_swap_images` / :func:`factor_swap_grid`: generation that swaps factors (the
-  paper's Fig. 2 on SVHN+MNIST): a modality decoded from the label factor ``f_y`` of one example and
-  the modality-specific generative factor ``f_a^m`` of another. ``vary="label"`` fixes ``z_a^m`` per
-  row and varies the label factor along it; ``vary="style"`` fixes the label factor per row and
-  varies ``z_a^m`` along it;
+- :func:`factor_swap_images` / :func:`factor_swap_grid`: generation that swaps factors (as the
+  paper generates SVHN and MNIST digits): a modality decoded from the label factor ``f_y`` of one
+  example and the modality-specific generative factor ``f_a^m`` of another. ``vary="label"``
+  fixes ``z_a^m`` per row and varies the label factor along it; ``vary="style"`` fixes the label
+  factor per row and varies ``z_a^m`` along it;
 - :func:`missing_modality_grid`: a missing modality generated from the observed ones by several
   models (surrogate inference, a translation baseline), beside the ground truth and reference rows
   such as the mean image;
@@ -206,12 +206,14 @@ def gradient_contributions_figure(
     contributions: Mapping[str, Any],
     ratios: Mapping[str, float] | None = None,
     informative: str | None = None,
+    highlight: Sequence[bool] | None = None,
     title: str | None = None,
 ) -> Figure:
     """The paper's interpretation (sec. 4): right, the gradient-based contribution of the label factor
     to each generated modality at each time step (``contributions[m]``: (T,) or (N, T), averaged over
     N); left (when ``ratios`` is given), the information-based ratio of each modality. The modality
-    made most informative by construction (``informative``) is marked in both panels."""
+    made most informative by construction (``informative``) is marked in both panels; the time steps
+    where ``highlight`` is true (e.g. those where the label acts, by construction) are shaded."""
     if not contributions:
         raise ValueError("gradient_contributions_figure needs the contributions of at least one modality")
     series = {m: _series(v) for m, v in contributions.items()}
@@ -254,6 +256,11 @@ def gradient_contributions_figure(
             label=name(m),
             lw=2.5 if m == informative else 1.2,
         )
+    if highlight is not None:
+        for t, on in enumerate(highlight, start=1):
+            if on:
+                ax.axvspan(t - 0.5, t + 0.5, color="0.9", zorder=0, lw=0)
+        ax.plot([], [], color="0.85", lw=6, label="steps where the label acts")
     ax.set_xlabel("time step t")
     ax.set_ylabel("||d x_hat_m[t] / d f_y||")
     ax.set_title("gradient-based contribution of the label factor over time", fontsize="medium")
