@@ -4,7 +4,8 @@ The model x dataset pairs are derived from the code, not listed by hand: every m
 ``pixyz_zoo.models.MODELS`` is built on the modalities of every dataset of
 ``pixyz_zoo.datasets.DATASETS`` that is at hand (offline, or its files under the data root:
 ``$PIXYZ_ZOO_DATA`` or ``../shared/data``), and a pair fits when the model accepts the dataset's
-modalities; a model with a ``target`` option (CVAE, CMMA) is tried with each modality as target,
+modalities; a model with a ``target`` option (CVAE, CMMA) is tried with each modality as target
+(the translation model, which reads every other modality, with the first of each likelihood family),
 and a model that predicts the class (``needs_labels``: MFM) on the dataset with its labels added as
 the modality ``y``, as the run code does.
 Each fitting pair runs ``pixyz-zoo train`` (tiny networks, 40 training and 20 test examples, one
@@ -96,7 +97,11 @@ def cases() -> tuple[list[Any], list[Any]]:
         for model in sorted(MODELS):
             variants: list[dict[str, Any]] = [{}]
             if "target" in model_options(model):
-                variants = [{"target": m} for m in test.modalities]
+                targets = list(test.modalities)
+                if "observed" in model_options(model):  # a translation: one target per likelihood family
+                    families = {test.modalities[m].likelihood: m for m in reversed(targets)}
+                    targets = [m for m in targets if m in families.values()]
+                variants = [{"target": m} for m in targets]
             for extra in variants:
                 options = {**tiny_options(model), **extra}
                 if refusal(model, model_modalities(model, test), options) is None:
@@ -134,7 +139,11 @@ def check_run(run: Path, model: str, dataset: str, options: dict[str, Any], iw: 
     built = build_model(model, modalities, **{**tiny_options(model), **options})
     if built.likelihood_not_applicable:  # deterministic encoders (MFM): the reason, and its own metrics
         assert metrics["likelihood_bounds"] == f"not computed: {built.likelihood_not_applicable}"
-        assert "test_elbo" not in metrics and 0 <= metrics["label_accuracy"] <= 1
+        assert "test_elbo" not in metrics
+        if built.needs_labels:
+            assert 0 <= metrics["label_accuracy"] <= 1
+        else:  # a translation: the conditional likelihood of its target
+            assert math.isfinite(metrics["target_log_likelihood"])
     else:
         assert math.isfinite(metrics["test_elbo"]) and math.isfinite(metrics[f"test_iwae_{iw}"])
         assert metrics[f"test_iwae_{iw}"] >= metrics["test_elbo"] - 1e-4  # log-mean-exp >= mean
@@ -191,6 +200,7 @@ def test_the_matrix_covers_every_model_and_the_offline_datasets() -> None:
     assert {("cvae", "digits", (("target", t),)) for t in ("x", "y")} <= pairs
     # MFM on a dataset with a label modality and on one whose labels the run code adds
     assert {("mfm", "digits", ()), ("mfm", "trimodal-digits", ())} <= pairs
+    assert {("translation", "trimodal-digits", (("target", t),)) for t in ("m", "s", "t")} <= pairs
 
 
 @pytest.mark.parametrize(
@@ -202,6 +212,8 @@ def test_the_matrix_covers_every_model_and_the_offline_datasets() -> None:
         ("cmma", "trimodal-digits", [], "exactly 2 modalities"),
         ("cvae", "digits", ["-o", "target=q"], "target='q' is not a modality"),
         ("mfm", "colored-shapes", [], "has neither a label modality 'y' nor class labels"),
+        ("translation", "colored-shapes", [], "needs at least 2 modalities"),
+        ("translation", "trimodal-digits", ["-o", "observed=['t']"], "target 't' is also observed"),
     ],
 )
 def test_a_model_refuses_a_dataset_it_does_not_accept_before_writing_anything(
