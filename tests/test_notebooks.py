@@ -21,6 +21,7 @@ RECORDED = {
     "04_multimodal_benchmark": "multimodal_benchmark.json",
     "05_iterative_inference": "iterative_inference.json",
     "06_multimodal_iterative_inference": "iterative_multimodal.json",
+    "07_mfm": "mfm.json",
 }
 #: An absolute path of a machine (POSIX home, system and temporary folders, a Windows drive).
 MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:home|root|work|tmp|Users|usr|opt|var|mnt|private)/|\b[A-Z]:\\")
@@ -254,4 +255,16 @@ def test_notebook_06_statements_follow_the_recorded_numbers():
         assert im.table_ordering(table, record["rows"])["text"] in shown
     variants = record["variants"]
     for finding in im.variant_findings(variants["summary"], variants["default"]).values():
+        assert finding["sentence"] in shown
+
+
+def test_notebook_07_statements_follow_the_recorded_numbers():
+    """The findings notebook 07 shows (UM/MM, factor swapping, the paper's orderings, missing modalities,
+    interpretation) are what ``mfm.findings_from_results`` computes from the recorded full run."""
+    from pixyz_zoo.experiments.mfm import findings_from_results
+
+    notebook = _read(ROOT / "notebooks" / "07_mfm.ipynb")
+    shown = "\n".join(_output_texts(notebook))
+    record = json.loads((RECORDS / RECORDED["07_mfm"]).read_text())
+    for finding in findings_from_results(record).values():
         assert finding["sentence"] in shown
