@@ -28,6 +28,7 @@ from pixyz_zoo.experiments.mfm import (
     classifiers_for,
     compare_metric,
     data_view,
+    data_views,
     findings_from_results,
     interpretation_findings,
     load_data,
@@ -167,19 +168,22 @@ def test_a_second_invocation_retrains_nothing(smoke_run):
     assert models["MFM"].config["generative_factor"] == "per-modality"
     assert models["MB[m]"].data_modalities == ["m"] and models["MFM-lstm"].config["arch"] == "lstm"
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert not [name for name in DATASETS if "[" in name]  # the runs' data views are unregistered
 
 
 # ---------------------------------------------------------------------- data and measures
-def test_data_view_keeps_the_chosen_modalities_and_the_labels():
-    name = data_view("trimodal-digits", ["s"])
-    assert name == "trimodal-digits[s]" and data_view("trimodal-digits", ["s"]) == name
-    assert DATASETS[name].offline
-    view = load_dataset(name, "test")
-    full = load_dataset("trimodal-digits", "test")
-    assert list(view.modalities) == ["s"] and torch.equal(view.labels, full.labels)
-    assert torch.equal(view.tensors["s"], full.tensors["s"])
-    with pytest.raises(KeyError, match="unknown dataset"):
-        data_view("no-such-data", ["m"])
+def test_data_view_keeps_the_chosen_modalities_and_the_labels_while_the_block_runs():
+    with data_views():
+        name = data_view("trimodal-digits", ["s"])
+        assert name == "trimodal-digits[s]" and data_view("trimodal-digits", ["s"]) == name
+        assert DATASETS[name].offline
+        view = load_dataset(name, "test")
+        full = load_dataset("trimodal-digits", "test")
+        assert list(view.modalities) == ["s"] and torch.equal(view.labels, full.labels)
+        assert torch.equal(view.tensors["s"], full.tensors["s"])
+        with pytest.raises(KeyError, match="unknown dataset"):
+            data_view("no-such-data", ["m"])
+    assert name not in DATASETS  # the registry lists only the registered datasets again
 
 
 class Oracle:

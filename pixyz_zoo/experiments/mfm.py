@@ -38,8 +38,9 @@ nothing. The recorded full run: ``benchmarks/mfm.md``.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -158,11 +159,11 @@ def settings(ctx: ExperimentContext) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- training
 def data_view(dataset: str, modalities: Sequence[str]) -> str:
-    """The registered name of ``dataset`` with only ``modalities`` (``"trimodal-mnist[m,s]"``),
-    registered on first use: a loader that loads ``dataset`` and keeps those modalities
-    (``MultimodalDataset.select``; the class labels are kept, and the run code adds the label
-    modality ``y`` for MFM). The runs of this experiment train on such views, so that MFM's data
-    modalities are the paper's two images."""
+    """The name of ``dataset`` with only ``modalities`` (``"trimodal-mnist[m,s]"``), registered while
+    a :func:`data_views` block runs: a loader that loads ``dataset`` and keeps those modalities
+    (``MultimodalDataset.select``; the class labels are kept, and the run code adds the label modality
+    ``y`` for MFM). The runs of this experiment train on such views, so that MFM's data modalities
+    are the paper's two images (the run description has no modality selection of its own)."""
     if dataset not in DATASETS:
         raise KeyError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
     names = tuple(modalities)
@@ -173,10 +174,26 @@ def data_view(dataset: str, modalities: Sequence[str]) -> str:
         def loader(**kwargs: Any) -> MultimodalDataset:
             return base.loader(**kwargs).select(names)
 
-        register_dataset(name, f"{base.description}; modalities {', '.join(names)} only", base.offline)(
-            loader
-        )
+        description = f"{base.description}; modalities {', '.join(names)} only"
+        register_dataset(name, description, base.offline)(loader)
+        _VIEWS.add(name)
     return name
+
+
+#: the views :func:`data_view` registered (removed again when the :func:`data_views` block ends)
+_VIEWS: set[str] = set()
+
+
+@contextlib.contextmanager
+def data_views() -> Iterator[None]:
+    """A block in which :func:`data_view` may register views; they leave the dataset registry when it
+    ends, so that the registry lists only the registered datasets outside the experiment."""
+    try:
+        yield
+    finally:
+        for name in list(_VIEWS):
+            DATASETS.pop(name, None)
+            _VIEWS.discard(name)
 
 
 def model_options(s: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
@@ -237,6 +254,11 @@ def train_models(ctx: ExperimentContext, s: Mapping[str, Any]) -> dict[str, ZooM
     discriminative network on each single modality (``MB[m]``, ``MB[s]``), the translation baselines
     (``translation[s->m]``, ``translation[m->s]``) and MFM with LSTM networks on the sequences
     (``MFM-lstm``). Each run has its own directory ``OUT/runs/KEY`` (a finished run is loaded)."""
+    with data_views():
+        return _train_models(ctx, s)
+
+
+def _train_models(ctx: ExperimentContext, s: Mapping[str, Any]) -> dict[str, ZooModel]:
     names = list(s["modalities"])
     paired = data_view(s["dataset"], names)
     models: dict[str, ZooModel] = {}
