@@ -152,6 +152,8 @@ def test_both_methods_rank_the_modality_that_depends_on_f_y_first(informative):
     assert rank_modalities(ratios)[0] == informative, ratios
     contributions = gradient_contributions(model, model.batch(8))
     assert rank_modalities(contributions)[0] == informative, contributions
+    raw = gradient_contributions(model, model.batch(8), whiten=False)
+    assert rank_modalities(raw)[0] == informative, raw
     assert set(ratios) == set(contributions) == {"l", "a", "v"}
 
 
@@ -182,16 +184,28 @@ def test_information_reads_a_dataset_batch_by_batch():
 
 
 def test_gradient_contributions_are_the_jacobian_norms_per_step():
-    """Linear decoder: d x_hat_m[t] / d f_y = A_m[t], whatever the batch."""
+    """Linear decoder: d x_hat_m[t] / d f_y = A_m[t], whatever the batch; whitened: A_m[t] C^{1/2}."""
     model = LinearStandIn("a")
-    out = gradient_contributions(model, model.batch(5))
+    batch = model.batch(5)
+    out = gradient_contributions(model, batch, whiten=False)
     for m in ("l", "a", "v"):
         assert out[m].shape == (6,)
         assert torch.allclose(out[m], model.A[m].flatten(1).norm(dim=1), rtol=1e-5)
     assert out["a"][[0, 1, 4, 5]].abs().max() == 0 and out["a"][2:4].min() > 0  # the label steps
-    generative = gradient_contributions(model, model.batch(5), factor="generative", modalities=["v"])
+    generative = gradient_contributions(model, batch, factor="generative", modalities=["v"], whiten=False)
     assert list(generative) == ["v"]
     assert torch.allclose(generative["v"], model.B["v"].flatten(1).norm(dim=1), rtol=1e-5)
+    # whitened: with respect to u, f_y = mean + C^{1/2} u, C the covariance of f_y = 2 z_y over the batch
+    values, vectors = torch.linalg.eigh(torch.cov((2 * batch["zy"]).T.double()))
+    root = (vectors * values.sqrt()) @ vectors.T
+    whitened = gradient_contributions(model, batch)
+    for m in ("l", "a", "v"):
+        expected = (model.A[m].double() @ root).flatten(1).norm(dim=1)
+        assert torch.allclose(whitened[m].double(), expected, rtol=1e-5)
+    # a factor that does not vary in the batch contributes nothing once whitened
+    still = {**batch, "zy": batch["zy"][:1].expand(5, -1)}
+    assert all(float(v.abs().max()) == 0 for v in gradient_contributions(model, still).values())
+    assert float(gradient_contributions(model, still, whiten=False)["a"].sum()) > 0
 
 
 def test_interpretation_refuses_what_it_cannot_read():
@@ -204,8 +218,46 @@ def test_interpretation_refuses_what_it_cannot_read():
         gradient_contributions(model, model.batch(2), factor="style")
     with pytest.raises(TypeError, match="batch dict or a dataset"):
         information_ratios(model, [1, 2])
+    with pytest.raises(ValueError, match="2 or more examples"):
+        gradient_contributions(model, model.batch(1))
+    assert gradient_contributions(model, model.batch(1), whiten=False)["a"].shape == (6,)
 
 
 def test_rank_modalities():
     assert rank_modalities({"l": 0.1, "a": 2.0, "v": 1.0}) == ["a", "v", "l"]
     assert rank_modalities({"l": torch.tensor([1.0, 1.0]), "a": torch.tensor([0.0, 3.0])}) == ["a", "l"]
+
+
+# ------------------------------------------------------------------ a trained MFM
+
+
+def trained_lstm_mfm(seed: int, informative: str):
+    """MFM (arch="lstm") trained briefly on a small multimodal-sequences, and its test split."""
+    from pixyz_zoo.datasets.sequences import make_multimodal_sequences
+    from pixyz_zoo.models import build_model
+
+    train = make_multimodal_sequences(600, "train", seed=seed, informative=informative, length=8)
+    test = make_multimodal_sequences(300, "test", seed=seed, informative=informative, length=8)
+    torch.manual_seed(seed)
+    options = dict(z_dim=4, style_dim=4, hidden=[16], arch="lstm", surrogate=False, lr=1e-2)
+    model = build_model("mfm", train.modalities, **options)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(25):
+        for batch in train.batches(50, shuffle=True, generator=g):
+            model.train_step(batch)
+    return model, test
+
+
+@pytest.mark.slow
+def test_both_methods_find_the_informative_modality_of_a_trained_lstm_mfm():
+    """The modality made the most informative about the label on purpose comes first by the
+    information ratio and by the gradient-based contribution over time. With these settings, over
+    seeds 0-2 and each data modality made the informative one (9 models), the informative modality's
+    ratio exceeded the next one's by a factor 4.2 to 10.5 and its summed contribution by 3.5 to 8.1."""
+    model, test = trained_lstm_mfm(seed=0, informative="a")
+    assert model.test_metrics(test)["label_accuracy"] > 0.9
+    ratios = information_ratios(model, test)
+    assert rank_modalities(ratios)[0] == "a", ratios
+    over_time = gradient_contributions(model, test.first(128))
+    assert all(v.shape == (8,) and bool((v > 0).all()) for v in over_time.values())
+    assert rank_modalities(over_time)[0] == "a", over_time
