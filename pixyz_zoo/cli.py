@@ -40,6 +40,14 @@ def parse_option(text: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), value
 
 
+def parse_names(text: str) -> list[str]:
+    """``m,s``: comma-separated modality names."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected modality names separated by commas (m,s), got {text!r}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixyz-zoo", description="Deep generative models written as probabilistic programs with Pixyz."
@@ -53,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     # (refused when they differ from the run's) from the ones left out; TRAIN_DEFAULTS fills them.
     train.add_argument("model", choices=sorted(MODELS))
     train.add_argument("--dataset", choices=sorted(DATASETS), help="dataset (default digits)")
+    train.add_argument(
+        "--modalities",
+        type=parse_names,
+        default=None,
+        metavar="A,B",
+        help="train on these modalities of the dataset only (default: all), e.g. --modalities m,s",
+    )
     train.add_argument(
         "--epochs", type=int, default=None, help="total epochs (default 30; --resume: as before)"
     )
@@ -230,6 +245,7 @@ def check_resume_arguments(
         options=options,
         train_examples=args.train_examples,
         test_examples=args.test_examples,
+        modalities=args.modalities,
     )
     flags = {key: f"--{key.replace('_', '-')} " for key in conflicts} | {"model": "MODEL "}
     flags |= {key: f"{flag} " if flag.startswith("--") else f"{flag}=" for key, flag in given_by.items()}
@@ -280,6 +296,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             progress=progress,
             train_examples=args.train_examples,
             test_examples=args.test_examples,
+            modalities=args.modalities,
             **settings,
         )
     print(model)

@@ -159,6 +159,7 @@ def resume_conflicts(
     options: dict[str, Any] | None = None,
     train_examples: int | None = None,
     test_examples: int | None = None,
+    modalities: list[str] | None = None,
 ) -> dict[str, tuple[Any, Any]]:
     """The settings asked for a resumed run that differ from the run's ``config``.
 
@@ -175,6 +176,7 @@ def resume_conflicts(
         "warmup_epochs": (config["train"]["warmup_epochs"], warmup_epochs),
         "train_examples": (config["data"].get("train_examples"), train_examples),
         "test_examples": (config["data"].get("test_examples"), test_examples),
+        "modalities": (config["data"].get("modalities"), None if modalities is None else list(modalities)),
     }
     conflicts = {k: (stored, new) for k, (stored, new) in asked.items() if new is not None and stored != new}
     stored_root = config["data"].get("root")
@@ -265,6 +267,8 @@ def load_data(config: dict[str, Any]):
     else:
         train = load_dataset(data["dataset"], "train", download=data.get("download", False), **kwargs)
         test = load_dataset(data["dataset"], "test", **kwargs)
+    if data.get("modalities") is not None:  # the run reads only these modalities of the dataset
+        train, test = (d.select(data["modalities"]) for d in (train, test))
     train, test = (data_for_model(config["model"], config["options"], d) for d in (train, test))
     return _first(train, data.get("train_examples")), _first(test, data.get("test_examples"))
 
@@ -329,11 +333,13 @@ def train_run(
     progress: bool = True,
     train_examples: int | None = None,
     test_examples: int | None = None,
+    modalities: list[str] | None = None,
 ) -> tuple[ZooModel, Trainer]:
     """Train ``model`` on ``dataset`` into a new run directory.
 
     ``train_examples`` / ``test_examples``: use only the first that many examples of a split
-    (None: all; experiments' quick settings use this).
+    (None: all; experiments' quick settings use this). ``modalities``: use only these modalities of
+    the dataset (None: all of them; e.g. ``["m", "s"]`` of a trimodal dataset).
     """
     run_dir = Path(run_dir)
     # every setting is checked before any data is loaded or anything is written
@@ -355,6 +361,8 @@ def train_run(
     for key, n in (("train_examples", train_examples), ("test_examples", test_examples)):
         if n is not None:
             config["data"][key] = n
+    if modalities is not None:
+        config["data"]["modalities"] = list(modalities)
     train, test = load_data(config)
     seed_everything(seed)
     net = build_model(model, train.modalities, **config["options"]).to(dev)
@@ -433,6 +441,7 @@ def fit_run(
     progress: bool = True,
     train_examples: int | None = None,
     test_examples: int | None = None,
+    modalities: list[str] | None = None,
 ) -> ZooModel:
     """The model of ``run_dir`` trained for ``epochs``: trained afresh, resumed, or loaded if done.
 
@@ -456,6 +465,7 @@ def fit_run(
             progress=progress,
             train_examples=train_examples,
             test_examples=test_examples,
+            modalities=modalities,
         )
         return net
     config = read_config(run_dir)
@@ -468,6 +478,7 @@ def fit_run(
         "warmup_epochs": warmup_epochs,
         "train_examples": train_examples,
         "test_examples": test_examples,
+        "modalities": None if modalities is None else list(modalities),
     }
     found = {
         "model": config["model"],
@@ -475,6 +486,7 @@ def fit_run(
         "binarize": config["data"]["binarize"],
         "train_examples": config["data"].get("train_examples"),
         "test_examples": config["data"].get("test_examples"),
+        "modalities": config["data"].get("modalities"),
         **{k: config["train"][k] for k in ("batch_size", "seed", "warmup_epochs")},
     }
     stored_options = config["options"]
