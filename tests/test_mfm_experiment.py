@@ -283,6 +283,18 @@ def test_factor_swap_images_decode_the_label_of_one_example_with_the_style_of_an
             assert out[i, j, 0, 0, 1].item() == pytest.approx(style)  # the style factor of row i
 
 
+def test_swapped_pairs_decode_the_label_and_style_of_paired_examples():
+    styles = {"m": images([[0.1, 0.2], [0.3, 0.4]])}
+    labels = {"m": images([[0.5, 0.6], [0.7, 0.8]])}
+    out = plots.swapped_pairs(Factored(), styles, labels, "m")
+    assert out.shape == (2, 1, 2, 2)
+    assert out[:, 0, 0, 0].tolist() == pytest.approx([0.5, 0.7]) and out[
+        :, 0, 0, 1
+    ].tolist() == pytest.approx([0.2, 0.4])
+    with pytest.raises(ValueError, match="pairs example i"):
+        plots.swapped_pairs(Factored(), styles, {"m": images([[0.5, 0.6]])}, "m")
+
+
 def test_factor_swap_grid_draws_both_orientations_and_refuses_models_without_style_factors():
     styles = {"m": images([[0.1, 0.2], [0.3, 0.4]])}
     labels = {"m": images([[0.5, 0.6], [0.7, 0.8], [0.9, 1.0]])}

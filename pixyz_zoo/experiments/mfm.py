@@ -52,7 +52,7 @@ from pixyz_zoo.evaluation.multimodal import train_modality_classifiers
 from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
 from pixyz_zoo.experiments.multimodal_benchmark import TRIMODAL_DATASETS
 from pixyz_zoo.models import ZooModel
-from pixyz_zoo.plots.factors import factor_swap_images
+from pixyz_zoo.plots.factors import swapped_pairs
 
 #: the paper's ablation models as options of ``mfm``
 VARIANTS: dict[str, dict[str, str]] = {
@@ -122,15 +122,15 @@ PAPER_NAMES = {"m": "MNIST", "s": "SVHN"}
 
 
 def settings(ctx: ExperimentContext) -> dict[str, Any]:
-    """The experiment's settings. ``full``: 2x256 networks and 40 epochs, sized from measured step
-    costs (one torch thread: MFM 70 ms per batch of 100 on ``trimodal-mnist``, all ten image runs
-    about 30 s per epoch together) to finish in about 30 minutes on one core; ``quick``: the bundled
-    8x8 digits, minutes; ``smoke``: seconds."""
+    """The experiment's settings. ``full``: 2x256 networks and 30 epochs per image run, about 33
+    minutes on one core (a trial with one torch thread: 1,790 s of training for the eleven runs, MFM
+    351 s, 136 s for the two classifiers, 23 s of measures and figures; ``benchmarks/mfm.md``);
+    ``quick``: the bundled 8x8 digits, about 3 minutes; ``smoke``: seconds."""
     return {
         "dataset": ctx.dataset_or("trimodal-mnist", "trimodal-digits", "trimodal-digits"),
         "modalities": list(PAIRED),
         "label": LABEL,
-        "epochs": ctx.pick(40, 20, 1),
+        "epochs": ctx.pick(30, 20, 1),
         "batch_size": ctx.pick(100, 64, 64),
         "z_dim": ctx.pick(16, 16, 4),
         "style_dim": ctx.pick(16, 16, 4),
@@ -417,6 +417,7 @@ def swap_measure(
     classifiers: Mapping[str, Any],
     names: Sequence[str],
     n: int,
+    size: int = 500,
 ) -> dict[str, dict[str, float]]:
     """Factor swapping made quantitative: for each modality, the first ``n`` test examples' style
     factors ``z_a^m`` are decoded with the label factor of ``n`` other test examples (example ``i``
@@ -429,12 +430,16 @@ def swap_measure(
     partner = (order + 1) % n
     labels = data.labels[:n]
     differ = labels != labels[partner]
-    batch = {k: v[:n] for k, v in data.tensors.items()}
     out: dict[str, dict[str, float]] = {}
     for m in names:
-        images = factor_swap_images(model, batch, batch, m)  # (style i, label j)
-        swapped = images[order, partner]
-        predicted = classifiers[m].predict(swapped).cpu()
+        predicted = []
+        for start in range(0, n, size):  # in batches: memory grows with the batch, not with n
+            index = order[start : start + size]
+            styles = {k: data.tensors[k][index] for k in names}
+            labels_from = {k: data.tensors[k][partner[index]] for k in names}
+            swapped = swapped_pairs(model, styles, labels_from, m)
+            predicted.append(classifiers[m].predict(swapped).cpu())
+        predicted = torch.cat(predicted)
         out[m] = {
             "label": float((predicted[differ] == labels[partner][differ]).float().mean())
             if differ.any()
@@ -1002,7 +1007,7 @@ def reproduce_mfm(ctx: ExperimentContext) -> dict[str, Any]:
             "MM": rows["MB"]["accuracy"],
         },
     }
-    swap = swap_measure(mfm, test, classifiers, names, n)
+    swap = swap_measure(mfm, test, classifiers, names, n, size)
     # 3. missing modalities
     missing: dict[str, dict[str, Any]] = {}
     for target in names:

@@ -107,6 +107,7 @@ from pixyz_zoo.plots.factors import (  # noqa: E402
     factor_swap_images,
     gradient_contributions_figure,
     missing_modality_grid,
+    swapped_pairs,
 )
 
 __all__ += [
@@ -114,4 +115,5 @@ __all__ += [
     "factor_swap_images",
     "gradient_contributions_figure",
     "missing_modality_grid",
+    "swapped_pairs",
 ]

@@ -35,6 +35,7 @@ from pixyz_zoo.plots.multimodal import _row, _rows_figure
 __all__ = [
     "factor_swap_grid",
     "factor_swap_images",
+    "swapped_pairs",
     "gradient_contributions_figure",
     "missing_modality_grid",
 ]
@@ -65,6 +66,30 @@ def _style_latent(model: Any, modality: str) -> str:
 
 
 @torch.no_grad()
+def swapped_pairs(
+    model: Any,
+    style_batch: Mapping[str, torch.Tensor],
+    label_batch: Mapping[str, torch.Tensor],
+    modality: str,
+) -> torch.Tensor:
+    """``out[i]``: ``modality`` decoded from the label factor of example ``i`` of ``label_batch`` and
+    the generative factor ``z_a^modality`` of example ``i`` of ``style_batch`` (the mean of
+    ``p(x_m | f_y, f_a^m)``); both batches hold the same number of examples and every data modality
+    of the model (the factors are inferred from all of them)."""
+    style_latent = _style_latent(model, modality)
+    label_latent = model.discriminative_latent
+    model.distributions.eval()
+    style = model.factor_features(model.infer_latents(dict(style_batch)))
+    label = model.factor_features(model.infer_latents(dict(label_batch)))
+    if len(style[style_latent]) != len(label[label_latent]):
+        raise ValueError(
+            f"swapped_pairs pairs example i of each batch: got {len(style[style_latent])} style and "
+            f"{len(label[label_latent])} label examples; use factor_swap_images for every combination"
+        )
+    features = {style_latent: style[style_latent], label_latent: label[label_latent]}
+    return model.decode_features(features, modality).detach().cpu()
+
+
 def factor_swap_images(
     model: Any,
     style_batch: Mapping[str, torch.Tensor],
@@ -73,23 +98,17 @@ def factor_swap_images(
 ) -> torch.Tensor:
     """``out[i, j]``: ``modality`` decoded from the label factor of example ``j`` of ``label_batch``
     and the generative factor ``z_a^modality`` of example ``i`` of ``style_batch`` (the mean of
-    ``p(x_m | f_y, f_a^m)``); shape ``(styles, labels, *modality.shape)``.
+    ``p(x_m | f_y, f_a^m)``); shape ``(styles, labels, *modality.shape)``: every combination, so keep
+    the batches small (a grid); :func:`swapped_pairs` decodes pairs.
 
     Both batches hold every data modality of the model (the factors are inferred from all of them).
     """
-    style_latent = _style_latent(model, modality)
-    label_latent = model.discriminative_latent
-    model.distributions.eval()
-    style = model.factor_features(model.infer_latents(dict(style_batch)))
-    label = model.factor_features(model.infer_latents(dict(label_batch)))
-    rows, columns = len(style[style_latent]), len(label[label_latent])
-    features = {
-        # row-major: entry i * columns + j has the style of i and the label of j
-        style_latent: style[style_latent].repeat_interleave(columns, dim=0),
-        label_latent: label[label_latent].repeat(rows, *([1] * (label[label_latent].dim() - 1))),
-    }
-    decoded = model.decode_features(features, modality)
-    return decoded.reshape(rows, columns, *decoded.shape[1:]).detach().cpu()
+    rows = len(next(iter(style_batch.values())))
+    columns = len(next(iter(label_batch.values())))
+    styles = {k: v.repeat_interleave(columns, dim=0) for k, v in style_batch.items()}  # row-major:
+    labels = {k: v.repeat(rows, *([1] * (v.dim() - 1))) for k, v in label_batch.items()}  # i*C + j
+    decoded = swapped_pairs(model, styles, labels, modality)
+    return decoded.reshape(rows, columns, *decoded.shape[1:])
 
 
 def factor_swap_grid(
