@@ -38,15 +38,14 @@ nothing. The recorded full run: ``benchmarks/mfm.md``.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from pixyz_zoo import plots
-from pixyz_zoo.datasets import DATASETS, load_dataset, register_dataset
+from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.multimodal import train_modality_classifiers
 from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
@@ -158,44 +157,6 @@ def settings(ctx: ExperimentContext) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- training
-def data_view(dataset: str, modalities: Sequence[str]) -> str:
-    """The name of ``dataset`` with only ``modalities`` (``"trimodal-mnist[m,s]"``), registered while
-    a :func:`data_views` block runs: a loader that loads ``dataset`` and keeps those modalities
-    (``MultimodalDataset.select``; the class labels are kept, and the run code adds the label modality
-    ``y`` for MFM). The runs of this experiment train on such views, so that MFM's data modalities
-    are the paper's two images (the run description has no modality selection of its own)."""
-    if dataset not in DATASETS:
-        raise KeyError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
-    names = tuple(modalities)
-    name = f"{dataset}[{','.join(names)}]"
-    if name not in DATASETS:
-        base = DATASETS[dataset]
-
-        def loader(**kwargs: Any) -> MultimodalDataset:
-            return base.loader(**kwargs).select(names)
-
-        description = f"{base.description}; modalities {', '.join(names)} only"
-        register_dataset(name, description, base.offline)(loader)
-        _VIEWS.add(name)
-    return name
-
-
-#: the views :func:`data_view` registered (removed again when the :func:`data_views` block ends)
-_VIEWS: set[str] = set()
-
-
-@contextlib.contextmanager
-def data_views() -> Iterator[None]:
-    """A block in which :func:`data_view` may register views; they leave the dataset registry when it
-    ends, so that the registry lists only the registered datasets outside the experiment."""
-    try:
-        yield
-    finally:
-        for name in list(_VIEWS):
-            DATASETS.pop(name, None)
-            _VIEWS.discard(name)
-
-
 def model_options(s: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """The options every image run of ``mfm`` shares (factor sizes, networks, optimiser, decoders'
     scale, the weights of eq. 4) plus ``extra`` (e.g. an ablation's factors)."""
@@ -233,9 +194,11 @@ def fit(
     registered: str,
     dataset: str,
     options: Mapping[str, Any],
+    modalities: Sequence[str] | None = None,
     sequences: bool = False,
 ) -> ZooModel:
-    """Train (or load) the run ``OUT/runs/key`` of ``registered`` on ``dataset`` with ``options``."""
+    """Train (or load) the run ``OUT/runs/key`` of ``registered`` on ``dataset`` (only its
+    ``modalities`` when given) with ``options``."""
     prefix = "sequence_" if sequences else ""
     return ctx.fit(
         key,
@@ -245,34 +208,24 @@ def fit(
         batch_size=s["batch_size"],
         train_examples=s[f"{prefix}train_examples"],
         test_examples=s[f"{prefix}test_examples"],
+        modalities=None if modalities is None else list(modalities),
         options=dict(options),
     )
 
 
 def train_models(ctx: ExperimentContext, s: Mapping[str, Any]) -> dict[str, ZooModel]:
-    """Every run, by label: the ablation variants (``MA`` .. ``MFM``, on ``m`` and ``s``), the purely
-    discriminative network on each single modality (``MB[m]``, ``MB[s]``), the translation baselines
-    (``translation[s->m]``, ``translation[m->s]``) and MFM with LSTM networks on the sequences
-    (``MFM-lstm``). Each run has its own directory ``OUT/runs/KEY`` (a finished run is loaded)."""
-    with data_views():
-        return _train_models(ctx, s)
-
-
-def _train_models(ctx: ExperimentContext, s: Mapping[str, Any]) -> dict[str, ZooModel]:
+    """Every run, by label: the ablation variants (``MA`` .. ``MFM``, reading ``m`` and ``s`` of the
+    dataset; the run code adds the label ``y``), the purely discriminative network on each single
+    modality (``MB[m]``, ``MB[s]``), the translation baselines (``translation[s->m]``,
+    ``translation[m->s]``) and MFM with LSTM networks on the sequences (``MFM-lstm``). Each run has
+    its own directory ``OUT/runs/KEY`` (a finished run is loaded)."""
     names = list(s["modalities"])
-    paired = data_view(s["dataset"], names)
     models: dict[str, ZooModel] = {}
     for label, options in VARIANTS.items():
-        models[label] = fit(ctx, s, label, "mfm", paired, model_options(s, **options))
+        models[label] = fit(ctx, s, label, "mfm", s["dataset"], model_options(s, **options), names)
     for m in names:
-        models[f"MB[{m}]"] = fit(
-            ctx,
-            s,
-            f"MB-{m}",
-            "mfm",
-            data_view(s["dataset"], [m]),
-            model_options(s, **VARIANTS["MB"]),
-        )
+        options = model_options(s, **VARIANTS["MB"])
+        models[f"MB[{m}]"] = fit(ctx, s, f"MB-{m}", "mfm", s["dataset"], options, [m])
     for target in names:
         observed = [m for m in names if m != target]
         options = {
@@ -284,9 +237,8 @@ def _train_models(ctx: ExperimentContext, s: Mapping[str, Any]) -> dict[str, Zoo
             "decoder_scale": s["decoder_scale"],
         }
         key = f"translation[{','.join(observed)}->{target}]"
-        models[key] = fit(
-            ctx, s, f"translation-{'-'.join(observed)}-to-{target}", "translation", paired, options
-        )
+        run = f"translation-{'-'.join(observed)}-to-{target}"
+        models[key] = fit(ctx, s, run, "translation", s["dataset"], options, names)
     models["MFM-lstm"] = fit(
         ctx, s, "MFM-lstm", "mfm", s["sequence_dataset"], sequence_options(s), sequences=True
     )
