@@ -813,8 +813,9 @@ def render_report(results: Mapping[str, Any]) -> str:
                 ],
                 digits=4,
             )
-            + "\n\n"
-            + image("contributions over time", figures.get("contributions")),
+            + "\n\nThe gradient-based contribution is taken with respect to `f_y` whitened over the "
+            "test sequences (`gradient_contributions`' default), so that directions `f_y` never takes "
+            "do not count.\n\n" + image("contributions over time", figures.get("contributions")),
             "## Findings\n\n" + "\n".join(f"- {f}" for f in findings),
             details(
                 "Errors and measures not taken",
@@ -1061,6 +1062,7 @@ def reproduce_mfm(ctx: ExperimentContext) -> dict[str, Any]:
             sequences["ratios"],
             sequences["informative"],
             highlight=sequences["label_steps"],
+            ylabel="||d x_hat_m[t] / d f_y||, f_y whitened",
         ),
     )
     results["figures"] = figures

@@ -227,12 +227,14 @@ def gradient_contributions_figure(
     informative: str | None = None,
     highlight: Sequence[bool] | None = None,
     title: str | None = None,
+    ylabel: str = "||d x_hat_m[t] / d f_y||",
 ) -> Figure:
     """The paper's interpretation (sec. 4): right, the gradient-based contribution of the label factor
     to each generated modality at each time step (``contributions[m]``: (T,) or (N, T), averaged over
     N); left (when ``ratios`` is given), the information-based ratio of each modality. The modality
     made most informative by construction (``informative``) is marked in both panels; the time steps
-    where ``highlight`` is true (e.g. those where the label acts, by construction) are shaded."""
+    where ``highlight`` is true (e.g. those where the label acts, by construction) are shaded;
+    ``ylabel`` names the contribution (e.g. with respect to the whitened factor)."""
     if not contributions:
         raise ValueError("gradient_contributions_figure needs the contributions of at least one modality")
     series = {m: _series(v) for m, v in contributions.items()}
@@ -281,7 +283,7 @@ def gradient_contributions_figure(
                 ax.axvspan(t - 0.5, t + 0.5, color="0.9", zorder=0, lw=0)
         ax.plot([], [], color="0.85", lw=6, label="steps where the label acts")
     ax.set_xlabel("time step t")
-    ax.set_ylabel("||d x_hat_m[t] / d f_y||")
+    ax.set_ylabel(ylabel)
     ax.set_title("gradient-based contribution of the label factor over time", fontsize="medium")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
