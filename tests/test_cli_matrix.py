@@ -246,7 +246,7 @@ def test_a_figure_that_cannot_be_drawn_is_reported_and_the_metrics_kept(
     monkeypatch.setattr(plots, "save_figure", save_checking_metrics)
     run = tmp_path / "run"
     args = ["train", "mvae", "--dataset", "digits", "--out", str(run), "--no-progress", *SMALL]
-    assert main([*args, "--iw-samples", "3", *option_args(TINY)]) == 0
+    assert main([*args, "--iw-samples", "3", *option_args(tiny_options("mvae"))]) == 0
     err = capsys.readouterr().err
     assert "warning: figure samples_x not drawn (ValueError: cannot draw this in the test)" in err
     assert "warning: figure samples_y not drawn" in err
