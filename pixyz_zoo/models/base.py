@@ -288,6 +288,15 @@ class ZooModel(Model):
                 )
         return inputs
 
+    def default_targets(self) -> list[str]:
+        """What :meth:`generate` produces when no ``targets`` are named: every modality."""
+        return list(self.modalities)
+
+    def check_targets(self, targets: Sequence[str]) -> list[str]:
+        """``targets`` as a list when the model can generate each of them (here: any of its
+        modalities); a model that generates only some of them refuses the others, saying why."""
+        return self._check_given(targets)
+
     @torch.no_grad()
     def decode(
         self,
@@ -302,7 +311,7 @@ class ZooModel(Model):
         self.distributions.eval()
         latents = self.complete_latents(latents)
         out = {}
-        for target in self._check_given(targets):
+        for target in self.check_targets(targets):
             factor = self.generative.graph.distribution(target)
             out[target] = factor.sample_mean(
                 self._decoder_inputs(factor, latents, {**(conditions or {}), **out})
@@ -344,7 +353,7 @@ class ZooModel(Model):
         self, target: str, latents: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         """``log p(target|latents)`` per row (rows of ``latents``; the batch is repeated to match)."""
-        (target,) = self._check_given([target])
+        (target,) = self.check_targets([target])
         decoder = self.generative.graph.distribution(target)
         inputs = self._decoder_inputs(decoder, latents, batch)
         rows = len(next(iter(latents.values())))
@@ -366,7 +375,7 @@ class ZooModel(Model):
         The latent is sampled from ``q(z|given)`` (or ``p(z)``), then each target is the mean of
         ``p(target|z)``. This is the one cross-modal generation path of the zoo.
         """
-        targets = list(self.modalities if targets is None else targets)
+        targets = self.check_targets(self.default_targets() if targets is None else targets)
         given = self._check_given(given)
         if given and not sample_latent:
             latents = self.encode(batch if batch is not None else {}, given)

@@ -94,7 +94,10 @@ class ConditionalModel(ZooModel):
     def __str__(self) -> str:
         return with_subset_inference(super().__str__(), self, [[self.condition]])
 
-    def _check_targets(self, targets: Sequence[str]) -> list[str]:
+    def default_targets(self) -> list[str]:
+        return [self.target]
+
+    def check_targets(self, targets: Sequence[str]) -> list[str]:
         targets = self._check_given(targets)
         if self.condition in targets:
             raise ValueError(
@@ -139,38 +142,11 @@ class ConditionalModel(ZooModel):
         self.distributions.eval()
         return prior.sample(batch_n=n * n_samples, return_all=False)
 
-    def decode(
-        self,
-        latents: dict[str, torch.Tensor],
-        targets: Sequence[str],
-        conditions: dict[str, torch.Tensor] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        return super().decode(latents, self._check_targets(targets), conditions)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        batch: dict[str, torch.Tensor] | None = None,
-        given: Sequence[str] = (),
-        targets: Sequence[str] | None = None,
-        n: int | None = None,
-        sample_latent: bool = True,
-    ) -> dict[str, torch.Tensor]:
-        """Generate the target (the default and only possible ``targets``) from ``given``."""
-        targets = self._check_targets([self.target] if targets is None else targets)
-        return super().generate(batch, given, targets, n, sample_latent)
-
     def reconstruct(
         self, batch: dict[str, torch.Tensor], sample_latent: bool = False
     ) -> dict[str, torch.Tensor]:
         """The target decoded from ``q(z|t,c)`` (the condition is not generated)."""
         return self.generate(batch, given=list(self.modalities), sample_latent=sample_latent)
-
-    def log_likelihood(
-        self, target: str, latents: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
-    ) -> torch.Tensor:
-        (target,) = self._check_targets([target])
-        return super().log_likelihood(target, latents, batch)
 
 
 class CVAE(ConditionalModel):

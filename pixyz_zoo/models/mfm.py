@@ -498,17 +498,9 @@ class MFM(ZooModel):
         features = self.factor_features(latents)
         return {t: self.decode_features(features, t) for t in targets}
 
-    def generate(
-        self,
-        batch: dict[str, torch.Tensor] | None = None,
-        given: Sequence[str] = (),
-        targets: Sequence[str] | None = None,
-        n: int | None = None,
-        sample_latent: bool = True,
-    ) -> dict[str, torch.Tensor]:
-        """Generate ``targets`` (default: every generated modality and the label) from ``given``."""
-        targets = list(self.decoders) if targets is None else list(targets)
-        return super().generate(batch, given, targets, n=n, sample_latent=sample_latent)
+    def default_targets(self) -> list[str]:
+        """Every generated modality and the label (MA, MB generate the label only)."""
+        return list(self.decoders)
 
     def reconstruct(
         self, batch: dict[str, torch.Tensor], sample_latent: bool = False

@@ -129,7 +129,10 @@ class Translation(ZooModel):
         )
 
     # ------------------------------------------------------------------ the zoo's surface
-    def _check_targets(self, targets: Sequence[str]) -> list[str]:
+    def default_targets(self) -> list[str]:
+        return [self.target]
+
+    def check_targets(self, targets: Sequence[str]) -> list[str]:
         targets = self._check_given(targets)
         others = [m for m in targets if m != self.target]
         if others:
@@ -160,38 +163,11 @@ class Translation(ZooModel):
         self.inference_for(given)  # there is no prior: the observed modalities must be given
         return super().sample_latents(batch, given, n_samples, n)
 
-    def decode(
-        self,
-        latents: dict[str, torch.Tensor],
-        targets: Sequence[str],
-        conditions: dict[str, torch.Tensor] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        return super().decode(latents, self._check_targets(targets), conditions)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        batch: dict[str, torch.Tensor] | None = None,
-        given: Sequence[str] = (),
-        targets: Sequence[str] | None = None,
-        n: int | None = None,
-        sample_latent: bool = True,
-    ) -> dict[str, torch.Tensor]:
-        """The target (the default and only possible ``targets``) from the observed modalities."""
-        targets = self._check_targets([self.target] if targets is None else targets)
-        return super().generate(batch, given, targets, n, sample_latent)
-
     def reconstruct(
         self, batch: dict[str, torch.Tensor], sample_latent: bool = False
     ) -> dict[str, torch.Tensor]:
         """The target translated from the observed modalities (the observed ones are not generated)."""
         return self.generate(batch, given=self.observed, sample_latent=sample_latent)
-
-    def log_likelihood(
-        self, target: str, latents: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
-    ) -> torch.Tensor:
-        (target,) = self._check_targets([target])
-        return super().log_likelihood(target, latents, batch)
 
     @torch.no_grad()
     def test_metrics(self, data: MultimodalDataset, batch_size: int = 100) -> dict[str, Any]:
