@@ -877,12 +877,8 @@ def classifiers_for(
         seed=ctx.seed,
         modalities=s["modalities"],
     )
-    n = min(s["n_test"], len(test))
-    acc = {
-        m: float((c.predict(test.tensors[m][:n]).cpu() == test.labels[:n]).float().mean())
-        for m, c in classifiers.items()
-    }
-    return classifiers, acc
+    shown = test.subset(slice(0, min(s["n_test"], len(test))))
+    return classifiers, {m: c.accuracy(shown) for m, c in classifiers.items()}
 
 
 def measure_sequences(

@@ -197,10 +197,7 @@ def prepare(
     classifiers = train_modality_classifiers(
         train, cache_dir=ctx.out / "classifiers", epochs=s["classifier_epochs"], seed=ctx.seed
     )
-    accuracy = {
-        m: float((c.predict(test.tensors[m]).cpu() == test.labels).float().mean())
-        for m, c in classifiers.items()
-    }
+    accuracy = {m: c.accuracy(test) for m, c in classifiers.items()}
     ctx.log(f"classifiers' test accuracy on real data: {accuracy}")
     return train, test, dimension_weights(train.modalities), classifiers, accuracy
 
