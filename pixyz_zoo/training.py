@@ -337,7 +337,7 @@ class Trainer:
             total, count = total + loss * n, count + n
             bar.set_postfix(loss=f"{total / count:.3f}")
         bar.close()
-        record = {"epoch": self.epoch + 1, "train_loss": total / count}
+        record = {"epoch": self.epoch + 1, "train_loss": total / count, **self.model.epoch_metrics()}
         if self.test_data is not None:
             record["test_loss"] = self.test_loss()
         record["seconds"] = time.perf_counter() - start

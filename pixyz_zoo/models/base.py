@@ -396,6 +396,11 @@ class ZooModel(Model):
         """``n`` unconditional samples (decoder means at latents drawn from the prior)."""
         return self.generate(given=(), n=n)
 
+    def epoch_metrics(self) -> dict[str, float]:
+        """Training metrics of the model's own kind over the epoch that ends (e.g. a discriminator's
+        loss), added to the epoch's record in ``metrics.json``; the model resets them here (none here)."""
+        return {}
+
     def test_metrics(self, data: Any) -> dict[str, float]:
         """Metrics of the model's own kind on the test split, added to the run's evaluation (none here)."""
         return {}
