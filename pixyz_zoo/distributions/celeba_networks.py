@@ -14,7 +14,9 @@ networks' outputs.
 - decoders, Gaussian with mean ``Tanh(f_mu(f_MLP(z)))`` and every variance fixed to 1:
   ``p(x|z)``: ``D4096R-DC256BR-DC128BR-DC64BR`` then ``DC3``
   (:func:`celeba_image_decoder_net`), ``p(w|z)``: ``D4096R-D512BR`` then ``D40``
-  (:func:`celeba_attribute_decoder_net`).
+  (:func:`celeba_attribute_decoder_net`);
+- JMVAE-GAN's discriminator (sec. 4.6.3): ``C64R-C128BR-C256BR-C256BR-F-D1024R-D1S``
+  (:class:`DiscriminatorNet`, outputting the logit; smaller images get the same pattern, shorter).
 
 Zoo conventions: an encoder network outputs ``2 * z_dim`` features (the two ``D{z_dim}`` heads
 side by side: mean, then the pre-softplus scale of :class:`GaussianEncoder`); a decoder network
@@ -210,3 +212,74 @@ def celeba_decoder_network(modality: Modality, in_dim: int, out_channels: int = 
         return celeba_image_decoder_net(in_dim, modality.shape, tanh)
     net = celeba_attribute_decoder_net(in_dim, modality.dim, tanh)
     return nn.Sequential(*net, nn.Unflatten(1, modality.shape)) if len(modality.shape) > 1 else net
+
+
+# ---------------------------------------------------------------------- JMVAE-GAN's discriminator
+DISCRIMINATOR_HIDDEN = 1024  # D1024R
+
+
+class DiscriminatorNet(nn.Module):
+    """The JMVAE paper's GAN discriminator ``C64R-C128BR-C256BR-C256BR-F-D1024R-D1S`` (sec. 4.6.3).
+
+    ``forward(x)`` returns one logit per image, shape ``(N,)``: the paper's ``D1S`` is ``D1`` then
+    a sigmoid, and the sigmoid belongs to the loss (binary cross-entropy with logits).
+    ``features(x)`` is the flattened output of the last convolutional block (``C256BR``), the
+    layer ``Dis_l`` whose features VAE-GAN's feature-matching reconstruction compares (Larsen et
+    al. 2016, eq. 8).
+
+    32x32 and 64x64 images (square, side a multiple of 16) with the default widths get exactly the
+    paper's network (its body is :class:`CelebAImageBody`). Other sizes get the same pattern with
+    as many of the stride-2 ``4x4`` convolutions as keep both sides of the feature map at 2 pixels
+    or more (8x8 digits: ``C64R-C128BR``, 4x4 -> 2x2; 28x28 MNIST: ``C64R-C128BR-C256BR``, down to
+    3x3); images under 4x4 pixels are refused. ``channels`` and ``hidden`` change the widths (the
+    defaults are the paper's).
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = IMAGE_SHAPE,
+        channels: Sequence[int] = CONV_CHANNELS,
+        hidden: int = DISCRIMINATOR_HIDDEN,
+    ) -> None:
+        super().__init__()
+        if len(image_shape) != 3:
+            raise ValueError(f"the discriminator takes images (channels, height, width), got shape {image_shape}")
+        c, h, w = (int(s) for s in image_shape)
+        channels = [int(ch) for ch in channels]
+        if not channels or min(channels) < 1 or hidden < 1:
+            raise ValueError(f"the discriminator needs positive widths, got channels={channels}, hidden={hidden}")
+        paper = h == w and h % 16 == 0 and h >= 16 and channels == list(CONV_CHANNELS)
+        if paper:
+            self.body: nn.Sequential = CelebAImageBody(image_shape)
+            out_features = self.body.out_features
+        else:
+            layers: list[nn.Module] = []
+            last = c
+            for i, ch in enumerate(channels):
+                if min(h, w) // 2 < 2:
+                    break
+                layers += _conv(last, ch, batch_norm=i > 0)
+                h, w, last = h // 2, w // 2, ch
+            if not layers:
+                raise ValueError(
+                    f"the discriminator's stride-2 convolutions need images of at least 4x4 pixels, got "
+                    f"shape {tuple(image_shape)}; use a dataset with larger images"
+                )
+            self.body = nn.Sequential(*layers, nn.Flatten())
+            out_features = last * h * w
+        self.head = nn.Sequential(*_dense(out_features, hidden, False), nn.Linear(hidden, 1))
+        convs = [m.out_channels for m in self.body if isinstance(m, nn.Conv2d)]
+        self.spec = "-".join(
+            [f"C{ch}{'BR' if i else 'R'}" for i, ch in enumerate(convs)] + ["F", f"D{hidden}R", "D1S"]
+        )
+        self.image_shape = (int(image_shape[0]), int(image_shape[1]), int(image_shape[2]))
+        self.feature_dim = out_features
+        self.paper_network = paper
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``Dis_l(x)``: the last convolutional block's output, flattened, shape ``(N, feature_dim)``."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logit of "real" per image, shape ``(N,)`` (``sigmoid`` of it is the paper's ``D1S``)."""
+        return self.head(self.body(x)).squeeze(-1)

@@ -17,6 +17,7 @@ from pixyz_zoo.models.distilled import DistilledMultimodalVAE
 from pixyz_zoo.models.hierarchical_jmvae import HierarchicalJMVAE
 from pixyz_zoo.models.iterative import IterativeVAE, RefinedVAE
 from pixyz_zoo.models.jmvae import JMVAE, JMVAEKL, MVAE, TELBO
+from pixyz_zoo.models.jmvae_gan import JMVAEGAN
 from pixyz_zoo.models.mfm import MFM
 from pixyz_zoo.models.mixtures import MMVAE, MoPoE
 from pixyz_zoo.models.mvtcae import MVTCAE
@@ -33,6 +34,7 @@ MODELS: dict[str, type[ZooModel]] = {
         FactorVAE,
         JMVAE,
         JMVAEKL,
+        JMVAEGAN,
         TELBO,
         MVAE,
         HierarchicalJMVAE,
@@ -213,6 +215,7 @@ __all__ = [
     "CVAE",
     "JMVAE",
     "JMVAEKL",
+    "JMVAEGAN",
     "MODELS",
     "MMVAE",
     "MVAE",

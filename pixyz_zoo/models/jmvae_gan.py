@@ -1,0 +1,252 @@
+r"""JMVAE-GAN: JMVAE-kl whose image decoder is also a GAN's generator (Suzuki & Matsuo, sec. 4.6.3).
+
+The JMVAE paper trains JMVAE-kl on CelebA "together with a GAN's loss, regarding the network of
+``p(x|z)`` as the generator, the same method as the VAE-GAN model" (sec. 4.6.3, following Larsen
+et al. 2016, "Autoencoding beyond pixels using a learned similarity metric"), with the
+discriminator ``C64R-C128BR-C256BR-C256BR-F-D1024R-D1S``
+(:class:`~pixyz_zoo.distributions.celeba_networks.DiscriminatorNet`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from pixyz.losses import Expectation as E
+from pixyz.losses import KullbackLeibler, LogProb, Parameter
+
+from pixyz_zoo.distributions.celeba_networks import CONV_CHANNELS, DISCRIMINATOR_HIDDEN, DiscriminatorNet
+from pixyz_zoo.losses import sum_losses
+from pixyz_zoo.losses.gan import AdversarialGeneratorLoss, FeatureLogLikelihood
+from pixyz_zoo.modalities import Modality
+from pixyz_zoo.models.base import NonFiniteLossError, ZooModel
+from pixyz_zoo.models.jmvae import (
+    JMVAEKL,
+    check_groups,
+    check_likelihood_weights,
+    check_multimodal,
+    weighted_negative_elbo,
+)
+
+#: Datasets of the zoo with one image modality beside other modalities (named in errors).
+IMAGE_DATASETS = "attribute-shapes, celeba, digits, attribute-digits, mnist-10k or attribute-mnist"
+
+
+def adversarial_image(modalities: dict[str, Modality], image: str | None, model: str) -> str:
+    """The image modality the GAN generates: ``image``, or the data's only image modality."""
+    images = [name for name, m in modalities.items() if m.is_image]
+    if image is not None:
+        if image not in modalities:
+            raise KeyError(f"image={image!r} is not a modality; the data has {sorted(modalities)}")
+        if image not in images:
+            raise ValueError(
+                f"image={image!r} has shape {modalities[image].shape}, not an image (channels, height, "
+                f"width); the data's image modalities are {images or 'none'}"
+            )
+        return image
+    if not images:
+        shapes = {name: m.shape for name, m in modalities.items()}
+        raise ValueError(
+            f"{model} trains its image decoder p(x|z) as a GAN's generator, but the data has no image "
+            f"modality (shapes {shapes}); use a dataset with an image and other modalities: "
+            f"{IMAGE_DATASETS}"
+        )
+    if len(images) > 1:
+        raise ValueError(
+            f"{model} generates one image modality adversarially and the data has {len(images)}: "
+            f"{images}; choose one with the option image (e.g. -o image={images[-1]})"
+        )
+    return images[0]
+
+
+class JMVAEGAN(JMVAEKL):
+    r"""JMVAE-GAN: the negated JMVAE-kl bound (eq. 10) plus ``gamma`` times a GAN generator loss.
+
+    Loss, per example: ``-L_JMkl(x,w) + gamma [-E_{sg[q](z|x,w)} log D(\bar{x}(z))
+    - E_{p(z)} log D(\bar{x}(z))]``, where ``\bar{x}(z)`` is the image decoder's mean and ``D``
+    the discriminator (:mod:`pixyz_zoo.losses.gan`): VAE-GAN's two kinds of fake (reconstructions
+    from ``q(z|x,w)`` and decodes of prior samples), the non-saturating generator loss, no
+    adversarial gradient to the encoder (``sg``: stop-gradient). ``gamma`` is a ``Parameter``
+    symbol (not warmed up).
+
+    ``reconstruction="pixel"`` (default): the JMVAE-kl bound unchanged, the image's pixel
+    likelihood ``log p(x|z)`` in it. ``reconstruction="feature"``: VAE-GAN's learned similarity,
+    ``log p(x|z)`` replaced by ``log N(Dis_l(x); Dis_l(\bar{x}(z)), I)`` on the discriminator's
+    last convolutional features (Larsen et al. 2016, eq. 8); the other modalities keep theirs.
+
+    Each training step is the model's Adam step on this loss (the discriminator fixed), then one
+    Adam step of the discriminator (``discriminator_lr``, betas (0.5, 0.999) as DCGAN) on its
+    cross-entropy: data labelled 1, both kinds of fake labelled 0. ``image`` names the modality
+    generated adversarially (default: the data's only image modality). ``discriminator_channels``
+    and ``discriminator_hidden`` default to the paper's widths.
+    """
+
+    name = "jmvae-gan"
+    description = (
+        "JMVAE-GAN (Suzuki et al. 2017, sec. 4.6.3; VAE-GAN, Larsen et al. 2016): JMVAE-kl plus gamma x "
+        "a GAN's non-saturating generator loss on the image decoder; the discriminator takes its own step"
+    )
+
+    def __init__(
+        self,
+        modalities: dict[str, Modality],
+        z_dim: int = 64,
+        hidden: Sequence[int] = (512, 512),
+        arch: str = "mlp",
+        decoder_scale: str | float | None = None,
+        beta: float = 1.0,
+        alpha: float = 1.0,
+        gamma: float = 1.0,
+        reconstruction: Literal["pixel", "feature"] = "pixel",
+        image: str | None = None,
+        discriminator_channels: Sequence[int] = CONV_CHANNELS,
+        discriminator_hidden: int = DISCRIMINATOR_HIDDEN,
+        discriminator_lr: float = 1e-4,
+        groups: list[list[str]] | None = None,
+        likelihood_weights: dict[str, float] | None = None,
+        lr: float = 1e-3,
+        clip_grad_norm: float | None = None,
+    ) -> None:
+        if reconstruction not in ("pixel", "feature"):
+            raise ValueError(f"reconstruction must be 'pixel' or 'feature', got {reconstruction!r}")
+        if discriminator_lr <= 0:
+            raise ValueError(f"discriminator_lr must be > 0, got {discriminator_lr}")
+        modalities = check_multimodal(modalities, self.name)
+        self.image = adversarial_image(modalities, image, self.name)
+        self.discriminator = DiscriminatorNet(
+            modalities[self.image].shape, discriminator_channels, discriminator_hidden
+        )
+        modalities = self.build_common(modalities, z_dim, hidden, arch, decoder_scale)
+        weights = check_likelihood_weights(likelihood_weights, modalities)
+        self.build_groups(modalities, check_groups(modalities, groups), z_dim, arch, hidden)
+        self.beta, self.alpha, self.gamma, self.likelihood_weights = beta, alpha, gamma, weights
+        self.reconstruction = reconstruction
+        decoders = list(self.decoders.values())
+        beta_ = Parameter("beta")
+        if reconstruction == "pixel":  # eq. (10)'s bound as JMVAE-kl has it
+            bound = weighted_negative_elbo(self.q, decoders, self.prior, beta_, weights)
+        else:  # the image's likelihood on the discriminator's features (VAE-GAN eq. 8)
+            self.feature_likelihood = FeatureLogLikelihood(self.decoders[self.image], self.discriminator)
+            terms = []
+            for name, decoder in self.decoders.items():
+                term = self.feature_likelihood if name == self.image else LogProb(decoder)
+                weight = weights.get(name, 1.0)
+                terms.append(term if weight == 1.0 else weight * term)
+            bound = E(self.q, -sum_losses(terms)) + beta_ * KullbackLeibler(self.q, self.prior)
+        to_groups = sum_losses([KullbackLeibler(self.q, q_group) for q_group in self.group_inference.values()])
+        self.adversarial = AdversarialGeneratorLoss(
+            self.q, self.decoders[self.image], self.prior, self.discriminator
+        )
+        loss = (bound + Parameter("alpha") * to_groups + Parameter("gamma") * self.adversarial).mean()
+        ZooModel.__init__(
+            self,
+            loss,
+            distributions=self.trained_distributions(),
+            modalities=modalities,
+            generative=self.generative_model(),
+            inference=self.q,
+            hyperparameters={"beta": beta, "alpha": alpha, "gamma": gamma},
+            annealed={"beta"},
+            lr=lr,
+            clip_grad_norm=clip_grad_norm,
+            config=dict(
+                z_dim=z_dim,
+                hidden=list(hidden),
+                arch=arch,
+                decoder_scale=decoder_scale,
+                beta=beta,
+                alpha=alpha,
+                gamma=gamma,
+                reconstruction=reconstruction,
+                image=image,
+                discriminator_channels=[int(c) for c in discriminator_channels],
+                discriminator_hidden=discriminator_hidden,
+                discriminator_lr=discriminator_lr,
+                groups=self.group_config(),
+                likelihood_weights=weights or None,
+            ),
+        )
+        self.discriminator_optimizer = torch.optim.Adam(
+            self.discriminator.parameters(), lr=discriminator_lr, betas=(0.5, 0.999)
+        )
+        self._reset_epoch_metrics()
+
+    def __str__(self) -> str:
+        """The JMVAE-kl printout plus the discriminator and the loss it is trained on."""
+        x = rf"\bar{{{self.image}}}"
+        section = (
+            f"Discriminator (its own Adam step after each model step):\n  D({self.image}): "
+            f"{self.discriminator.spec} (sigmoid of a logit)\n  its loss: -log D({self.image}) "
+            f"- E_sg[q](z|...)[log(1 - D({x}(z)))] - E_p(z)[log(1 - D({x}(z)))]\n"
+        )
+        text = super().__str__()
+        anchor = "Loss function:"
+        return text.replace(anchor, section + anchor, 1) if anchor in text else text + section
+
+    # ------------------------------------------------------------------ training
+    def train(self, train_x_dict: dict | None = None, **kwargs) -> torch.Tensor:
+        """The model's step (the discriminator fixed), then one step of the discriminator."""
+        x_dict = train_x_dict or {}
+        self.discriminator.train()
+        self.discriminator.requires_grad_(False)  # its gradient is not needed for the model's step
+        try:
+            loss = super().train(x_dict, **kwargs)
+        finally:
+            self.discriminator.requires_grad_(True)
+        self.discriminator_optimizer.zero_grad()
+        discriminator_loss, generator_loss = self.adversarial.discriminator_terms(x_dict)
+        if not torch.isfinite(discriminator_loss):
+            raise NonFiniteLossError(f"the discriminator's loss is {float(discriminator_loss.detach())}")
+        discriminator_loss.backward()
+        self.discriminator_optimizer.step()
+        self._discriminator_sum += float(discriminator_loss.detach())
+        self._generator_sum += float(generator_loss)
+        self._steps += 1
+        return loss
+
+    def test_step(self, batch: dict[str, torch.Tensor]) -> float:
+        """The test loss, with the discriminator in evaluation mode (its batch statistics untouched)."""
+        training = self.discriminator.training
+        self.discriminator.eval()
+        try:
+            return super().test_step(batch)
+        finally:
+            self.discriminator.train(training)
+
+    def _reset_epoch_metrics(self) -> None:
+        self._discriminator_sum, self._generator_sum, self._steps = 0.0, 0.0, 0
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Means over the epoch's steps of the discriminator's loss (``3 ln 2`` at chance) and of
+        the generator's adversarial loss on the same fakes, before the discriminator's step."""
+        if not self._steps:
+            return {}
+        metrics = {
+            "discriminator_loss": self._discriminator_sum / self._steps,
+            "generator_adversarial_loss": self._generator_sum / self._steps,
+        }
+        self._reset_epoch_metrics()
+        return metrics
+
+    # ------------------------------------------------------------------ device and state
+    def to(self, device: torch.device | str) -> JMVAEGAN:
+        super().to(device)
+        self.discriminator.to(device)
+        return self
+
+    def state(self) -> dict:
+        return {
+            **super().state(),
+            "discriminator": self.discriminator.state_dict(),
+            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.discriminator.load_state_dict(state["discriminator"])
+        if "discriminator_optimizer" in state:
+            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+
+
+__all__ = ["JMVAEGAN", "adversarial_image"]
