@@ -1,5 +1,6 @@
 """Fake raw files in the published formats (test helper): MNIST idx files and SVHN ``.mat`` files
-holding random images whose first pixel encodes the label, so tests can check the pairing."""
+holding random images whose first pixel encodes the label, so tests can check the pairing; a tiny
+CelebA folder (JPEGs, attribute and partition files)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,44 @@ def write_mnist_svhn(
         {"X": images_s.transpose(2, 3, 1, 0), "y": np.where(labels_s == 0, 10, labels_s)[:, None]},  # 0 is 10
     )
     return {"labels_m": labels_m, "labels_s": labels_s, "images_s": images_s}
+
+
+# ---------------------------------------------------------------------- CelebA
+CELEBA_ATTRIBUTES = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Bald", "Eyeglasses", "Male", "Smiling"]
+RED, BLUE = (220, 20, 20), (20, 20, 220)
+
+
+def face(width: int = 178, height: int = 218, crop: int = 148) -> np.ndarray:
+    """Red inside the centred crop box, blue outside it."""
+    array = np.empty((height, width, 3), dtype=np.uint8)
+    array[:] = BLUE
+    side = min(crop, width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    array[top : top + side, left : left + side] = RED
+    return array
+
+
+def write_celeba(
+    root: Path, n: int = 9, partition: list[int] | None = None, sizes=None
+) -> tuple[np.ndarray, list[str]]:
+    """A tiny CelebA folder: ``n`` JPEGs, the attribute and partition files."""
+    from PIL import Image
+
+    folder = root / "celeba"
+    (folder / "img_align_celeba").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    values = rng.choice([-1, 1], size=(n, len(CELEBA_ATTRIBUTES)))
+    partition = partition or [i % 3 for i in range(n)]
+    names = [f"{i + 1:06d}.jpg" for i in range(n)]
+    for i, name in enumerate(names):
+        width, height = sizes[i] if sizes else (178, 218)
+        Image.fromarray(face(width, height)).save(
+            folder / "img_align_celeba" / name, quality=95, subsampling=0
+        )
+    lines = [str(n), " ".join(CELEBA_ATTRIBUTES)]
+    lines += [f"{name} " + " ".join(f"{v:2d}" for v in row) for name, row in zip(names, values, strict=True)]
+    (folder / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    (folder / "list_eval_partition.txt").write_text(
+        "\n".join(f"{name} {p}" for name, p in zip(names, partition, strict=True)) + "\n"
+    )
+    return values, names

@@ -22,45 +22,8 @@ from pixyz_zoo.distributions.celeba_networks import (
 )
 from pixyz_zoo.evaluation.editing import edit_attributes
 from pixyz_zoo.modalities import Modality
-
-NAMES = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Bald", "Eyeglasses", "Male", "Smiling"]
-RED, BLUE = (220, 20, 20), (20, 20, 220)
-
-
-def face(width: int = 178, height: int = 218, crop: int = 148) -> np.ndarray:
-    """Red inside the centred crop box, blue outside it."""
-    array = np.empty((height, width, 3), dtype=np.uint8)
-    array[:] = BLUE
-    side = min(crop, width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    array[top : top + side, left : left + side] = RED
-    return array
-
-
-def write_celeba(
-    root: Path, n: int = 9, partition: list[int] | None = None, sizes=None
-) -> tuple[np.ndarray, list[str]]:
-    """A tiny CelebA folder: ``n`` JPEGs, the attribute and partition files."""
-    from PIL import Image
-
-    folder = root / "celeba"
-    (folder / "img_align_celeba").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    values = rng.choice([-1, 1], size=(n, len(NAMES)))
-    partition = partition or [i % 3 for i in range(n)]
-    names = [f"{i + 1:06d}.jpg" for i in range(n)]
-    for i, name in enumerate(names):
-        width, height = sizes[i] if sizes else (178, 218)
-        Image.fromarray(face(width, height)).save(
-            folder / "img_align_celeba" / name, quality=95, subsampling=0
-        )
-    lines = [str(n), " ".join(NAMES)]
-    lines += [f"{name} " + " ".join(f"{v:2d}" for v in row) for name, row in zip(names, values, strict=True)]
-    (folder / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
-    (folder / "list_eval_partition.txt").write_text(
-        "\n".join(f"{name} {p}" for name, p in zip(names, partition, strict=True)) + "\n"
-    )
-    return values, names
+from tests.fake_files import CELEBA_ATTRIBUTES as NAMES
+from tests.fake_files import RED, face, write_celeba
 
 
 @pytest.fixture
