@@ -119,6 +119,7 @@ from pixyz_zoo.datasets.attribute_mnist import (  # noqa: E402
     load_attribute_mnist,
     load_attribute_mnist_full,
 )
+from pixyz_zoo.datasets.attribute_shapes import load_attribute_shapes  # noqa: E402
 from pixyz_zoo.datasets.celeba import load_celeba  # noqa: E402
 
 register_dataset(
@@ -141,6 +142,13 @@ register_dataset(
     "CelebA aligned faces x (3x32x32, centre crop 148, in [-1, 1]) with 40 attributes w in "
     "{-1, 1}, official partition 162,770 train / 19,962 test, from <root>/celeba/",
 )(load_celeba)
+register_dataset(
+    "attribute-shapes",
+    "CelebA-form stand-in: rendered scenes x (3x32x32, in [-1, 1]) with 16 named, partly correlated "
+    "attributes w in {-1, 1} (shape, colour, size, position, tilt, stripes, background, ...); "
+    "10,000 train / 2,000 test, offline",
+    offline=True,
+)(load_attribute_shapes)
 
 # ---------------------------------------------------------------- CUB Image-Captions
 from pixyz_zoo.datasets.cub import load_cub  # noqa: E402
