@@ -168,6 +168,7 @@ def _load_all() -> None:
         iterative_inference,
         iterative_multimodal,
         jmvae,
+        jmvae_images,
         mfm,
         multimodal_benchmark,
     )

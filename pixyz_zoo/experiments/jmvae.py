@@ -88,7 +88,16 @@ def _names(data: Any) -> tuple[str, str]:
 
 
 def _fit(ctx: ExperimentContext, s: dict[str, Any], key: str, model: str, **options: Any) -> ZooModel:
-    options = {"z_dim": s["z_dim"], "hidden": s["hidden"], "lr": s["lr"], **options}
+    """Train (or load) ``model`` with the settings ``s``: ``z_dim``, ``hidden``, ``lr``, the options
+    every model of the experiment shares (``s["model_options"]``, e.g. ``arch``), and the run's
+    ``train_examples`` / ``test_examples`` when ``s`` sets them (all examples otherwise)."""
+    options = {
+        "z_dim": s["z_dim"],
+        "hidden": s["hidden"],
+        "lr": s["lr"],
+        **s.get("model_options", {}),
+        **options,
+    }
     if "iterative_steps" in model_options(model):  # models that impute a missing modality
         options["iterative_steps"] = s["iterative_steps"]
     return ctx.fit(
@@ -99,6 +108,8 @@ def _fit(ctx: ExperimentContext, s: dict[str, Any], key: str, model: str, **opti
         batch_size=s["batch_size"],
         warmup_epochs=s["warmup_epochs"],
         options=options,
+        train_examples=s.get("train_examples"),
+        test_examples=s.get("test_examples_training"),
     )
 
 
@@ -130,15 +141,26 @@ def _table_1(
 
 
 def _step_sweep(
-    ctx: ExperimentContext, s: dict[str, Any], models: dict[str, ZooModel], test: Any, x: str, w: str
+    ctx: ExperimentContext,
+    s: dict[str, Any],
+    models: dict[str, ZooModel],
+    test: Any,
+    x: str,
+    w: str,
+    table: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Fig. 4: single conditional log-likelihoods against the number of iterative-sampling steps."""
+    """Fig. 4: single conditional log-likelihoods against the number of iterative-sampling steps.
+
+    ``table``: the Table's values, reused (not measured again) at the model's own number of steps."""
     sweep: dict[str, Any] = {"steps": s["step_sweep"]}
     for name in ITERATIVE:
         model = models[name]
         kept = model.iterative_steps
         rows: dict[str, list[float]] = {"single_x": []}
         for steps in s["step_sweep"]:
+            if table is not None and steps == kept:
+                rows["single_x"].append(table[name]["single_x"])
+                continue
             model.iterative_steps = steps
             rows["single_x"].append(conditional_log_likelihood(model, test, x, [w], n_samples=s["n_samples"]))
         model.iterative_steps = kept
