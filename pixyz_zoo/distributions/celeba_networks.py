@@ -243,11 +243,13 @@ class DiscriminatorNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(image_shape) != 3:
-            raise ValueError(f"the discriminator takes images (channels, height, width), got shape {image_shape}")
+            raise ValueError(
+                f"the discriminator takes images (channels, height, width), got {tuple(image_shape)}"
+            )
         c, h, w = (int(s) for s in image_shape)
         channels = [int(ch) for ch in channels]
         if not channels or min(channels) < 1 or hidden < 1:
-            raise ValueError(f"the discriminator needs positive widths, got channels={channels}, hidden={hidden}")
+            raise ValueError(f"the discriminator needs widths >= 1, got channels={channels}, hidden={hidden}")
         paper = h == w and h % 16 == 0 and h >= 16 and channels == list(CONV_CHANNELS)
         if paper:
             self.body: nn.Sequential = CelebAImageBody(image_shape)

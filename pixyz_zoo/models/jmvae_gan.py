@@ -134,7 +134,9 @@ class JMVAEGAN(JMVAEKL):
                 weight = weights.get(name, 1.0)
                 terms.append(term if weight == 1.0 else weight * term)
             bound = E(self.q, -sum_losses(terms)) + beta_ * KullbackLeibler(self.q, self.prior)
-        to_groups = sum_losses([KullbackLeibler(self.q, q_group) for q_group in self.group_inference.values()])
+        to_groups = sum_losses(
+            [KullbackLeibler(self.q, q_group) for q_group in self.group_inference.values()]
+        )
         self.adversarial = AdversarialGeneratorLoss(
             self.q, self.decoders[self.image], self.prior, self.discriminator
         )
@@ -186,24 +188,36 @@ class JMVAEGAN(JMVAEKL):
 
     # ------------------------------------------------------------------ training
     def train(self, train_x_dict: dict | None = None, **kwargs) -> torch.Tensor:
-        """The model's step (the discriminator fixed), then one step of the discriminator."""
+        """One training step: the model's step (the discriminator fixed), then the discriminator's."""
         x_dict = train_x_dict or {}
+        loss = self.generator_step(x_dict, **kwargs)
+        self.discriminator_step(x_dict)
+        return loss
+
+    def generator_step(self, x_dict: dict, **kwargs) -> torch.Tensor:
+        """The model's Adam step on its loss, the discriminator's parameters fixed (no gradient)."""
         self.discriminator.train()
-        self.discriminator.requires_grad_(False)  # its gradient is not needed for the model's step
+        self.discriminator.requires_grad_(False)
         try:
-            loss = super().train(x_dict, **kwargs)
+            return super().train(x_dict, **kwargs)
         finally:
             self.discriminator.requires_grad_(True)
+
+    def discriminator_step(self, x_dict: dict) -> float:
+        """One Adam step of the discriminator on its loss (fresh fakes, no gradient to the model);
+        returns the loss before the step. A NaN/inf loss raises before any parameter changes."""
+        self.discriminator.train()
         self.discriminator_optimizer.zero_grad()
         discriminator_loss, generator_loss = self.adversarial.discriminator_terms(x_dict)
         if not torch.isfinite(discriminator_loss):
             raise NonFiniteLossError(f"the discriminator's loss is {float(discriminator_loss.detach())}")
         discriminator_loss.backward()
         self.discriminator_optimizer.step()
-        self._discriminator_sum += float(discriminator_loss.detach())
+        value = float(discriminator_loss.detach())
+        self._discriminator_sum += value
         self._generator_sum += float(generator_loss)
         self._steps += 1
-        return loss
+        return value
 
     def test_step(self, batch: dict[str, torch.Tensor]) -> float:
         """The test loss, with the discriminator in evaluation mode (its batch statistics untouched)."""
