@@ -30,21 +30,23 @@ model per direction, as the paper), JMVAE, JMVAE-kl, hierarchical JMVAE and JMVA
 
 Settings and their cost (measured on one CPU thread, 100 examples, arch ``celeba``: a training step
 takes 0.65 s for CVAE(x|w), 0.48 s CVAE(w|x), 0.66 s CMMA(x|w), 0.51 s CMMA(w|x), 0.66 s JMVAE,
-1.02 s JMVAE-kl, 0.81 s hierarchical JMVAE; one step of iterative sampling costs about 2.2 ms per
-sample (joint encoder and image decoder), so a single conditional with 40 steps and N = 10 costs
-about 0.9 s per test example for each of JMVAE, hierarchical JMVAE and CVAE):
+1.02 s JMVAE-kl, 0.81 s hierarchical JMVAE, about 3.3 s JMVAE-GAN (the paper's discriminator, its
+own step); one step of iterative sampling costs about 2.2 ms per sample (joint encoder and image
+decoder), so a single conditional with 40 steps and N = 10 costs about 0.9 s per test example for
+each of JMVAE, hierarchical JMVAE and CVAE, about 4.6 s per test example for Table 2 in all):
 
 - ``full``: the paper's CelebA networks (sec. 4.2.2, ``arch="celeba"``: the decoders' variance fixed
   to 1, the means through a tanh, so ``log p(x|w)`` is a scaled squared error as the paper says;
   ``hidden`` [512] is used only by the hierarchical model's features and ``p(z_1|z_2)``), z = 128,
   Adam 1e-3 (the paper's 1e-4 learns too little in the few epochs that fit), KL warm-up over the
-  first 40 % of the epochs (the paper's 20 of 50), the first 3,000 training examples, 6 epochs
-  (about 6.5 s per 100 examples and epoch for the eight models: about 20 minutes), the trainer's test
+  first 40 % of the epochs (the paper's 20 of 50), the first 2,500 training examples, 6 epochs
+  (about 8 s per 100 examples and epoch for the eight models: about 20 minutes), the trainer's test
   loss on 200 test examples, the likelihoods on the first 60 test examples (Table 2 about 5 minutes;
-  Fig. 7's sweep over 1, 5, 10, 20 and 40 steps, 40 taken from Table 2, about 2 minutes). About 30
-  minutes in all on one thread.
-- ``quick`` (under 5 minutes on 2 cores): the zoo's small convolutional networks (``arch="conv"``),
-  z = 32, 1,500 training examples, 5 epochs, iterative sampling 20, sweep 1, 5, 20, 50 test examples.
+  Fig. 7's sweep over 1, 5, 10, 20 and 40 steps, 40 taken from Table 2, about 2 minutes), Fig. 8, 9
+  and the sharpness well under a minute. About 28 minutes in all on one thread.
+- ``quick`` (under 5 minutes on 2 cores): the zoo's small convolutional networks (``arch="conv"``) and a
+  narrower discriminator, z = 32, 2,500 training examples, 5 epochs (about 1.6 s per 100 examples and
+  epoch on one thread), iterative sampling 20, sweep 1, 5, 20, 50 test examples (under a minute).
 - ``smoke`` (seconds): MLPs of 16 units, z = 4, 200 training examples, 1 epoch.
 
 A second invocation loads the trained runs (``OUT/runs/*``) and only measures.
@@ -110,7 +112,7 @@ def settings(ctx: ExperimentContext) -> dict[str, Any]:
             {"discriminator_channels": [8, 16, 16, 16], "discriminator_hidden": 32},
         ),
         "lr": 1e-3,
-        "train_examples": ctx.pick(2000, 1500, 200),
+        "train_examples": ctx.pick(2500, 2500, 200),
         "test_examples_training": ctx.pick(200, 200, 50),
         "test_examples": ctx.pick(60, 50, 16),
         "n_samples": 10,
