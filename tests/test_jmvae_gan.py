@@ -21,6 +21,7 @@ from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import MODELS, build_model
 from pixyz_zoo.models.base import NonFiniteLossError, ZooModel
 from pixyz_zoo.training import load_checkpoint
+from tests.conftest import requires_cuda
 
 MODALITIES = {"x": Modality("x", (3, 32, 32), "gaussian"), "w": Modality("w", (16,), "gaussian")}
 SMALL_D = {"discriminator_channels": [8, 16, 16, 16], "discriminator_hidden": 32}
@@ -279,6 +280,16 @@ def test_a_run_resumed_through_fit_run_equals_an_uninterrupted_one(tmp_path, mon
     )
     records = [r["discriminator_loss"] for r in got["history"]]
     assert records == [r["discriminator_loss"] for r in expected["history"]] and len(records) == 2
+
+
+@requires_cuda
+def test_on_cuda() -> None:
+    torch.manual_seed(0)
+    model = build_model("jmvae-gan", MODALITIES, **TINY).to("cuda")
+    assert next(model.discriminator.parameters()).device.type == "cuda"
+    assert math.isfinite(model.train_step(random_batch(8)))
+    assert model.epoch_metrics()["discriminator_loss"] > 0
+    assert model.generate(random_batch(4), given=["w"])["x"].device.type == "cuda"
 
 
 # ---------------------------------------------------------------------- sharpness
