@@ -39,11 +39,12 @@ each of JMVAE, hierarchical JMVAE and CVAE, about 4.6 s per test example for Tab
   to 1, the means through a tanh, so ``log p(x|w)`` is a scaled squared error as the paper says;
   ``hidden`` [512] is used only by the hierarchical model's features and ``p(z_1|z_2)``), z = 128,
   Adam 1e-3 (the paper's 1e-4 learns too little in the few epochs that fit), KL warm-up over the
-  first 40 % of the epochs (the paper's 20 of 50), the first 2,500 training examples, 6 epochs
-  (about 8 s per 100 examples and epoch for the eight models: about 20 minutes), the trainer's test
-  loss on 200 test examples, the likelihoods on the first 60 test examples (Table 2 about 5 minutes;
-  Fig. 7's sweep over 1, 5, 10, 20 and 40 steps, 40 taken from Table 2, about 2 minutes), Fig. 8, 9
-  and the sharpness well under a minute. About 28 minutes in all on one thread.
+  first 40 % of the epochs (the paper's 20 of 50), all 10,000 training examples, 3 epochs (300
+  steps of 100; about 8 s per 100 examples for the eight models: about 40 minutes of training on one
+  thread, of which JMVAE-GAN about 17), the trainer's test loss on 200 test examples, the likelihoods
+  on the first 100 test examples (Table 2 about 8 minutes; Fig. 7's sweep over 1, 5, 10, 20 and 40
+  steps, 40 taken from Table 2, about 3 minutes), Fig. 8, 9 and the sharpness well under a minute.
+  About 50 minutes in all on one thread (``benchmarks/jmvae_images.md`` records the measured time).
 - ``quick`` (under 5 minutes on 2 cores): the zoo's small convolutional networks (``arch="conv"``) and a
   narrower discriminator, z = 32, 2,500 training examples, 5 epochs (about 1.6 s per 100 examples and
   epoch on one thread), iterative sampling 20, sweep 1, 5, 20, 50 test examples (under a minute).
@@ -96,7 +97,7 @@ IMAGE_MODELS = {"JMVAE-GAN": "jmvae-gan", "JMVAE-kl": "jmvae-kl"}
 
 def settings(ctx: ExperimentContext) -> dict[str, Any]:
     """The settings of ``ctx.setting`` (see the module docstring for their cost)."""
-    epochs = ctx.pick(6, 5, 1)
+    epochs = ctx.pick(3, 5, 1)
     return {
         "dataset": ctx.dataset_or(DATASETS[0], DATASETS[0], DATASETS[0]),
         "epochs": epochs,
@@ -112,9 +113,9 @@ def settings(ctx: ExperimentContext) -> dict[str, Any]:
             {"discriminator_channels": [8, 16, 16, 16], "discriminator_hidden": 32},
         ),
         "lr": 1e-3,
-        "train_examples": ctx.pick(2500, 2500, 200),
+        "train_examples": ctx.pick(10_000, 2500, 200),
         "test_examples_training": ctx.pick(200, 200, 50),
-        "test_examples": ctx.pick(60, 50, 16),
+        "test_examples": ctx.pick(100, 50, 16),
         "n_samples": 10,
         "iterative_steps": ctx.pick(40, 20, 2),
         "step_sweep": ctx.pick([1, 5, 10, 20, 40], [1, 5, 20], [1, 2]),
