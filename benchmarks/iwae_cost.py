@@ -158,7 +158,9 @@ def default_run(ks: list[int], threads: int) -> dict[str, Any]:
     out: dict[str, Any] = {"command": "pixyz-zoo train vae (digits, 30 epochs, batch 64)"}
     with tempfile.TemporaryDirectory() as tmp:
         wall, cpu, (model, _) = timed(
-            lambda: runs.train_run("vae", Path(tmp) / "run", epochs=30, batch_size=64, progress=False)
+            lambda: runs.train_run(
+                runs.RunSpec.from_settings("vae", epochs=30, batch_size=64), Path(tmp) / "run", progress=False
+            )
         )
         out["train"] = {"wall_s": wall, "cpu_s": cpu}
         _, test = runs.load_data(runs.read_config(Path(tmp) / "run"))

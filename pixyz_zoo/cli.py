@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model into a run directory, then evaluate it")
     # Settings that define a run default to None here, so that --resume can tell the ones given
     # (refused when they differ from the run's) from the ones left out; TRAIN_DEFAULTS fills them.
+    # Each argument's dest is the name of a RunSpec setting (pixyz_zoo.run_spec).
     train.add_argument("model", choices=sorted(MODELS))
     train.add_argument("--dataset", choices=sorted(DATASETS), help="dataset (default digits)")
     train.add_argument(
@@ -226,30 +227,32 @@ def model_options_from(args: argparse.Namespace) -> tuple[dict[str, Any], dict[s
     return options, given_by
 
 
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings given on the command line (flat names, as ``RunSpec.from_settings``), by the
+    argument whose dest is the setting's name; a setting left out (None) is not given."""
+    from pixyz_zoo.run_spec import RunSpec
+
+    given = {
+        name: getattr(args, name, None) for name in RunSpec.settings() if name not in ("model", "options")
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def check_resume_arguments(
     args: argparse.Namespace, options: dict[str, Any], given_by: dict[str, str]
 ) -> None:
     """Refuse ``train --resume RUN`` arguments that differ from the run (only --epochs, --device change)."""
-    from pixyz_zoo.runs import read_config, resume_conflicts
+    from pixyz_zoo.run_spec import RunSpec, spec_differences
+    from pixyz_zoo.runs import read_config
 
-    config = read_config(args.resume)
-    conflicts = resume_conflicts(
-        config,
-        model=args.model,
-        dataset=args.dataset,
-        data_root=args.data_root,
-        binarize=args.binarize,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        warmup_epochs=args.warmup_epochs,
-        options=options,
-        train_examples=args.train_examples,
-        test_examples=args.test_examples,
-        modalities=args.modalities,
-    )
-    flags = {key: f"--{key.replace('_', '-')} " for key in conflicts} | {"model": "MODEL "}
+    stored = RunSpec.from_config(read_config(args.resume))
+    given = {k: v for k, v in given_settings(args).items() if k not in ("epochs", "device", "download")}
+    # what this command asks: the run, with the model, the options and the settings given here
+    asked = stored.replace(model=args.model, options=options, **given)
+    conflicts = spec_differences(stored, asked)
+    flags = {d.setting: f"{d.flag} " for d in conflicts}
     flags |= {key: f"{flag} " if flag.startswith("--") else f"{flag}=" for key, flag in given_by.items()}
-    listed = [f"{flags[key]}{asked!r} (the run has {stored!r})" for key, (stored, asked) in conflicts.items()]
+    listed = [f"{flags[d.setting]}{d.asked!r} (the run has {d.stored!r})" for d in conflicts]
     if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         listed.append(f"--out {str(args.out)!r} (the run is in {str(args.resume)!r})")
     if listed:
@@ -261,44 +264,29 @@ def check_resume_arguments(
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from pixyz_zoo.models import validate_options
-    from pixyz_zoo.runs import check_run_dir, check_train_settings, evaluate_run, resume_run, train_run
+    from pixyz_zoo.run_spec import RunSpec
+    from pixyz_zoo.runs import check_run_dir, evaluate_run, resume_run, train_run
     from pixyz_zoo.training import resolve_device
 
     # every argument is checked before any data is loaded or anything is written
     if args.iw_samples < 1:
         raise ValueError(f"--iw-samples must be an integer >= 1, got {args.iw_samples}")
     options, given_by = model_options_from(args)
-    validate_options(args.model, options)
     progress: bool | str = "lines" if args.no_progress else True  # "lines": one plain line per epoch
     if args.resume is not None:
         check_resume_arguments(args, options, given_by)
         args.run_dir = args.resume
         model, _ = resume_run(args.resume, epochs=args.epochs, device=args.device, progress=progress)
     else:
-        settings = {key: getattr(args, key) for key in TRAIN_DEFAULTS}
-        settings = {key: TRAIN_DEFAULTS[key] if v is None else v for key, v in settings.items()}
-        args.run_dir = args.out or Path("runs") / f"{args.model}-{settings['dataset']}-s{settings['seed']}"
+        # the run this command describes (checked as it is made): the CLI's defaults, then the arguments
+        spec = RunSpec.from_settings(
+            args.model, options=options, **{**TRAIN_DEFAULTS, **given_settings(args)}
+        )
+        args.run_dir = args.out or Path("runs") / f"{args.model}-{spec.data.dataset}-s{spec.train.seed}"
         check_run_dir(args.run_dir)  # announce the directory only once it can hold this run
-        check_train_settings(
-            *(settings[k] for k in ("epochs", "batch_size", "seed", "warmup_epochs")),
-            args.train_examples,
-            args.test_examples,
-        )
-        resolve_device(settings["device"])
+        resolve_device(spec.device)
         print(f"run directory: {args.run_dir}")
-        model, _ = train_run(
-            args.model,
-            args.run_dir,
-            data_root=args.data_root,
-            download=args.download,
-            options=options,
-            progress=progress,
-            train_examples=args.train_examples,
-            test_examples=args.test_examples,
-            modalities=args.modalities,
-            **settings,
-        )
+        model, _ = train_run(spec, args.run_dir, progress=progress)
     print(model)
     if not args.no_eval:
         args.stage = "evaluation"

@@ -1,7 +1,8 @@
 """Run directories: ``config.json``, ``checkpoint.pt``, ``metrics.json``, ``figures/``, ``report.md``.
 
-``train_run`` trains a registered model on a registered dataset into a run directory (or
-continues one), ``evaluate_run`` measures and reports it. The CLI is a thin layer over both.
+``train_run`` trains the run a :class:`~pixyz_zoo.run_spec.RunSpec` describes into a run directory
+(``resume_run`` and ``fit_run`` continue one), ``evaluate_run`` measures and reports it. The CLI is a
+thin layer over these.
 """
 
 from __future__ import annotations
@@ -11,21 +12,16 @@ import json
 import os
 import platform
 import sys
-from math import inf, nan
+from math import nan
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pixyz_zoo.datasets import (
-    BINARIZE_CHOICES,
-    DATASETS,
-    MultimodalDataset,
-    load_dataset,
-    resolve_data_root,
-)
+from pixyz_zoo.datasets import DATASETS, MultimodalDataset, load_dataset, resolve_data_root
 from pixyz_zoo.evaluation import evaluate_log_likelihood
-from pixyz_zoo.models import MODELS, ZooModel, build_model, model_options, validate_options
+from pixyz_zoo.models import MODELS, ZooModel, build_model
+from pixyz_zoo.run_spec import DataSpec, Difference, ModelSpec, RunSpec, TrainSpec, plain, spec_differences
 from pixyz_zoo.training import (
     CHECKPOINT,
     CheckpointError,
@@ -72,42 +68,6 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as config.json holds it (tuples as lists), so that stored and asked values compare."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def check_train_settings(
-    epochs: int,
-    batch_size: int,
-    seed: int,
-    warmup_epochs: float,
-    train_examples: int | None = None,
-    test_examples: int | None = None,
-) -> None:
-    """Refuse impossible training settings up front, naming each (and its command-line flag)."""
-    problems = []
-    for name, value, low in (
-        ("epochs", epochs, 1),
-        ("batch_size", batch_size, 1),
-        ("seed", seed, 0),
-        ("train_examples", train_examples, 1),
-        ("test_examples", test_examples, 1),
-    ):
-        if value is None and name.endswith("examples"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            problems.append(f"{name} (--{name.replace('_', '-')}) must be an integer >= {low}, got {value!r}")
-    if (
-        isinstance(warmup_epochs, bool)
-        or not isinstance(warmup_epochs, (int, float))
-        or not 0 <= warmup_epochs < inf
-    ):
-        problems.append(f"warmup_epochs (--warmup-epochs) must be a number >= 0, got {warmup_epochs!r}")
-    if problems:
-        raise ValueError("; ".join(problems))
-
-
 def check_run_dir(run_dir: str | os.PathLike) -> None:
     """Refuse an output directory that holds a run already or cannot be created (before any work)."""
     run_dir = Path(run_dir)
@@ -147,51 +107,13 @@ def _remove_unsaved_run(run_dir: Path, created: list[Path]) -> None:
             break
 
 
-def resume_conflicts(
-    config: dict[str, Any],
-    model: str | None = None,
-    dataset: str | None = None,
-    data_root: str | None = None,
-    binarize: str | None = None,
-    batch_size: int | None = None,
-    seed: int | None = None,
-    warmup_epochs: float | None = None,
-    options: dict[str, Any] | None = None,
-    train_examples: int | None = None,
-    test_examples: int | None = None,
-    modalities: list[str] | None = None,
-) -> dict[str, tuple[Any, Any]]:
-    """The settings asked for a resumed run that differ from the run's ``config``.
-
-    Returns ``{setting: (stored, asked)}``; an option is keyed by its name. ``None`` (and an
-    option left out) means "not asked". A run continues only as it was made: everything but the
-    number of epochs and the device is fixed by its first invocation.
+def resume_conflicts(config: dict[str, Any] | RunSpec, asked: RunSpec) -> list[Difference]:
+    """The settings of ``asked`` that differ from the run of ``config`` (its ``config.json`` or its
+    :class:`RunSpec`); see :func:`~pixyz_zoo.run_spec.spec_differences`. A run continues only as it
+    was made: everything but the number of epochs and the device is fixed by its first invocation.
     """
-    asked = {
-        "model": (config["model"], model),
-        "dataset": (config["data"]["dataset"], dataset),
-        "binarize": (config["data"]["binarize"], binarize),
-        "batch_size": (config["train"]["batch_size"], batch_size),
-        "seed": (config["train"]["seed"], seed),
-        "warmup_epochs": (config["train"]["warmup_epochs"], warmup_epochs),
-        "train_examples": (config["data"].get("train_examples"), train_examples),
-        "test_examples": (config["data"].get("test_examples"), test_examples),
-        "modalities": (config["data"].get("modalities"), None if modalities is None else list(modalities)),
-    }
-    conflicts = {k: (stored, new) for k, (stored, new) in asked.items() if new is not None and stored != new}
-    stored_root = config["data"].get("root")
-    if (
-        data_root is not None
-        and resolve_data_root(data_root).resolve() != resolve_data_root(stored_root).resolve()
-    ):
-        conflicts["data_root"] = (stored_root, data_root)
-    defaults = model_options(config["model"]) if config["model"] in MODELS else {}
-    stored_options = {**defaults, **config["options"]}
-    for key, value in (options or {}).items():
-        stored = stored_options.get(key)
-        if _plain(stored) != _plain(value):
-            conflicts[key] = (stored, value)
-    return conflicts
+    stored = config if isinstance(config, RunSpec) else RunSpec.from_config(config)
+    return spec_differences(stored, asked)
 
 
 def checkpoint_differences(config: dict[str, Any], payload: dict[str, Any]) -> list[str]:
@@ -201,16 +123,16 @@ def checkpoint_differences(config: dict[str, Any], payload: dict[str, Any]) -> l
         differences.append(
             f"model {payload['model_name']!r} in the checkpoint, {config['model']!r} in config.json"
         )
-    saved, stored = _plain(payload["model_config"]), _plain(config["options"])
+    saved, stored = plain(payload["model_config"]), plain(config["options"])
     for key in sorted(set(saved) | set(stored)):
         if saved.get(key, "(absent)") != stored.get(key, "(absent)"):
             differences.append(
                 f"option {key}: {saved.get(key, '(absent)')!r} in the checkpoint, "
                 f"{stored.get(key, '(absent)')!r} in config.json"
             )
-    if "modalities" in config and _plain(payload["modalities"]) != _plain(config["modalities"]):
+    if "modalities" in config and plain(payload["modalities"]) != plain(config["modalities"]):
         differences.append(
-            f"modalities {_plain(payload['modalities'])} in the checkpoint, {config['modalities']} in "
+            f"modalities {plain(payload['modalities'])} in the checkpoint, {config['modalities']} in "
             "config.json"
         )
     trainer = payload.get("trainer", {})
@@ -252,25 +174,22 @@ def load_run_checkpoint(run_dir: str | os.PathLike, config: dict[str, Any] | Non
     return payload
 
 
-def load_data(config: dict[str, Any]):
-    data = config["data"]
-    kwargs = dict(root=data.get("root"), binarize=data["binarize"], seed=config["train"]["seed"])
-    if DATASETS.get(data["dataset"]) is not None and DATASETS[data["dataset"]].offline:
+def load_data(spec: RunSpec | dict[str, Any]) -> tuple[MultimodalDataset, MultimodalDataset]:
+    """The training and test splits of the run ``spec`` (a :class:`RunSpec` or its ``config.json``)."""
+    spec = spec if isinstance(spec, RunSpec) else RunSpec.from_config(spec)
+    data, seed = spec.data, spec.train.seed
+    kwargs = dict(root=data.root, binarize=data.binarize, seed=seed)
+    if DATASETS[data.dataset].offline:
         # generated without files: load once per process (an experiment trains many runs on it)
-        key = (
-            data["dataset"],
-            str(resolve_data_root(data.get("root"))),
-            data["binarize"],
-            config["train"]["seed"],
-        )
+        key = (data.dataset, str(resolve_data_root(data.root)), data.binarize, seed)
         train, test = _load_offline(*key, "train"), _load_offline(*key, "test")
     else:
-        train = load_dataset(data["dataset"], "train", download=data.get("download", False), **kwargs)
-        test = load_dataset(data["dataset"], "test", **kwargs)
-    if data.get("modalities") is not None:  # the run reads only these modalities of the dataset
-        train, test = (d.select(data["modalities"]) for d in (train, test))
-    train, test = (data_for_model(config["model"], config["options"], d) for d in (train, test))
-    return _first(train, data.get("train_examples")), _first(test, data.get("test_examples"))
+        train = load_dataset(data.dataset, "train", download=data.download, **kwargs)
+        test = load_dataset(data.dataset, "test", **kwargs)
+    if data.modalities is not None:  # the run reads only these modalities of the dataset
+        train, test = (d.select(list(data.modalities)) for d in (train, test))
+    train, test = (data_for_model(spec.model.name, spec.model.options, d) for d in (train, test))
+    return _first(train, data.train_examples), _first(test, data.test_examples)
 
 
 def data_for_model(model: str, options: dict[str, Any], dataset: MultimodalDataset) -> MultimodalDataset:
@@ -318,59 +237,30 @@ def _first(dataset: MultimodalDataset, n: int | None) -> MultimodalDataset:
 
 
 def train_run(
-    model: str,
-    run_dir: str | os.PathLike,
-    dataset: str = "digits",
-    epochs: int = 10,
-    batch_size: int = 100,
-    seed: int = 0,
-    device: str = "auto",
-    warmup_epochs: float = 0.0,
-    data_root: str | None = None,
-    binarize: str = "dynamic",
-    download: bool = False,
-    options: dict[str, Any] | None = None,
-    progress: bool = True,
-    train_examples: int | None = None,
-    test_examples: int | None = None,
-    modalities: list[str] | None = None,
+    spec: RunSpec, run_dir: str | os.PathLike, progress: bool | str = True
 ) -> tuple[ZooModel, Trainer]:
-    """Train ``model`` on ``dataset`` into a new run directory.
+    """Train the run ``spec`` describes into the new run directory ``run_dir``.
 
-    ``train_examples`` / ``test_examples``: use only the first that many examples of a split
-    (None: all; experiments' quick settings use this). ``modalities``: use only these modalities of
-    the dataset (None: all of them; e.g. ``["m", "s"]`` of a trimodal dataset).
+    ``config.json`` is ``spec.to_config()`` with the model's options as built (its defaults and what
+    it took from the data, such as beta-TCVAE's dataset size), the model's modalities and the
+    environment.
     """
     run_dir = Path(run_dir)
-    # every setting is checked before any data is loaded or anything is written
+    # the spec was checked when it was made; the directory and the device are checked before any data
+    # is loaded or anything is written
     check_run_dir(run_dir)
-    options = validate_options(model, options or {})
-    if dataset not in DATASETS:
-        raise KeyError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
-    if binarize not in BINARIZE_CHOICES:
-        raise ValueError(f"binarize must be one of {', '.join(BINARIZE_CHOICES)}, got {binarize!r}")
-    check_train_settings(epochs, batch_size, seed, warmup_epochs, train_examples, test_examples)
-    dev = resolve_device(device)
-    config = {
-        "model": model,
-        "options": dict(options or {}),
-        "data": {"dataset": dataset, "root": data_root, "binarize": binarize, "download": download},
-        "train": {"epochs": epochs, "batch_size": batch_size, "seed": seed, "warmup_epochs": warmup_epochs},
-        "device": device,
-    }
-    for key, n in (("train_examples", train_examples), ("test_examples", test_examples)):
-        if n is not None:
-            config["data"][key] = n
-    if modalities is not None:
-        config["data"]["modalities"] = list(modalities)
-    train, test = load_data(config)
-    seed_everything(seed)
-    net = build_model(model, train.modalities, **config["options"]).to(dev)
+    dev = resolve_device(spec.device)
+    train, test = load_data(spec)
+    seed_everything(spec.train.seed)
+    net = build_model(spec.model.name, train.modalities, **spec.model.options).to(dev)
     net.prepare(train)  # settings taken from the data (beta-TCVAE's N) are in the config from the start
-    config["options"] = net.config
-    config["modalities"] = modalities_to_json(net.modalities)
-    config["environment"] = environment(dev)
-    trainer = Trainer(net, train, test, run_dir=run_dir, progress=progress, **config["train"])
+    spec = spec.replace(options=net.config)
+    config = {
+        **spec.to_config(),
+        "modalities": modalities_to_json(net.modalities),
+        "environment": environment(dev),
+    }
+    trainer = Trainer(net, train, test, run_dir=run_dir, progress=progress, **spec.train.to_config())
     # training starts: the run directory and its config.json are written now, and removed again
     # when training stops (an error, Ctrl-C) before the first checkpoint
     created = _make_run_dir(run_dir)
@@ -399,115 +289,55 @@ def resume_run(
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     payload = load_run_checkpoint(run_dir, config)
+    spec = RunSpec.from_config(config)
     if epochs is not None:
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < max(1, payload["epoch"]):
             raise ValueError(
                 f"epochs (--epochs) must be an integer >= {max(1, payload['epoch'])} (the run in {run_dir} "
                 f"has trained {payload['epoch']} epochs), got {epochs!r}"
             )
-        config["train"]["epochs"] = epochs
+        spec = spec.replace(epochs=epochs)
     if device is not None:
-        config["device"] = device
-    dev = resolve_device(config.get("device", "auto"))
-    train, test = load_data(config)
+        spec = spec.replace(device=device)
+    dev = resolve_device(spec.device)
+    train, test = load_data(spec)
     net = model_from_checkpoint(payload, dev)
-    trainer = Trainer(net, train, test, run_dir=run_dir, progress=progress, **config["train"])
+    trainer = Trainer(net, train, test, run_dir=run_dir, progress=progress, **spec.train.to_config())
     trainer.resume(run_dir)
-    if payload["epoch"] < config["train"]["epochs"]:
+    config.update(spec.to_config())
+    if payload["epoch"] < spec.train.epochs:
         config.setdefault("resumed", []).append(
-            {
-                "from_epoch": payload["epoch"],
-                "epochs": config["train"]["epochs"],
-                "environment": environment(dev),
-            }
+            {"from_epoch": payload["epoch"], "epochs": spec.train.epochs, "environment": environment(dev)}
         )
     write_json(run_dir / CONFIG, config)
     trainer.fit()
     return net, trainer
 
 
-def fit_run(
-    model: str,
-    run_dir: str | os.PathLike,
-    dataset: str = "digits",
-    epochs: int = 10,
-    batch_size: int = 100,
-    seed: int = 0,
-    device: str = "auto",
-    warmup_epochs: float = 0.0,
-    data_root: str | None = None,
-    binarize: str = "dynamic",
-    options: dict[str, Any] | None = None,
-    progress: bool = True,
-    train_examples: int | None = None,
-    test_examples: int | None = None,
-    modalities: list[str] | None = None,
-) -> ZooModel:
-    """The model of ``run_dir`` trained for ``epochs``: trained afresh, resumed, or loaded if done.
+def fit_run(spec: RunSpec, run_dir: str | os.PathLike, progress: bool | str = True) -> ZooModel:
+    """The model of ``run_dir`` trained for ``spec.train.epochs``: trained afresh, resumed, or loaded
+    if done.
 
     This is what experiments use, so that an interrupted experiment resumes each of its runs from
-    the last checkpoint. A run directory made with other settings is an error, never reused.
+    the last checkpoint. A run directory made with other settings (any but the epochs and the
+    device, see :func:`~pixyz_zoo.run_spec.spec_differences`) is an error, never reused.
     """
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT).exists():
-        net, _ = train_run(
-            model,
-            run_dir,
-            dataset=dataset,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            warmup_epochs=warmup_epochs,
-            data_root=data_root,
-            binarize=binarize,
-            options=options,
-            progress=progress,
-            train_examples=train_examples,
-            test_examples=test_examples,
-            modalities=modalities,
-        )
+        net, _ = train_run(spec, run_dir, progress=progress)
         return net
     config = read_config(run_dir)
-    wanted = {
-        "model": model,
-        "dataset": dataset,
-        "binarize": binarize,
-        "batch_size": batch_size,
-        "seed": seed,
-        "warmup_epochs": warmup_epochs,
-        "train_examples": train_examples,
-        "test_examples": test_examples,
-        "modalities": None if modalities is None else list(modalities),
-    }
-    found = {
-        "model": config["model"],
-        "dataset": config["data"]["dataset"],
-        "binarize": config["data"]["binarize"],
-        "train_examples": config["data"].get("train_examples"),
-        "test_examples": config["data"].get("test_examples"),
-        "modalities": config["data"].get("modalities"),
-        **{k: config["train"][k] for k in ("batch_size", "seed", "warmup_epochs")},
-    }
-    stored_options = config["options"]
-    differing = {k: (found[k], v) for k, v in wanted.items() if found[k] != v}
-    differing.update(
-        {
-            k: (stored_options.get(k), v)
-            for k, v in (options or {}).items()
-            if _plain(stored_options.get(k)) != _plain(v)
-        }
-    )
+    differing = resume_conflicts(config, spec)
     if differing:
-        changes = ", ".join(f"{k}: {old!r} there, {new!r} asked" for k, (old, new) in differing.items())
+        changes = ", ".join(f"{d.setting}: {d.stored!r} there, {d.asked!r} asked" for d in differing)
         raise FileExistsError(
             f"{run_dir} holds a run with other settings ({changes}); delete it or choose another "
             "output directory"
         )
     payload = load_run_checkpoint(run_dir, config)
-    if payload["epoch"] >= epochs:
-        return model_from_checkpoint(payload, resolve_device(device))
-    net, _ = resume_run(run_dir, epochs=epochs, device=device, progress=progress)
+    if payload["epoch"] >= spec.train.epochs:
+        return model_from_checkpoint(payload, resolve_device(spec.device))
+    net, _ = resume_run(run_dir, epochs=spec.train.epochs, device=spec.device, progress=progress)
     return net
 
 
@@ -526,7 +356,7 @@ def load_run(
     config = read_config(run_dir)
     payload = load_run_checkpoint(run_dir, config)
     model = model_from_checkpoint(payload, resolve_device(device or config.get("device", "auto")))
-    _, test = load_data(config)
+    _, test = load_data(RunSpec.from_config(config))
     return config, payload, model, test
 
 
@@ -674,8 +504,11 @@ def render_report(
 
 __all__ = [
     "CheckpointError",
+    "DataSpec",
+    "ModelSpec",
+    "RunSpec",
+    "TrainSpec",
     "check_run_dir",
-    "check_train_settings",
     "checkpoint_differences",
     "data_for_model",
     "evaluate_run",

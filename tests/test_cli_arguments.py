@@ -18,6 +18,7 @@ from pixyz_zoo.cli import main
 from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.models import MODELS, build_model, describe_type, model_options, option_types, validate_options
 from pixyz_zoo.models.base import NonFiniteLossError
+from pixyz_zoo.run_spec import RunSpec
 from pixyz_zoo.runs import checkpoint_differences, load_run_checkpoint, read_config, train_run
 from pixyz_zoo.training import CHECKPOINT, Trainer
 
@@ -218,9 +219,11 @@ def test_a_refusal_after_loading_data_leaves_nothing(tmp_path, capsys):
 
 def test_train_run_refuses_bad_settings_from_python(tmp_path):
     with pytest.raises(ValueError, match=r"epochs \(--epochs\) must be an integer >= 1, got 0"):
-        train_run("vae", tmp_path / "run", epochs=0, options={"z_dim": 2}, progress=False)
+        train_run(
+            RunSpec.from_settings("vae", epochs=0, options={"z_dim": 2}), tmp_path / "run", progress=False
+        )
     with pytest.raises(ValueError, match="beta='x'"):
-        train_run("vae", tmp_path / "run", options={"beta": "x"}, progress=False)
+        train_run(RunSpec.from_settings("vae", options={"beta": "x"}), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -328,9 +331,8 @@ def test_settings_a_model_takes_from_the_data_are_in_config_json(tmp_path):
     """beta-TCVAE takes its dataset size N from the training data: config.json must agree."""
     run = tmp_path / "run"
     options = {"z_dim": 2, "hidden": [8]}
-    train_run(
-        "beta-tcvae", run, epochs=1, options=options, progress=False, train_examples=64, test_examples=32
-    )
+    spec = RunSpec.from_settings("beta-tcvae", epochs=1, options=options, train_examples=64, test_examples=32)
+    train_run(spec, run, progress=False)
     assert load_run_checkpoint(run)["epoch"] == 1
 
 

@@ -114,6 +114,7 @@ def test_a_huge_gradient_is_clipped_to_the_norm(digits_train):
 def test_modalities_keep_only_those_and_are_part_of_the_run(tmp_path, capsys):
     """``--modalities`` trains on a subset of a dataset's modalities; a resume, a re-fit and the
     evaluation read the same subset; a name the dataset lacks is refused before anything is written."""
+    from pixyz_zoo.run_spec import RunSpec
     from pixyz_zoo.runs import fit_run, load_run
 
     flags = ["--dataset", "trimodal-digits", "--train-examples", "64", "--test-examples", "32"]
@@ -127,8 +128,9 @@ def test_modalities_keep_only_those_and_are_part_of_the_run(tmp_path, capsys):
     assert main(["train", "jmvae-kl", "--resume", str(out), "--modalities", "m", "--epochs", "2"]) == 1
     assert "--modalities ['m'] (the run has ['m', 's'])" in capsys.readouterr().err
     with pytest.raises(FileExistsError, match="modalities"):
-        fit_run("jmvae-kl", out, dataset="trimodal-digits", epochs=1, batch_size=32, train_examples=64,
-                test_examples=32, options={"hidden": [8]}, progress=False)  # fmt: skip
+        fit_run(RunSpec.from_settings("jmvae-kl", dataset="trimodal-digits", epochs=1, batch_size=32,
+                                      train_examples=64, test_examples=32, options={"hidden": [8]}),
+                out, progress=False)  # fmt: skip
     bad = tmp_path / "bad"
     assert main(["train", "jmvae-kl", *flags, "--modalities", "m,x", "--out", str(bad)]) == 1
     assert "has no modality ['x']" in capsys.readouterr().err and not bad.exists()

@@ -13,6 +13,7 @@ from pixyz_zoo.cli import main
 from pixyz_zoo.experiments import ExperimentContext, experiment_names, image, reproduce
 from pixyz_zoo.experiments.attribute_mnist import accuracy_figure
 from pixyz_zoo.experiments.jmvae import summary_figure
+from pixyz_zoo.run_spec import RunSpec
 from pixyz_zoo.runs import fit_run
 
 
@@ -76,18 +77,18 @@ def test_rerunning_an_experiment_loads_its_finished_runs(tmp_path):
 
 
 def test_fit_run_resumes_and_refuses_other_settings(tmp_path):
-    options = {"z_dim": 2, "hidden": [16]}
+    spec = RunSpec.from_settings("vae", epochs=1, batch_size=128, options={"z_dim": 2, "hidden": [16]})
     run = tmp_path / "run"
-    model = fit_run("vae", run, epochs=1, batch_size=128, options=options, progress=False)
+    model = fit_run(spec, run, progress=False)
     history = json.loads((run / "history.json").read_text())
     assert len(history) == 1
-    fit_run("vae", run, epochs=2, batch_size=128, options=options, progress=False)  # resumes
+    fit_run(spec.replace(epochs=2), run, progress=False)  # resumes
     history = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2]
-    loaded = fit_run("vae", run, epochs=2, batch_size=128, options=options, progress=False)
+    loaded = fit_run(spec.replace(epochs=2), run, progress=False)
     assert type(loaded) is type(model)
     with pytest.raises(FileExistsError, match="z_dim: 2 there, 3 asked"):
-        fit_run("vae", run, epochs=2, batch_size=128, options={**options, "z_dim": 3}, progress=False)
+        fit_run(spec.replace(epochs=2, options={**spec.model.options, "z_dim": 3}), run, progress=False)
 
 
 @pytest.mark.slow

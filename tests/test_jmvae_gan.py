@@ -20,6 +20,7 @@ from pixyz_zoo.losses.gan import DISCRIMINATOR_LOSS_AT_CHANCE, AdversarialGenera
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import MODELS, build_model
 from pixyz_zoo.models.base import NonFiniteLossError, ZooModel
+from pixyz_zoo.run_spec import RunSpec
 from pixyz_zoo.training import load_checkpoint
 from tests.conftest import requires_cuda
 
@@ -251,11 +252,11 @@ def test_a_run_resumed_through_fit_run_equals_an_uninterrupted_one(tmp_path, mon
         batch_size=32,
         device="cpu",
         options={"z_dim": 2, "hidden": [16], "discriminator_channels": [8, 8], "discriminator_hidden": 16},
-        progress=False,
         train_examples=64,
         test_examples=32,
     )
-    runs.fit_run("jmvae-gan", tmp_path / "whole", epochs=2, **fit)
+    spec = RunSpec.from_settings("jmvae-gan", epochs=2, **fit)
+    runs.fit_run(spec, tmp_path / "whole", progress=False)
     train_epoch = Trainer._train_epoch
 
     def interrupted(self):
@@ -265,9 +266,9 @@ def test_a_run_resumed_through_fit_run_equals_an_uninterrupted_one(tmp_path, mon
 
     monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        runs.fit_run("jmvae-gan", tmp_path / "parts", epochs=2, **fit)
+        runs.fit_run(spec, tmp_path / "parts", progress=False)
     monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
-    runs.fit_run("jmvae-gan", tmp_path / "parts", epochs=2, **fit)
+    runs.fit_run(spec, tmp_path / "parts", progress=False)
     got, expected = load_checkpoint(tmp_path / "parts"), load_checkpoint(tmp_path / "whole")
     assert got["epoch"] == expected["epoch"] == 2
     for key in ("distributions", "discriminator"):

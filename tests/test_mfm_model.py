@@ -278,13 +278,15 @@ def test_with_labels_and_select(trimodal) -> None:
 
 
 def test_the_run_code_adds_the_labels_and_reports_accuracy_instead_of_bounds(tmp_path: Path) -> None:
+    from pixyz_zoo.run_spec import RunSpec
     from pixyz_zoo.runs import evaluate_run, train_run
 
     run = tmp_path / "run"
-    model, _ = train_run(
-        "mfm", run, dataset="trimodal-digits", epochs=1, batch_size=20, options=dict(TINY),
-        train_examples=40, test_examples=20, progress=False,
+    spec = RunSpec.from_settings(
+        "mfm", dataset="trimodal-digits", epochs=1, batch_size=20, options=dict(TINY),
+        train_examples=40, test_examples=20,
     )  # fmt: skip
+    model, _ = train_run(spec, run, progress=False)
     assert "y" in model.modalities
     metrics = evaluate_run(run, progress=False)
     assert metrics["likelihood_bounds"].startswith("not computed: MFM's encoders are deterministic")
@@ -294,9 +296,11 @@ def test_the_run_code_adds_the_labels_and_reports_accuracy_instead_of_bounds(tmp
 
 
 def test_a_dataset_without_labels_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from pixyz_zoo.run_spec import RunSpec
     from pixyz_zoo.runs import train_run
 
     run = tmp_path / "run"
+    spec = RunSpec.from_settings("mfm", dataset="colored-shapes", epochs=1, options=dict(TINY))
     with pytest.raises(ValueError, match="neither a label modality 'y' nor class labels.*trimodal-digits"):
-        train_run("mfm", run, dataset="colored-shapes", epochs=1, options=dict(TINY), progress=False)
+        train_run(spec, run, progress=False)
     assert not run.exists()

@@ -132,17 +132,17 @@ def test_beta_tcvae_checkpoint_rebuilds_the_same_loss(digits_train, digits_test,
 
 def test_beta_tcvae_run_records_the_dataset_size(tmp_path):
     """A beta-TCVAE run's config.json holds N, so the run's checkpoint matches its config."""
+    from pixyz_zoo.run_spec import RunSpec
     from pixyz_zoo.runs import fit_run, load_run_checkpoint, read_config
 
     options = {**TINY, "lr": 1e-3}
-    settings = dict(
-        epochs=1, batch_size=50, device="cpu", progress=False, train_examples=150, test_examples=50
-    )
-    model = fit_run("beta-tcvae", tmp_path, options=options, **settings)
+    settings = dict(epochs=1, batch_size=50, device="cpu", train_examples=150, test_examples=50)
+    spec = RunSpec.from_settings("beta-tcvae", options=options, **settings)
+    model = fit_run(spec, tmp_path, progress=False)
     assert model.hyperparameters["N"] == 150.0
     assert read_config(tmp_path)["options"]["dataset_size"] == 150
     assert load_run_checkpoint(tmp_path)["model_config"]["dataset_size"] == 150
-    again = fit_run("beta-tcvae", tmp_path, options=options, **settings)  # loaded, not retrained
+    again = fit_run(spec, tmp_path, progress=False)  # loaded, not retrained
     assert again.hyperparameters["N"] == 150.0
 
 

@@ -16,6 +16,7 @@ import torch
 
 from pixyz_zoo import runs
 from pixyz_zoo.cli import main
+from pixyz_zoo.run_spec import RunSpec
 from pixyz_zoo.training import Trainer, load_checkpoint
 
 TINY_RUN = [
@@ -29,10 +30,10 @@ FIT = dict(
     warmup_epochs=1.0,
     device="cpu",
     options={"z_dim": 2, "hidden": [16]},
-    progress=False,
     train_examples=96,
     test_examples=32,
 )
+SPEC = RunSpec.from_settings("vae", epochs=2, **FIT)
 
 
 def assert_same(a: Any, b: Any, where: str = "") -> None:
@@ -73,7 +74,7 @@ def test_cli_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_fit_run_resumes_an_interrupted_run_exactly(tmp_path, monkeypatch):
-    runs.fit_run("vae", tmp_path / "whole", epochs=2, **FIT)
+    runs.fit_run(SPEC, tmp_path / "whole", progress=False)
 
     # Ctrl-C at the start of epoch 2: the checkpoint of epoch 1 is on disk
     train_epoch = Trainer._train_epoch
@@ -85,11 +86,11 @@ def test_fit_run_resumes_an_interrupted_run_exactly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        runs.fit_run("vae", tmp_path / "parts", epochs=2, **FIT)
+        runs.fit_run(SPEC, tmp_path / "parts", progress=False)
     assert load_checkpoint(tmp_path / "parts")["epoch"] == 1
     monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
 
-    model = runs.fit_run("vae", tmp_path / "parts", epochs=2, **FIT)  # the same call, run again
+    model = runs.fit_run(SPEC, tmp_path / "parts", progress=False)  # the same call, run again
     assert_same_run(tmp_path / "parts", tmp_path / "whole")
     reference = load_checkpoint(tmp_path / "whole")["state"]["distributions"]
     assert_same(model.distributions.state_dict(), reference, "the returned model")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pixyz_zoo.models import ZooModel
+from pixyz_zoo.run_spec import RunSpec
 from pixyz_zoo.runs import fit_run, write_json
 
 SETTINGS = ("full", "quick", "smoke")
@@ -76,17 +77,14 @@ class ExperimentContext:
         return path
 
     def fit(self, key: str, model: str, dataset: str, **settings: Any) -> ZooModel:
-        """Train (or resume, or load when finished) the run ``OUT/runs/key``; see ``runs.fit_run``."""
-        settings.setdefault("seed", self.seed)
-        return fit_run(
-            model,
-            self.out / "runs" / key,
-            dataset=dataset,
-            device=self.device,
-            data_root=self.data_root,
-            progress=self.progress,
-            **settings,
-        )
+        """Train (or resume, or load when finished) the run ``OUT/runs/key``; see ``runs.fit_run``.
+
+        ``settings``: the run's settings by name (``options``, ``epochs``, ``batch_size``, ...; see
+        ``RunSpec.from_settings``); the seed, the device and the data root default to this context's.
+        """
+        settings = {"seed": self.seed, "device": self.device, "data_root": self.data_root, **settings}
+        spec = RunSpec.from_settings(model, dataset=dataset, **settings)
+        return fit_run(spec, self.out / "runs" / key, progress=self.progress)
 
     def draw(self, name: str, make: Callable[[], Any]) -> str | None:
         """Draw a figure with ``make()`` and save it as ``figures/name.png``; its path relative to
