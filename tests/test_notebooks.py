@@ -22,6 +22,7 @@ RECORDED = {
     "05_iterative_inference": "iterative_inference.json",
     "06_multimodal_iterative_inference": "iterative_multimodal.json",
     "07_mfm": "mfm.json",
+    "08_jmvae_images": "jmvae_images.json",
 }
 #: An absolute path of a machine (POSIX home, system and temporary folders, a Windows drive).
 MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:home|root|work|tmp|Users|usr|opt|var|mnt|private)/|\b[A-Z]:\\")
@@ -268,3 +269,18 @@ def test_notebook_07_statements_follow_the_recorded_numbers():
     record = json.loads((RECORDS / RECORDED["07_mfm"]).read_text())
     for finding in findings_from_results(record).values():
         assert finding["sentence"] in shown
+
+
+def test_notebook_08_findings_follow_the_recorded_numbers():
+    """The paper's statements notebook 08 prints (sec. 4.6 and JMVAE-GAN's sharpness) are what
+    ``jmvae_images.findings_from_results`` computes from the recorded full run."""
+    from pixyz_zoo.experiments.jmvae_images import findings_from_results
+
+    notebook = _read(ROOT / "notebooks" / "08_jmvae_images.ipynb")
+    printed = _stdout(notebook, 'results["findings"].items()')
+    record = json.loads((RECORDS / RECORDED["08_jmvae_images"]).read_text())
+    found = findings_from_results(record)
+    assert set(found) == set(record["findings"])
+    for key, finding in found.items():
+        assert f"{key}: {'holds' if finding['holds'] else 'does NOT hold'}" in printed
+        assert finding["sentence"] in printed
