@@ -410,19 +410,20 @@ class JMVAEKL(_GroupedInference):
         weights = check_likelihood_weights(likelihood_weights, modalities)
         self.build_groups(modalities, check_groups(modalities, groups), z_dim, arch, hidden)
         self.beta, self.alpha, self.likelihood_weights = beta, alpha, weights
-        decoders = list(self.decoders.values())
-        jmvae = weighted_negative_elbo(self.q, decoders, self.prior, Parameter("beta"), weights)
         to_groups = sum_losses(
             [KullbackLeibler(self.q, q_group) for q_group in self.group_inference.values()]
         )
-        loss = (jmvae + Parameter("alpha") * to_groups).mean()
+        loss = self.joint_bound(weights) + Parameter("alpha") * to_groups
+        extra, extra_hyperparameters, extra_config = self.extra_terms()
+        if extra is not None:
+            loss = loss + extra
         super().__init__(
-            loss,
+            loss.mean(),
             distributions=self.trained_distributions(),
             modalities=modalities,
             generative=self.generative_model(),
             inference=self.q,
-            hyperparameters={"beta": beta, "alpha": alpha},
+            hyperparameters={"beta": beta, "alpha": alpha, **extra_hyperparameters},
             annealed={"beta"},
             lr=lr,
             clip_grad_norm=clip_grad_norm,
@@ -433,10 +434,21 @@ class JMVAEKL(_GroupedInference):
                 decoder_scale=decoder_scale,
                 beta=beta,
                 alpha=alpha,
+                **extra_config,
                 groups=self.group_config(),
                 likelihood_weights=weights or None,
             ),
         )
+
+    def joint_bound(self, weights: dict[str, float]) -> Loss:
+        """eq. (5) negated: ``E_q(z|x,w)[-sum_m lambda_m log p(m|z)] + beta KL(q(z|x,w)||p(z))``."""
+        return weighted_negative_elbo(
+            self.q, list(self.decoders.values()), self.prior, Parameter("beta"), weights
+        )
+
+    def extra_terms(self) -> tuple[Loss | None, dict[str, float], dict]:
+        """Terms a variant adds to eq. (10) (none here), with their hyperparameters and options."""
+        return None, {}, {}
 
 
 class TELBO(_GroupedInference):

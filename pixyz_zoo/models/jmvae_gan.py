@@ -15,19 +15,14 @@ from typing import Literal
 import torch
 from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, LogProb, Parameter
+from pixyz.losses.losses import Loss
 
 from pixyz_zoo.distributions.celeba_networks import CONV_CHANNELS, DISCRIMINATOR_HIDDEN, DiscriminatorNet
 from pixyz_zoo.losses import sum_losses
 from pixyz_zoo.losses.gan import AdversarialGeneratorLoss, FeatureLogLikelihood
 from pixyz_zoo.modalities import Modality
-from pixyz_zoo.models.base import NonFiniteLossError, ZooModel
-from pixyz_zoo.models.jmvae import (
-    JMVAEKL,
-    check_groups,
-    check_likelihood_weights,
-    check_multimodal,
-    weighted_negative_elbo,
-)
+from pixyz_zoo.models.base import NonFiniteLossError
+from pixyz_zoo.models.jmvae import JMVAEKL, check_multimodal
 
 #: Datasets of the zoo with one image modality beside other modalities (named in errors).
 IMAGE_DATASETS = "attribute-shapes, celeba, digits, attribute-digits, mnist-10k or attribute-mnist"
@@ -112,67 +107,57 @@ class JMVAEGAN(JMVAEKL):
             raise ValueError(f"reconstruction must be 'pixel' or 'feature', got {reconstruction!r}")
         if discriminator_lr <= 0:
             raise ValueError(f"discriminator_lr must be > 0, got {discriminator_lr}")
-        modalities = check_multimodal(modalities, self.name)
-        self.image = adversarial_image(modalities, image, self.name)
+        checked = check_multimodal(modalities, self.name)
+        self.image = adversarial_image(checked, image, self.name)
         self.discriminator = DiscriminatorNet(
-            modalities[self.image].shape, discriminator_channels, discriminator_hidden
+            checked[self.image].shape, discriminator_channels, discriminator_hidden
         )
-        modalities = self.build_common(modalities, z_dim, hidden, arch, decoder_scale)
-        weights = check_likelihood_weights(likelihood_weights, modalities)
-        self.build_groups(modalities, check_groups(modalities, groups), z_dim, arch, hidden)
-        self.beta, self.alpha, self.gamma, self.likelihood_weights = beta, alpha, gamma, weights
-        self.reconstruction = reconstruction
-        decoders = list(self.decoders.values())
-        beta_ = Parameter("beta")
-        if reconstruction == "pixel":  # eq. (10)'s bound as JMVAE-kl has it
-            bound = weighted_negative_elbo(self.q, decoders, self.prior, beta_, weights)
-        else:  # the image's likelihood on the discriminator's features (VAE-GAN eq. 8)
-            self.feature_likelihood = FeatureLogLikelihood(self.decoders[self.image], self.discriminator)
-            terms = []
-            for name, decoder in self.decoders.items():
-                term = self.feature_likelihood if name == self.image else LogProb(decoder)
-                weight = weights.get(name, 1.0)
-                terms.append(term if weight == 1.0 else weight * term)
-            bound = E(self.q, -sum_losses(terms)) + beta_ * KullbackLeibler(self.q, self.prior)
-        to_groups = sum_losses(
-            [KullbackLeibler(self.q, q_group) for q_group in self.group_inference.values()]
+        self.gamma, self.reconstruction = gamma, reconstruction
+        self.gan_config = dict(
+            gamma=gamma,
+            reconstruction=reconstruction,
+            image=image,
+            discriminator_channels=[int(c) for c in discriminator_channels],
+            discriminator_hidden=discriminator_hidden,
+            discriminator_lr=discriminator_lr,
         )
-        self.adversarial = AdversarialGeneratorLoss(
-            self.q, self.decoders[self.image], self.prior, self.discriminator
-        )
-        loss = (bound + Parameter("alpha") * to_groups + Parameter("gamma") * self.adversarial).mean()
-        ZooModel.__init__(
-            self,
-            loss,
-            distributions=self.trained_distributions(),
-            modalities=modalities,
-            generative=self.generative_model(),
-            inference=self.q,
-            hyperparameters={"beta": beta, "alpha": alpha, "gamma": gamma},
-            annealed={"beta"},
-            lr=lr,
-            clip_grad_norm=clip_grad_norm,
-            config=dict(
-                z_dim=z_dim,
-                hidden=list(hidden),
-                arch=arch,
-                decoder_scale=decoder_scale,
-                beta=beta,
-                alpha=alpha,
-                gamma=gamma,
-                reconstruction=reconstruction,
-                image=image,
-                discriminator_channels=[int(c) for c in discriminator_channels],
-                discriminator_hidden=discriminator_hidden,
-                discriminator_lr=discriminator_lr,
-                groups=self.group_config(),
-                likelihood_weights=weights or None,
-            ),
+        super().__init__(
+            modalities,
+            z_dim,
+            hidden,
+            arch,
+            decoder_scale,
+            beta,
+            alpha,
+            groups,
+            likelihood_weights,
+            lr,
+            clip_grad_norm,
         )
         self.discriminator_optimizer = torch.optim.Adam(
             self.discriminator.parameters(), lr=discriminator_lr, betas=(0.5, 0.999)
         )
         self._reset_epoch_metrics()
+
+    def joint_bound(self, weights: dict[str, float]) -> Loss:
+        """eq. (5) negated; with ``reconstruction="feature"`` the image's term is VAE-GAN's likelihood
+        on the discriminator's features (Larsen et al. 2016, eq. 8), the other modalities keep theirs."""
+        if self.reconstruction == "pixel":
+            return super().joint_bound(weights)
+        self.feature_likelihood = FeatureLogLikelihood(self.decoders[self.image], self.discriminator)
+        terms = []
+        for name, decoder in self.decoders.items():
+            term = self.feature_likelihood if name == self.image else LogProb(decoder)
+            weight = weights.get(name, 1.0)
+            terms.append(term if weight == 1.0 else weight * term)
+        return E(self.q, -sum_losses(terms)) + Parameter("beta") * KullbackLeibler(self.q, self.prior)
+
+    def extra_terms(self) -> tuple[Loss, dict[str, float], dict]:
+        """``gamma`` times the generator's adversarial loss (:class:`AdversarialGeneratorLoss`)."""
+        self.adversarial = AdversarialGeneratorLoss(
+            self.q, self.decoders[self.image], self.prior, self.discriminator
+        )
+        return Parameter("gamma") * self.adversarial, {"gamma": self.gamma}, self.gan_config
 
     def __str__(self) -> str:
         """The JMVAE-kl printout plus the discriminator and the loss it is trained on."""
