@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--epochs", type=int, default=None, help="total epochs (default 30; --resume: as before)"
     )
-    train.add_argument("--batch-size", type=int, help="minibatch size (default 64)")
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        help="minibatch size per process (default 64; under torchrun --nproc_per_node=N the global "
+        "batch is N times this)",
+    )
     train.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the model's)")
     train.add_argument("--clip-grad-norm", type=float, default=None, help="clip the gradient norm")
     train.add_argument("--warmup-epochs", type=float, help="KL warm-up length in epochs (default 0: none)")
@@ -264,6 +270,17 @@ def check_resume_arguments(
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train (data-parallel under torchrun: every process runs this, rank 0 reports and evaluates)."""
+    from pixyz_zoo import distributed
+
+    try:
+        _train(args)
+    finally:
+        distributed.destroy()
+
+
+def _train(args: argparse.Namespace) -> None:
+    from pixyz_zoo import distributed
     from pixyz_zoo.run_spec import RunSpec
     from pixyz_zoo.runs import check_run_dir, evaluate_run, resume_run, train_run
     from pixyz_zoo.training import resolve_device
@@ -285,8 +302,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.run_dir = args.out or Path("runs") / f"{args.model}-{spec.data.dataset}-s{spec.train.seed}"
         check_run_dir(args.run_dir)  # announce the directory only once it can hold this run
         resolve_device(spec.device)
-        print(f"run directory: {args.run_dir}")
+        if not distributed.launched() or os.environ.get("RANK") == "0":
+            print(f"run directory: {args.run_dir}")
         model, _ = train_run(spec, args.run_dir, progress=progress)
+    if not distributed.is_main():
+        return  # rank 0 alone reports and evaluates the run
     print(model)
     if not args.no_eval:
         args.stage = "evaluation"

@@ -177,6 +177,11 @@ class TrainSpec(_Part):
     seed: int = field(default=0, metadata=setting(check=integer_at_least(0)))
     #: KL warm-up length in epochs (0: none)
     warmup_epochs: float = field(default=0.0, metadata=setting(check=_non_negative_number))
+    #: processes training data-parallel (torchrun's world size; ``batch_size`` is per process): the
+    #: run code records the processes running, and a resume needs as many
+    world_size: int = field(
+        default=1, metadata=setting(flag="torchrun --nproc_per_node", check=integer_at_least(1))
+    )
 
 
 @dataclass(frozen=True)

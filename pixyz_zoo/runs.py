@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from pixyz_zoo import distributed
 from pixyz_zoo.datasets import DATASETS, MultimodalDataset, load_dataset, resolve_data_root
 from pixyz_zoo.evaluation import evaluate_log_likelihood
 from pixyz_zoo.models import MODELS, ZooModel, build_model
@@ -136,11 +137,11 @@ def checkpoint_differences(config: dict[str, Any], payload: dict[str, Any]) -> l
             "config.json"
         )
     trainer = payload.get("trainer", {})
-    for key in ("batch_size", "seed", "warmup_epochs"):
-        if key in trainer and trainer[key] != config["train"].get(key):
-            differences.append(
-                f"{key} {trainer[key]!r} in the checkpoint, {config['train'].get(key)!r} in config.json"
-            )
+    later = {"world_size": 1}  # settings added since: a config.json without one has the default
+    for key in ("batch_size", "seed", "warmup_epochs", "world_size"):
+        stored = config["train"].get(key, later.get(key))
+        if key in trainer and trainer[key] != stored:
+            differences.append(f"{key} {trainer[key]!r} in the checkpoint, {stored!r} in config.json")
     if payload["epoch"] > config["train"]["epochs"]:
         differences.append(
             f"the checkpoint has trained {payload['epoch']} epochs, config.json asks for "
@@ -244,12 +245,17 @@ def train_run(
     ``config.json`` is ``spec.to_config()`` with the model's options as built (its defaults and what
     it took from the data, such as beta-TCVAE's dataset size), the model's modalities and the
     environment.
+
+    Under ``torchrun`` (:mod:`pixyz_zoo.distributed`) every process calls this: they train
+    data-parallel, ``spec.train.batch_size`` per process, and rank 0 alone writes the run directory;
+    ``config.json`` records the number of processes (``world_size``).
     """
     run_dir = Path(run_dir)
     # the spec was checked when it was made; the directory and the device are checked before any data
     # is loaded or anything is written
     check_run_dir(run_dir)
-    dev = resolve_device(spec.device)
+    dev = resolve_device(distributed.init_from_env(spec.device))
+    spec = spec.replace(world_size=distributed.world_size())
     train, test = load_data(spec)
     seed_everything(spec.train.seed)
     net = build_model(spec.model.name, train.modalities, **spec.model.options).to(dev)
@@ -263,12 +269,14 @@ def train_run(
     trainer = Trainer(net, train, test, run_dir=run_dir, progress=progress, **spec.train.to_config())
     # training starts: the run directory and its config.json are written now, and removed again
     # when training stops (an error, Ctrl-C) before the first checkpoint
-    created = _make_run_dir(run_dir)
-    write_json(run_dir / CONFIG, config)
+    main = distributed.is_main()
+    created = _make_run_dir(run_dir) if main else []
+    if main:
+        write_json(run_dir / CONFIG, config)
     try:
         trainer.fit()
     except BaseException:
-        if not (run_dir / CHECKPOINT).exists():
+        if main and not (run_dir / CHECKPOINT).exists():
             _remove_unsaved_run(run_dir, created)
         raise
     return net, trainer
@@ -299,17 +307,20 @@ def resume_run(
         spec = spec.replace(epochs=epochs)
     if device is not None:
         spec = spec.replace(device=device)
-    dev = resolve_device(spec.device)
+    dev = resolve_device(distributed.init_from_env(spec.device))
     train, test = load_data(spec)
     net = model_from_checkpoint(payload, dev)
+    # a run is resumed by as many processes as trained it (the Trainer says so otherwise)
     trainer = Trainer(net, train, test, run_dir=run_dir, progress=progress, **spec.train.to_config())
     trainer.resume(run_dir)
+    distributed.barrier()  # every rank has read the run before rank 0 writes to it
     config.update(spec.to_config())
     if payload["epoch"] < spec.train.epochs:
         config.setdefault("resumed", []).append(
             {"from_epoch": payload["epoch"], "epochs": spec.train.epochs, "environment": environment(dev)}
         )
-    write_json(run_dir / CONFIG, config)
+    if distributed.is_main():
+        write_json(run_dir / CONFIG, config)
     trainer.fit()
     return net, trainer
 
@@ -323,9 +334,11 @@ def fit_run(spec: RunSpec, run_dir: str | os.PathLike, progress: bool | str = Tr
     device, see :func:`~pixyz_zoo.run_spec.spec_differences`) is an error, never reused.
     """
     run_dir = Path(run_dir)
+    distributed.init_from_env(spec.device)  # under torchrun: join the process group first
     if not (run_dir / CHECKPOINT).exists():
         net, _ = train_run(spec, run_dir, progress=progress)
         return net
+    spec = spec.replace(world_size=distributed.world_size())  # the processes running now
     config = read_config(run_dir)
     differing = resume_conflicts(config, spec)
     if differing:

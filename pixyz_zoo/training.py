@@ -4,6 +4,10 @@ Epochs of Adam steps over shuffled minibatches, KL warm-up of the model's anneal
 ``Parameter`` symbols, per-epoch test loss, an atomic checkpoint after every epoch, exact resume
 (parameters, optimiser, data order and sampling RNG), and a clear stop that keeps the last good
 checkpoint when the loss or its gradients become NaN/inf or the loss diverges (``DivergenceCheck``).
+
+Launched by ``torchrun`` (a process group is active, :mod:`pixyz_zoo.distributed`), the trainer is
+data-parallel: ``batch_size`` is per process, each global batch of ``world_size * batch_size`` is
+split between the ranks, DDP averages the gradients, and rank 0 alone writes checkpoints.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import torch
 
+from pixyz_zoo import distributed
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import ZooModel, build_model
@@ -205,8 +210,10 @@ class Trainer:
         model: the model (already on its device; see ``resolve_device``).
         train_data, test_data: datasets whose modalities include the model's.
         epochs: total number of epochs (a resumed run continues up to this number).
-        batch_size: minibatch size.
-        seed: seed of data shuffling, binarisation and latent sampling.
+        batch_size: minibatch size (per process under ``torchrun``: the global batch is
+            ``world_size * batch_size``).
+        seed: seed of data shuffling, binarisation and latent sampling (rank ``r`` of a
+            data-parallel run samples latents from seed ``seed + r``).
         warmup_epochs: epochs over which annealed symbols (KL weight) ramp linearly from 0.
         run_dir: where ``checkpoint.pt`` is written after every epoch (None: no checkpoints).
         progress: ``True``: a progress bar with the running loss and a summary line per epoch;
@@ -235,6 +242,7 @@ class Trainer:
         divergence_factor: float | None = 10.0,
         divergence_warmup_steps: int = 5,
         divergence_patience: int = 3,
+        world_size: int = 1,
     ) -> None:
         for data in (train_data, test_data):
             if data is None:
@@ -253,11 +261,21 @@ class Trainer:
         # so that they are in model.config before a run's config or first checkpoint is written
         model.prepare(train_data)
         self.epochs, self.batch_size = epochs, batch_size
+        # data parallelism: the process group torchrun started (see pixyz_zoo.distributed)
+        self.world_size, self.rank = distributed.world_size(), distributed.rank()
+        if world_size != self.world_size:
+            raise ValueError(
+                f"this run is set for {world_size} process(es) but {self.world_size} are running; "
+                f"start it with torchrun --nproc_per_node={world_size} (without torchrun for 1)"
+            )
+        if self.world_size > 1:
+            distributed.wrap_losses(model, model.device)
         self.seed, self.warmup_epochs = seed, warmup_epochs
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if progress not in (True, False, "lines"):
             raise ValueError(f"progress must be True, False or 'lines', got {progress!r}")
-        self.progress, self.callback = progress, callback
+        self.progress = progress if self.rank == 0 else False  # one rank reports
+        self.callback = callback
         model.warmup_epochs = warmup_epochs  # what print(model) says about the annealed symbols
         self.divergence = (
             DivergenceCheck(divergence_factor, divergence_warmup_steps, divergence_patience)
@@ -286,7 +304,7 @@ class Trainer:
         """Train until ``epochs`` epochs are done; returns the per-epoch history."""
         self.model.prepare(self.train_data)
         if self._fresh:
-            torch.manual_seed(self.seed)
+            torch.manual_seed(self.seed + self.rank)  # each rank draws its own latent samples
             self._fresh = False
         while self.epoch < self.epochs:
             record = self._train_epoch()
@@ -294,15 +312,17 @@ class Trainer:
             self.epoch += 1
             if self.run_dir is not None:
                 self.save()
+                distributed.barrier()  # the checkpoint is complete before any rank goes on
             if self.callback is not None:
                 self.callback(self, record)
         return self.history
 
     def _train_epoch(self) -> dict[str, float]:
         start = time.perf_counter()
-        n_batches = self.train_data.num_batches(self.batch_size)
+        size = self.batch_size * self.world_size  # the global batch, split between the ranks
+        n_batches = self.train_data.num_batches(size)
         bar = tqdm(
-            self.train_data.batches(self.batch_size, shuffle=True, generator=self.generator),
+            self.train_data.batches(size, shuffle=True, generator=self.generator),
             total=n_batches,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
             disable=self.progress is not True,
@@ -313,8 +333,16 @@ class Trainer:
         for step, batch in enumerate(bar):
             values = self.hyperparameter_values(self.epoch + step / n_batches)
             batch = self._model_batch(batch)
+            n = len(next(iter(batch.values())))  # examples in the (global) batch
+            if self.world_size > 1:
+                if n < self.world_size:
+                    continue  # a last batch too small to give every rank a row (all ranks skip it)
+                batch = distributed.shard(batch, self.rank, self.world_size)
             try:
                 loss = self.model.train_step(batch, **values)
+                if self.world_size > 1:  # the global batch's loss: every rank checks the same value
+                    local_n = len(next(iter(batch.values())))
+                    loss = distributed.weighted_mean(loss, local_n, self.model.device)
                 diverged = (
                     self.divergence.update(loss, epoch_end=step + 1 == n_batches)
                     if self.divergence is not None
@@ -333,7 +361,6 @@ class Trainer:
                     "Lower the learning rate (--lr), clip gradients (--clip-grad-norm 10), or check "
                     "the data for extreme values"
                 ) from None
-            n = len(next(iter(batch.values())))
             total, count = total + loss * n, count + n
             bar.set_postfix(loss=f"{total / count:.3f}")
         bar.close()
@@ -369,6 +396,8 @@ class Trainer:
         rng = {"torch": torch.get_rng_state(), "data": self.generator.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.world_size > 1:  # each rank samples from its own generator: keep every rank's state
+            rng["torch_ranks"] = distributed.gather(torch.get_rng_state())
         return {
             "format": CHECKPOINT_FORMAT,
             "model_name": self.model.name,
@@ -383,14 +412,20 @@ class Trainer:
                 "batch_size": self.batch_size,
                 "seed": self.seed,
                 "warmup_epochs": self.warmup_epochs,
+                "world_size": self.world_size,
             },
         }
 
     def save(self) -> Path:
+        """Write the checkpoint and ``history.json`` (rank 0 of a data-parallel run; every rank
+        calls this, to hand its sampling state to rank 0)."""
         if self.run_dir is None:
             raise ValueError("this trainer has no run_dir to save to")
-        path = save_checkpoint(self.run_dir / CHECKPOINT, self.checkpoint_payload())
-        (self.run_dir / "history.json").write_text(json.dumps(self.history, indent=2))
+        payload = self.checkpoint_payload()
+        path = self.run_dir / CHECKPOINT
+        if self.rank == 0:
+            save_checkpoint(path, payload)
+            (self.run_dir / "history.json").write_text(json.dumps(self.history, indent=2))
         return path
 
     def resume(self, path: str | os.PathLike | None = None) -> Trainer:
@@ -405,10 +440,17 @@ class Trainer:
                 f"model has {self.model.config}; rebuild the model with the checkpoint's options "
                 "(pixyz-zoo train --resume does this for you)"
             )
+        stored_world = payload.get("trainer", {}).get("world_size", 1)
+        if stored_world != self.world_size:
+            raise CheckpointError(
+                f"checkpoint {source} was trained by {stored_world} process(es), and {self.world_size} "
+                f"are running; resume it with torchrun --nproc_per_node={stored_world} (1: without "
+                "torchrun), so that the global batch and the data order stay the run's"
+            )
         self.model.load_state(payload["state"])
         self.epoch = payload["epoch"]
         self.history = list(payload["history"])
-        torch.set_rng_state(payload["rng"]["torch"])
+        torch.set_rng_state(payload["rng"].get("torch_ranks", [payload["rng"]["torch"]])[self.rank])
         self.generator.set_state(payload["rng"]["data"])
         if "cuda" in payload["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["rng"]["cuda"])

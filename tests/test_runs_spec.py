@@ -73,7 +73,13 @@ def test_a_spec_survives_config_json():
     config = json.loads(text)
     assert set(config) == {"model", "options", "data", "train", "device"}
     assert config["data"]["modalities"] == ["m", "s"] and config["options"]["hidden"] == [16]
-    assert config["train"] == {"epochs": 3, "batch_size": 32, "seed": 4, "warmup_epochs": 1.5}
+    assert config["train"] == {
+        "epochs": 3,
+        "batch_size": 32,
+        "seed": 4,
+        "warmup_epochs": 1.5,
+        "world_size": 1,
+    }
 
 
 def test_flat_settings_build_the_same_spec():

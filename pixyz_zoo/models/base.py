@@ -17,7 +17,7 @@ trainer ramps up linearly from 0 during warm-up.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -99,6 +99,9 @@ class ZooModel(Model):
         self.config = dict(config or {})
         self.config.setdefault("lr", lr)
         self.config.setdefault("clip_grad_norm", clip_grad_norm)
+        #: what evaluates each of :meth:`parallel_losses` instead of its own function (set by the
+        #: data-parallel trainer to DistributedDataParallel wrappers; empty: evaluated directly)
+        self.loss_evaluators: dict[str, Callable[..., Any]] = {}
 
     # ------------------------------------------------------------------ printing
     def __str__(self) -> str:
@@ -152,13 +155,27 @@ class ZooModel(Model):
     def prepare(self, train_data: Any) -> None:
         """Called by the trainer before training (a hook for models that need data statistics)."""
 
+    def parallel_losses(self) -> dict[str, tuple[torch.nn.Module, Callable[..., Any]]]:
+        """The losses a training step differentiates, by name: the module holding the parameters
+        each one trains and the function that evaluates it. The data-parallel trainer wraps each in
+        DistributedDataParallel (:mod:`pixyz_zoo.distributed`); models with a step of their own (a
+        discriminator's) add it here and evaluate it through :meth:`evaluate_loss`."""
+        return {"loss": (self.distributions, self.loss_cls.eval)}
+
+    def evaluate_loss(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Evaluate the loss ``name`` of :meth:`parallel_losses` (through its DDP wrapper when set)."""
+        evaluator = self.loss_evaluators.get(name)
+        if evaluator is None:
+            evaluator = self.parallel_losses()[name][1]
+        return evaluator(*args, **kwargs)
+
     def train(self, train_x_dict: dict[str, Any] | None = None, **kwargs: Any) -> torch.Tensor:
         """Pixyz's training step, refusing to step on a NaN/inf loss so the parameters stay good."""
         self.distributions.train()
         self.optimizer.zero_grad()
         try:
             with shared_parameters():
-                loss = self.loss_cls.eval(train_x_dict or {}, **kwargs)
+                loss = self.evaluate_loss("loss", train_x_dict or {}, **kwargs)
         except ValueError as error:  # torch.distributions rejects NaN parameters
             if "Expected parameter" not in str(error):
                 raise

@@ -232,12 +232,19 @@ class FactorVAE(VAE):
         loss = super().train(train_x_dict, **kwargs)  # VAE step; D is not in its optimiser
         self.discriminator.train()
         self.discriminator_optimizer.zero_grad()
-        discriminator_loss = self.total_correlation.discriminator_loss(train_x_dict or {})
+        discriminator_loss = self.evaluate_loss("discriminator", train_x_dict or {})
         if not torch.isfinite(discriminator_loss):
             raise NonFiniteLossError(f"the discriminator's loss is {float(discriminator_loss)}")
         discriminator_loss.backward()
         self.discriminator_optimizer.step()
         return loss
+
+    def parallel_losses(self) -> dict:
+        """The VAE's loss and the discriminator's (its own step, synchronised like the model's)."""
+        return {
+            **super().parallel_losses(),
+            "discriminator": (self.discriminator, self.total_correlation.discriminator_loss),
+        }
 
     def state(self) -> dict:
         return {

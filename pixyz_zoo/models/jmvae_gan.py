@@ -193,7 +193,7 @@ class JMVAEGAN(JMVAEKL):
         returns the loss before the step. A NaN/inf loss raises before any parameter changes."""
         self.discriminator.train()
         self.discriminator_optimizer.zero_grad()
-        discriminator_loss, generator_loss = self.adversarial.discriminator_terms(x_dict)
+        discriminator_loss, generator_loss = self.evaluate_loss("discriminator", x_dict)
         if not torch.isfinite(discriminator_loss):
             raise NonFiniteLossError(f"the discriminator's loss is {float(discriminator_loss.detach())}")
         discriminator_loss.backward()
@@ -233,6 +233,13 @@ class JMVAEGAN(JMVAEKL):
         super().to(device)
         self.discriminator.to(device)
         return self
+
+    def parallel_losses(self) -> dict:
+        """The model's loss and the discriminator's (its own step, synchronised like the model's)."""
+        return {
+            **super().parallel_losses(),
+            "discriminator": (self.discriminator, self.adversarial.discriminator_terms),
+        }
 
     def state(self) -> dict:
         return {

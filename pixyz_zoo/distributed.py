@@ -1,0 +1,154 @@
+"""Data-parallel training through PyTorch's own engine: ``torchrun`` and DistributedDataParallel.
+
+``torchrun --nproc_per_node=N -m pixyz_zoo train MODEL ...`` starts N processes with ``WORLD_SIZE``,
+``RANK`` and ``LOCAL_RANK`` in their environment; :func:`init_from_env` joins them into one process
+group (gloo on the CPU, NCCL on CUDA with device ``cuda:LOCAL_RANK``). Every rank draws the same
+global batch of ``N * batch_size`` examples and trains on its own contiguous share of it
+(:func:`shard`); the gradients are averaged by DDP, so every rank holds the same parameters and an
+N-process step on batch B per process is the 1-process step on batch N*B.
+
+DDP wraps each loss a model differentiates (:meth:`ZooModel.parallel_losses`: the Pixyz loss over
+``model.distributions``, and a discriminator's loss for the models that take a discriminator step)
+in a :class:`LossModule` whose forward evaluates that loss, so the objective stays the expression
+``print(model)`` shows and the optimiser steps stay the model's own.
+
+Batch-norm statistics are per process (no ``SyncBatchNorm``): a network with batch-norm layers
+normalises over each process's share of the batch, and DDP broadcasts rank 0's running statistics.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+
+
+def launched() -> bool:
+    """True in a process started by ``torchrun`` (its environment names a world of processes)."""
+    return all(name in os.environ for name in ENV)
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def is_main() -> bool:
+    """Rank 0: the process that writes the run directory."""
+    return rank() == 0
+
+
+def init_from_env(device: str = "auto") -> str:
+    """Join ``torchrun``'s process group when launched by it (else nothing); returns the device this
+    process trains on: ``cuda:LOCAL_RANK`` with NCCL when ``device`` asks for CUDA (``auto`` with a
+    GPU), else ``cpu`` with gloo."""
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if active():  # joined already (by an earlier run of this process, or by the caller)
+        return f"cuda:{torch.cuda.current_device()}" if cuda else device
+    if not launched():
+        return device
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if cuda:
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"--device {device} was requested but PyTorch sees no CUDA device")
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"LOCAL_RANK {local_rank} has no GPU (this node has {torch.cuda.device_count()}); "
+                "start at most one process per GPU (torchrun --nproc_per_node)"
+            )
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+        return f"cuda:{local_rank}"
+    dist.init_process_group("gloo")
+    return "cpu"
+
+
+def destroy() -> None:
+    if active():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def shard(batch: dict[str, torch.Tensor], rank: int, world: int) -> dict[str, torch.Tensor]:
+    """Rank ``rank``'s contiguous share of a global batch (``torch.tensor_split``: equal shares when
+    ``world`` divides the batch, else the first shares have one row more)."""
+    return {name: torch.tensor_split(t, world)[rank] for name, t in batch.items()}
+
+
+def _sum(values: list[float], device: torch.device) -> list[float]:
+    total = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+def weighted_mean(value: float, weight: float, device: torch.device) -> float:
+    """``sum(value * weight) / sum(weight)`` over the ranks (``value`` itself outside a group)."""
+    if not active():
+        return value
+    total, weights = _sum([value * weight, weight], device)
+    return total / weights
+
+
+def gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` outside a group)."""
+    if not active():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+class LossModule(nn.Module):
+    """The module DDP wraps: ``forward`` evaluates ``loss`` (a Pixyz loss's ``eval``, a
+    discriminator's loss), whose gradients reach the parameters of ``holder``.
+
+    The ranks agree on the loss being finite before any backward: when it is NaN/inf (or raised) on
+    one rank, every rank gets a NaN loss, so the model's check stops all of them at the same step
+    instead of leaving the others waiting in DDP's all-reduce.
+    """
+
+    def __init__(self, holder: nn.Module, loss: Callable[..., Any]) -> None:
+        super().__init__()
+        self.holder = holder
+        self.loss = loss
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        device = next(self.holder.parameters()).device
+        try:
+            out = self.loss(*args, **kwargs)
+        except BaseException:
+            _sum([0.0], device)  # the other ranks learn that this one failed
+            raise
+        value = out[0] if isinstance(out, tuple) else out
+        (agreed,) = _sum([float(torch.isfinite(value.detach()).all())], device)
+        if agreed < world_size():
+            value = value * torch.nan
+            out = (value, *out[1:]) if isinstance(out, tuple) else value
+        return out
+
+
+def wrap_losses(model: Any, device: torch.device) -> None:
+    """Make ``model`` evaluate each of its :meth:`parallel_losses` through DDP (gradients averaged
+    over the ranks in the backward pass)."""
+    device_ids = [device.index] if device.type == "cuda" else None
+    for name, (holder, loss) in model.parallel_losses().items():
+        model.loss_evaluators[name] = nn.parallel.DistributedDataParallel(
+            LossModule(holder, loss), device_ids=device_ids, find_unused_parameters=True
+        )
