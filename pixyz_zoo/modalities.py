@@ -71,8 +71,9 @@ class Modality:
         """A sequence of one-hot symbols, e.g. text (categorical of shape ``(length, classes)``)."""
         return self.likelihood == "categorical" and len(self.shape) == 2
 
-    def check(self, value: torch.Tensor) -> None:
-        """Raise a clear ``ValueError`` when ``value`` is not a batch of this modality."""
+    def check(self, value: torch.Tensor, values: bool = True) -> None:
+        """Raise a clear ``ValueError`` when ``value`` is not a batch of this modality (``values=False``:
+        its type and shape only, without reading the values: no host sync)."""
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"variable {self.name!r} must be a torch.Tensor, got {type(value).__name__}")
         if tuple(value.shape[1:]) != self.shape:
@@ -81,7 +82,7 @@ class Modality:
                 f"(batch, {', '.join(map(str, self.shape))}); reshape the data or declare the "
                 f"modality with shape {tuple(value.shape[1:])}"
             )
-        if value.is_floating_point() and not torch.isfinite(value).all():
+        if values and value.is_floating_point() and not torch.isfinite(value).all():
             bad = int((~torch.isfinite(value)).sum())
             raise ValueError(
                 f"variable {self.name!r} contains {bad} NaN/inf values; clean or impute the data "
@@ -89,8 +90,9 @@ class Modality:
             )
 
 
-def check_batch(batch: dict[str, torch.Tensor], modalities: dict[str, Modality]) -> None:
-    """Check that ``batch`` holds every declared modality with the declared shape."""
+def check_batch(batch: dict[str, torch.Tensor], modalities: dict[str, Modality], values: bool = True) -> None:
+    """Check that ``batch`` holds every declared modality with the declared shape (``values``: and
+    finite values)."""
     if not isinstance(batch, dict):
         raise TypeError(
             f"a batch must be a dict keyed by variable name, got {type(batch).__name__}; "
@@ -103,7 +105,7 @@ def check_batch(batch: dict[str, torch.Tensor], modalities: dict[str, Modality])
             f"{sorted(modalities)}: rename the keys or build the model on the dataset's modalities"
         )
     for name, modality in modalities.items():
-        modality.check(batch[name])
+        modality.check(batch[name], values=values)
 
 
 def nonempty_subsets(names: Iterable[str]) -> list[tuple[str, ...]]:

@@ -25,7 +25,7 @@ from pixyz_zoo import distributed
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import ZooModel, build_model
-from pixyz_zoo.models.base import DivergedLossError, NonFiniteLossError
+from pixyz_zoo.models.base import DivergedLossError, NonFiniteLossError, health_message
 from pixyz_zoo.progress import tqdm
 
 CHECKPOINT = "checkpoint.pt"
@@ -203,6 +203,11 @@ class DivergenceCheck:
 
 
 # ---------------------------------------------------------------------- trainer
+def _at_step(error: NonFiniteLossError, step: int) -> NonFiniteLossError:
+    error.step = step  # type: ignore[attr-defined]  # the step it happened at, for the message
+    return error
+
+
 class Trainer:
     """Train a :class:`~pixyz_zoo.models.ZooModel` on a :class:`MultimodalDataset`.
 
@@ -225,6 +230,10 @@ class Trainer:
             ``divergence_factor`` x (|level| + spread) above its running level for
             ``divergence_patience`` steps, checked after ``divergence_warmup_steps`` steps.
             ``divergence_factor=None`` turns the check off (NaN/inf losses and gradients still stop).
+        check_every: steps between reads of the training loss on the host (and at the end of each
+            epoch, before its checkpoint). A step does not wait for the device: a NaN/inf loss or
+            gradient skips its update on the device, and the next check stops training, naming the
+            step; the divergence check runs there over each step's loss in order.
     """
 
     def __init__(
@@ -243,6 +252,7 @@ class Trainer:
         divergence_warmup_steps: int = 5,
         divergence_patience: int = 3,
         world_size: int = 1,
+        check_every: int = 50,
     ) -> None:
         for data in (train_data, test_data):
             if data is None:
@@ -253,6 +263,9 @@ class Trainer:
                     f"dataset {data.name!r} has no variable(s) {missing} that model {model.name!r} "
                     f"needs; it has {sorted(data.modalities)}"
                 )
+        if check_every < 1:
+            raise ValueError(f"check_every must be >= 1 (steps between reads of the loss), got {check_every}")
+        self.check_every = check_every
         if epochs < 0 or batch_size < 1:
             raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
         self.model = model
@@ -330,6 +343,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         total, count = 0.0, 0
+        pending: list[tuple[int, int, torch.Tensor]] = []  # (step, examples, health) not yet checked
         for step, batch in enumerate(bar):
             values = self.hyperparameter_values(self.epoch + step / n_batches)
             batch = self._model_batch(batch)
@@ -339,30 +353,33 @@ class Trainer:
                     continue  # a last batch too small to give every rank a row (all ranks skip it)
                 batch = distributed.shard(batch, self.rank, self.world_size)
             try:
-                loss = self.model.train_step(batch, **values)
+                loss = self.model.train_step(batch, check=False, **values)
+                health = self.model.step_health  # loss, gradients' norm, discriminator's loss
+                if health is None:  # a train_step of its own that leaves it unset: the loss alone
+                    health = torch.as_tensor(loss, dtype=torch.float32).reshape(1)
                 if self.world_size > 1:  # the global batch's loss: every rank checks the same value
                     local_n = len(next(iter(batch.values())))
-                    loss = distributed.weighted_mean(loss, local_n, self.model.device)
-                diverged = (
-                    self.divergence.update(loss, epoch_end=step + 1 == n_batches)
-                    if self.divergence is not None
-                    else None
-                )
-                if diverged is not None:
-                    raise DivergedLossError(diverged)
+                    mean = distributed.weighted_mean(float(loss), local_n, self.model.device)
+                    health = torch.cat([health.new_tensor([mean]), health[1:]])
+                pending.append((step, n, health))
+                if len(pending) >= self.check_every or step + 1 == n_batches:
+                    total, count = self._check(pending, n_batches, total, count)
+                    pending = []
+                    bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
             except NonFiniteLossError as error:
                 kept = (
                     f"the last good checkpoint ({self.run_dir / CHECKPOINT}, epoch {self.epoch}) is kept"
                     if self.run_dir is not None and (self.run_dir / CHECKPOINT).exists()
                     else "no checkpoint was written yet"
                 )
+                at = getattr(error, "step", step)
                 raise type(error)(
-                    f"{error} at epoch {self.epoch + 1}, step {step + 1}; training stopped and {kept}. "
+                    f"{error} at epoch {self.epoch + 1}, step {at + 1}; training stopped and {kept}. "
                     "Lower the learning rate (--lr), clip gradients (--clip-grad-norm 10), or check "
                     "the data for extreme values"
                 ) from None
-            total, count = total + loss * n, count + n
-            bar.set_postfix(loss=f"{total / count:.3f}")
+        if pending:  # the epoch's last steps (when its last batch was skipped)
+            total, count = self._check(pending, n_batches, total, count)
         bar.close()
         record = {"epoch": self.epoch + 1, "train_loss": total / count, **self.model.epoch_metrics()}
         if self.test_data is not None:
@@ -376,6 +393,24 @@ class Trainer:
             else:
                 print(line, flush=True)
         return record
+
+    def _check(
+        self, pending: list[tuple[int, int, torch.Tensor]], n_batches: int, total: float, count: int
+    ) -> tuple[float, int]:
+        """Read the steps since the last check from the device (one host sync) and check them in
+        order: a NaN/inf loss or gradient (whose update was skipped on the device) and divergence
+        raise, naming the step; returns the epoch's running loss sum and example count."""
+        rows = torch.stack([health for _, _, health in pending]).tolist()
+        for (step, n, _), health in zip(pending, rows, strict=True):
+            problem = health_message(health)
+            if problem is None and self.divergence is not None:
+                diverged = self.divergence.update(health[0], epoch_end=step + 1 == n_batches)
+                if diverged is not None:
+                    raise _at_step(DivergedLossError(diverged), step)
+            elif problem is not None:
+                raise _at_step(NonFiniteLossError(problem), step)
+            total, count = total + health[0] * n, count + n
+        return total, count
 
     def test_loss(self, data: MultimodalDataset | None = None) -> float:
         """Average test loss (hyperparameters at their final values) over ``data``."""

@@ -4,7 +4,9 @@ A zoo model is a set of Pixyz distributions and one Pixyz loss expression. ``pri
 shows the factorisation of the generative model, the inference distribution and the loss
 exactly as optimised. Everything else (trainer, evaluation, plots, CLI) uses only this surface:
 
-- ``train_step(batch)`` / ``test_step(batch)``: one optimisation step / the test loss;
+- ``train_step(batch)`` / ``test_step(batch)``: one optimisation step / the test loss (the trainer's
+  ``train_step(batch, check=False)`` never waits for the device: a NaN/inf loss or gradient skips the
+  update on the device and shows in ``step_health``, read at the trainer's checks);
 - ``encode(batch, given)``: latent means (or samples) inferred from a subset of modalities;
 - ``generate(batch, given, targets)``: the one cross-modal generation path;
 - ``reconstruct(batch)`` and ``sample(n)``: the two special cases of ``generate``.
@@ -17,7 +19,9 @@ trainer ramps up linearly from 0 during warm-up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -25,6 +29,7 @@ from pixyz.distributions.distributions import Distribution
 from pixyz.losses.losses import Loss
 from pixyz.models import Model
 from torch import optim
+from torch.distributions import Distribution as TorchDistribution
 
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.modalities import Modality, check_batch
@@ -36,6 +41,65 @@ class NonFiniteLossError(RuntimeError):
 
 class DivergedLossError(NonFiniteLossError):
     """The training loss is still finite but ran far above its running level (training diverged)."""
+
+
+#: what a NaN/inf in each entry of :attr:`ZooModel.step_health` means
+HEALTH = (
+    "the training loss is {}",
+    "the gradients' norm is {} (the loss was finite)",
+    "the discriminator's loss is {}",
+)
+
+
+def health_message(health: Sequence[float]) -> str | None:
+    """Why a training step was skipped, from its :attr:`ZooModel.step_health` read on the host
+    (None: every value was finite)."""
+    for template, value in zip(HEALTH, health, strict=False):  # a loss alone: its one entry
+        if not math.isfinite(value):
+            return template.format(value)
+    return None
+
+
+@contextmanager
+def argument_validation(enabled: bool) -> Iterator[None]:
+    """Turn torch.distributions' argument validation on or off (it reads the parameters' values on
+    the host: a device sync per distribution). Off on the training hot path: a NaN/inf parameter then
+    makes the loss NaN/inf, which the skipped step and the trainer's check report instead."""
+    previous = TorchDistribution._validate_args
+    TorchDistribution.set_default_validate_args(enabled)
+    try:
+        yield
+    finally:
+        TorchDistribution.set_default_validate_args(previous)
+
+
+def masked_step(optimizer: optim.Optimizer, skip: torch.Tensor) -> None:
+    """``optimizer.step()``, except where the device flag ``skip`` is true: then no parameter, moment
+    or step count changes. Fused Adam takes the flag as ``found_inf`` (as ``torch.amp.GradScaler``
+    feeds it) and skips on the device, with no host sync. An unfused Adam put in place of the model's
+    is made fused; another optimiser steps unless the flag, read on the host, holds (a sync)."""
+    if not all(group.get("fused") for group in optimizer.param_groups):
+        if not isinstance(optimizer, optim.Adam | optim.AdamW):
+            if not bool(skip):
+                optimizer.step()
+            return
+        fused_adam(optimizer)
+    optimizer.found_inf = skip.to(torch.float32)  # type: ignore[attr-defined]
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.found_inf  # type: ignore[attr-defined]
+
+
+def fused_adam(optimizer: optim.Optimizer) -> None:
+    """Make an Adam optimiser fused (after loading a state saved by an unfused one): its step counts
+    move to the parameters' device, where :func:`masked_step` can leave them unchanged."""
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = True, None
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if "step" in state:
+                state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
 
 
 class ZooModel(Model):
@@ -84,7 +148,7 @@ class ZooModel(Model):
             test_loss=test_loss,
             distributions=list(distributions),
             optimizer=optim.Adam,
-            optimizer_params={"lr": lr},
+            optimizer_params={"lr": lr, "fused": True},  # skips a non-finite step on the device
             clip_grad_norm=clip_grad_norm,
         )
         self.modalities = dict(modalities)
@@ -102,6 +166,10 @@ class ZooModel(Model):
         #: what evaluates each of :meth:`parallel_losses` instead of its own function (set by the
         #: data-parallel trainer to DistributedDataParallel wrappers; empty: evaluated directly)
         self.loss_evaluators: dict[str, Callable[..., Any]] = {}
+        #: the last training step's loss, gradients' norm and discriminator's loss (0 without one),
+        #: on the device; a NaN/inf there means the step was skipped (see :func:`health_message`)
+        self.step_health: torch.Tensor | None = None
+        self._skip: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ printing
     def __str__(self) -> str:
@@ -142,9 +210,12 @@ class ZooModel(Model):
         return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     # ------------------------------------------------------------------ training
-    def feed(self, batch: dict[str, torch.Tensor], **values: float) -> dict[str, Any]:
-        """Check the batch, move it to the model's device and add the hyperparameter values."""
-        check_batch(batch, self.modalities)
+    def feed(
+        self, batch: dict[str, torch.Tensor], check_values: bool = True, **values: float
+    ) -> dict[str, Any]:
+        """Check the batch, move it to the model's device and add the hyperparameter values
+        (``check_values=False``: shapes only, no read of the values, e.g. on the training hot path)."""
+        check_batch(batch, self.modalities, values=check_values)
         unknown = set(values) - set(self.hyperparameters)
         if unknown:
             raise KeyError(
@@ -170,46 +241,60 @@ class ZooModel(Model):
         return evaluator(*args, **kwargs)
 
     def train(self, train_x_dict: dict[str, Any] | None = None, **kwargs: Any) -> torch.Tensor:
-        """Pixyz's training step, refusing to step on a NaN/inf loss so the parameters stay good."""
+        """Pixyz's training step without a host sync: when the loss or its gradients are NaN/inf, the
+        optimiser skips the update on the device (no parameter or optimiser state changes) and
+        :attr:`step_health` records the values for the caller's next check."""
         self.distributions.train()
         self.optimizer.zero_grad()
         try:
-            with shared_parameters():
+            with shared_parameters(), argument_validation(False):
                 loss = self.evaluate_loss("loss", train_x_dict or {}, **kwargs)
-        except ValueError as error:  # torch.distributions rejects NaN parameters
+        except ValueError as error:  # torch.distributions rejects NaN parameters (validation on)
             if "Expected parameter" not in str(error):
                 raise
             raise NonFiniteLossError(
                 f"a distribution's parameters became NaN/inf ({str(error).split(' of ')[0]})"
             ) from None
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"the training loss is {float(loss.detach())}")
         loss.backward()
-        self.clip_and_check_gradients(self.distributions.parameters())
-        self.optimizer.step()
+        norm = self.clip_and_check_gradients(self.distributions.parameters())
+        value = loss.detach().float()
+        self._skip = ~(torch.isfinite(value) & torch.isfinite(norm))
+        masked_step(self.optimizer, self._skip)
+        self.step_health = torch.stack([value, norm.float(), torch.zeros_like(value)])
         return loss
 
-    def clip_and_check_gradients(self, parameters: Iterable[torch.Tensor]) -> float:
-        """Clip the gradients' total norm to ``clip_grad_norm`` (when set); refuse NaN/inf gradients.
+    def clip_and_check_gradients(self, parameters: Iterable[torch.Tensor]) -> torch.Tensor:
+        """Clip the gradients' total norm to ``clip_grad_norm`` (when set); returns the total norm
+        before clipping, a tensor on the device (not read here: no host sync).
 
         A finite loss can still have non-finite gradients (an overflow in the backward pass);
-        stepping on them would make every parameter NaN, so no parameter is updated.
-        Returns the total norm before clipping.
+        :meth:`train` then skips the update, so that no parameter becomes NaN.
         """
         parameters = [p for p in parameters if p.grad is not None]
         if not parameters:
-            return 0.0
-        norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
-        if not torch.isfinite(norm):
-            self.optimizer.zero_grad()
-            raise NonFiniteLossError(f"the gradients' norm is {float(norm)} (the loss was finite)")
+            return torch.zeros((), device=self.device)
+        norm = torch.nn.utils.get_total_norm([p.grad for p in parameters], foreach=True)
         if self.clip_norm:
-            torch.nn.utils.clip_grads_with_norm_(parameters, self.clip_norm, norm)
-        return float(norm)
+            torch.nn.utils.clip_grads_with_norm_(parameters, self.clip_norm, norm, foreach=True)
+        return norm
 
-    def train_step(self, batch: dict[str, torch.Tensor], **values: float) -> float:
-        """One optimiser step on ``batch``; returns the loss (hyperparameters default to final)."""
-        return float(self.train(self.feed(batch, **values)).detach())
+    def train_step(
+        self, batch: dict[str, torch.Tensor], check: bool = True, **values: float
+    ) -> float | torch.Tensor:
+        """One optimiser step on ``batch`` (hyperparameters default to their final values).
+
+        ``check=True``: returns the loss as a float and raises :class:`NonFiniteLossError` when the
+        loss or the gradients were NaN/inf (the step was skipped). ``check=False`` (the trainer's hot
+        path): no host sync; returns the loss as a detached device tensor, and a skipped step shows
+        only in :attr:`step_health`, which the caller reads at its checks (:func:`health_message`).
+        """
+        loss = self.train(self.feed(batch, check_values=check, **values)).detach()
+        if not check:
+            return loss
+        problem = health_message(self.step_health.tolist())
+        if problem is not None:
+            raise NonFiniteLossError(problem)
+        return float(loss)
 
     def test_step(self, batch: dict[str, torch.Tensor]) -> float:
         """The test loss on ``batch`` (hyperparameters at their final values), no gradient."""
@@ -430,3 +515,4 @@ class ZooModel(Model):
         self.distributions.load_state_dict(state["distributions"])
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
+            fused_adam(self.optimizer)

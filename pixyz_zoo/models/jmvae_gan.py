@@ -9,6 +9,7 @@ discriminator ``C64R-C128BR-C256BR-C256BR-F-D1024R-D1S``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -21,7 +22,7 @@ from pixyz_zoo.distributions.celeba_networks import CONV_CHANNELS, DISCRIMINATOR
 from pixyz_zoo.losses import sum_losses
 from pixyz_zoo.losses.gan import AdversarialGeneratorLoss, FeatureLogLikelihood
 from pixyz_zoo.modalities import Modality
-from pixyz_zoo.models.base import NonFiniteLossError
+from pixyz_zoo.models.base import NonFiniteLossError, argument_validation, fused_adam, masked_step
 from pixyz_zoo.models.jmvae import JMVAEKL, check_multimodal
 
 #: Datasets of the zoo with one image modality beside other modalities (named in errors).
@@ -135,7 +136,7 @@ class JMVAEGAN(JMVAEKL):
             clip_grad_norm,
         )
         self.discriminator_optimizer = torch.optim.Adam(
-            self.discriminator.parameters(), lr=discriminator_lr, betas=(0.5, 0.999)
+            self.discriminator.parameters(), lr=discriminator_lr, betas=(0.5, 0.999), fused=True
         )
         self._reset_epoch_metrics()
 
@@ -173,10 +174,12 @@ class JMVAEGAN(JMVAEKL):
 
     # ------------------------------------------------------------------ training
     def train(self, train_x_dict: dict | None = None, **kwargs) -> torch.Tensor:
-        """One training step: the model's step (the discriminator fixed), then the discriminator's."""
+        """One training step: the model's step (the discriminator fixed), then the discriminator's;
+        no host sync (a NaN/inf loss skips the update on the device and shows in ``step_health``)."""
         x_dict = train_x_dict or {}
         loss = self.generator_step(x_dict, **kwargs)
-        self.discriminator_step(x_dict)
+        value = self.discriminator_update(x_dict, skip=self._skip)
+        self.step_health = torch.cat([self.step_health[:2], value[None]])
         return loss
 
     def generator_step(self, x_dict: dict, **kwargs) -> torch.Tensor:
@@ -188,20 +191,30 @@ class JMVAEGAN(JMVAEKL):
         finally:
             self.discriminator.requires_grad_(True)
 
-    def discriminator_step(self, x_dict: dict) -> float:
-        """One Adam step of the discriminator on its loss (fresh fakes, no gradient to the model);
-        returns the loss before the step. A NaN/inf loss raises before any parameter changes."""
+    def discriminator_update(self, x_dict: dict, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """One Adam step of the discriminator on its loss (fresh fakes, no gradient to the model),
+        without a host sync: when the loss is NaN/inf (or ``skip`` holds) no parameter or optimiser
+        state changes. Returns the loss before the step, a device tensor; the epoch's sums stay on
+        the device until :meth:`epoch_metrics`."""
         self.discriminator.train()
         self.discriminator_optimizer.zero_grad()
-        discriminator_loss, generator_loss = self.evaluate_loss("discriminator", x_dict)
-        if not torch.isfinite(discriminator_loss):
-            raise NonFiniteLossError(f"the discriminator's loss is {float(discriminator_loss.detach())}")
+        with argument_validation(False):
+            discriminator_loss, generator_loss = self.evaluate_loss("discriminator", x_dict)
         discriminator_loss.backward()
-        self.discriminator_optimizer.step()
-        value = float(discriminator_loss.detach())
-        self._discriminator_sum += value
-        self._generator_sum += float(generator_loss)
-        self._steps += 1
+        value = discriminator_loss.detach().float()
+        bad = ~torch.isfinite(value)
+        masked_step(self.discriminator_optimizer, bad if skip is None else bad | skip)
+        step = torch.stack([value, torch.as_tensor(generator_loss).detach().float(), torch.ones_like(value)])
+        step = torch.where(bad, torch.zeros_like(step), step)  # a refused step does not count
+        self._sums = step if self._sums is None else self._sums + step
+        return value
+
+    def discriminator_step(self, x_dict: dict) -> float:
+        """:meth:`discriminator_update`, checked: returns the loss before the step as a float; a
+        NaN/inf loss raises (no parameter changed)."""
+        value = float(self.discriminator_update(x_dict))
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"the discriminator's loss is {value}")
         return value
 
     def test_step(self, batch: dict[str, torch.Tensor]) -> float:
@@ -214,19 +227,20 @@ class JMVAEGAN(JMVAEKL):
             self.discriminator.train(training)
 
     def _reset_epoch_metrics(self) -> None:
-        self._discriminator_sum, self._generator_sum, self._steps = 0.0, 0.0, 0
+        #: the epoch's sums of the discriminator's loss, the generator's adversarial loss, and steps
+        self._sums: torch.Tensor | None = None
 
     def epoch_metrics(self) -> dict[str, float]:
         """Means over the epoch's steps of the discriminator's loss (``3 ln 2`` at chance) and of
-        the generator's adversarial loss on the same fakes, before the discriminator's step."""
-        if not self._steps:
+        the generator's adversarial loss on the same fakes, before the discriminator's step (read
+        from the device once, here)."""
+        if self._sums is None:
             return {}
-        metrics = {
-            "discriminator_loss": self._discriminator_sum / self._steps,
-            "generator_adversarial_loss": self._generator_sum / self._steps,
-        }
+        discriminator, generator, steps = self._sums.tolist()
         self._reset_epoch_metrics()
-        return metrics
+        if not steps:
+            return {}
+        return {"discriminator_loss": discriminator / steps, "generator_adversarial_loss": generator / steps}
 
     # ------------------------------------------------------------------ device and state
     def to(self, device: torch.device | str) -> JMVAEGAN:
@@ -253,6 +267,7 @@ class JMVAEGAN(JMVAEKL):
         self.discriminator.load_state_dict(state["discriminator"])
         if "discriminator_optimizer" in state:
             self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+            fused_adam(self.discriminator_optimizer)
 
 
 __all__ = ["JMVAEGAN", "adversarial_image"]
