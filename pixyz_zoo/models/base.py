@@ -516,3 +516,58 @@ class ZooModel(Model):
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
             fused_adam(self.optimizer)
+
+
+class WithDiscriminator:
+    """A model with an adversary of its own (FactorVAE's ``D(z)``, JMVAE-GAN's ``D(x)``), mixed in
+    before the model class: ``self.discriminator`` (an ``nn.Module``) and
+    ``self.discriminator_optimizer`` (Adam), trained on :meth:`discriminator_objective` after each
+    model step. It moves, saves, loads and synchronises (data-parallel) with the model."""
+
+    discriminator: torch.nn.Module
+    discriminator_optimizer: optim.Optimizer
+
+    def discriminator_objective(self) -> Callable[..., Any]:  # pragma: no cover - abstract
+        """The discriminator's loss (a tensor, or a tuple whose first item is the loss)."""
+        raise NotImplementedError
+
+    def discriminator_backward_step(self, x_dict: dict, skip: torch.Tensor | None = None) -> tuple:
+        """One Adam step of the discriminator on its objective, without a host sync: when the loss is
+        NaN/inf (or ``skip`` holds) no parameter or optimiser state changes. Returns the objective's
+        output, the loss's detached value and whether it was non-finite (device tensors)."""
+        self.discriminator.train()
+        self.discriminator_optimizer.zero_grad()
+        with argument_validation(False):
+            out = self.evaluate_loss("discriminator", x_dict)
+        loss = out[0] if isinstance(out, tuple) else out
+        loss.backward()
+        value = loss.detach().float()
+        bad = ~torch.isfinite(value)
+        masked_step(self.discriminator_optimizer, bad if skip is None else bad | skip)
+        return out, value, bad
+
+    def parallel_losses(self) -> dict:
+        """The model's losses and the discriminator's (its own step, synchronised like the model's)."""
+        return {
+            **super().parallel_losses(),
+            "discriminator": (self.discriminator, self.discriminator_objective()),
+        }
+
+    def to(self, device: torch.device | str) -> Any:
+        super().to(device)
+        self.discriminator.to(device)
+        return self
+
+    def state(self) -> dict:
+        return {
+            **super().state(),
+            "discriminator": self.discriminator.state_dict(),
+            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.discriminator.load_state_dict(state["discriminator"])
+        if "discriminator_optimizer" in state:
+            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+            fused_adam(self.discriminator_optimizer)

@@ -25,7 +25,7 @@ from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.losses.adversarial import AdversarialTotalCorrelation
 from pixyz_zoo.losses.total_correlation import AggregatePosteriorLogProb, ProductOfMarginalsLogProb
 from pixyz_zoo.modalities import Modality
-from pixyz_zoo.models.base import argument_validation, fused_adam, masked_step
+from pixyz_zoo.models.base import WithDiscriminator
 from pixyz_zoo.models.vae import VAE
 
 
@@ -165,7 +165,7 @@ class BetaTCVAE(VAE):
         self.hyperparameters["N"] = float(self.dataset_size)
 
 
-class FactorVAE(VAE):
+class FactorVAE(WithDiscriminator, VAE):
     """FactorVAE: the VAE bound plus gamma times a discriminator's estimate of total correlation.
 
     ``-E_q[log p(x|z)] + KL(q(z|x)||p(z)) + gamma E_q(z)[log D(z)/(1-D(z))]`` (Kim & Mnih 2018,
@@ -223,43 +223,15 @@ class FactorVAE(VAE):
         loss = (E(q, -LogProb(p_x)) + KullbackLeibler(q, prior) + gamma * self.total_correlation).mean()
         return loss, {"gamma": self.gamma}, set()
 
-    def to(self, device: torch.device | str) -> FactorVAE:
-        super().to(device)
-        self.discriminator.to(device)
-        return self
-
     def train(self, train_x_dict: dict | None = None, **kwargs) -> torch.Tensor:
         """The VAE's step, then the discriminator's; both without a host sync: a NaN/inf discriminator
         loss (or a skipped VAE step) skips the discriminator's update on the device and shows in
         ``step_health``."""
         loss = super().train(train_x_dict, **kwargs)  # VAE step; D is not in its optimiser
-        self.discriminator.train()
-        self.discriminator_optimizer.zero_grad()
-        with argument_validation(False):
-            discriminator_loss = self.evaluate_loss("discriminator", train_x_dict or {})
-        discriminator_loss.backward()
-        value = discriminator_loss.detach().float()
-        masked_step(self.discriminator_optimizer, self._skip | ~torch.isfinite(value))
+        _, value, _ = self.discriminator_backward_step(train_x_dict or {}, skip=self._skip)
         self.step_health = torch.cat([self.step_health[:2], value[None]])
         return loss
 
-    def parallel_losses(self) -> dict:
-        """The VAE's loss and the discriminator's (its own step, synchronised like the model's)."""
-        return {
-            **super().parallel_losses(),
-            "discriminator": (self.discriminator, self.total_correlation.discriminator_loss),
-        }
-
-    def state(self) -> dict:
-        return {
-            **super().state(),
-            "discriminator": self.discriminator.state_dict(),
-            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
-        }
-
-    def load_state(self, state: dict) -> None:
-        super().load_state(state)
-        self.discriminator.load_state_dict(state["discriminator"])
-        if "discriminator_optimizer" in state:
-            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
-            fused_adam(self.discriminator_optimizer)
+    def discriminator_objective(self):
+        """The discriminator's cross-entropy on q(z) samples and permuted samples."""
+        return self.total_correlation.discriminator_loss

@@ -22,7 +22,7 @@ from pixyz_zoo.distributions.celeba_networks import CONV_CHANNELS, DISCRIMINATOR
 from pixyz_zoo.losses import sum_losses
 from pixyz_zoo.losses.gan import AdversarialGeneratorLoss, FeatureLogLikelihood
 from pixyz_zoo.modalities import Modality
-from pixyz_zoo.models.base import NonFiniteLossError, argument_validation, fused_adam, masked_step
+from pixyz_zoo.models.base import NonFiniteLossError, WithDiscriminator
 from pixyz_zoo.models.jmvae import JMVAEKL, check_multimodal
 
 #: Datasets of the zoo with one image modality beside other modalities (named in errors).
@@ -56,7 +56,7 @@ def adversarial_image(modalities: dict[str, Modality], image: str | None, model:
     return images[0]
 
 
-class JMVAEGAN(JMVAEKL):
+class JMVAEGAN(WithDiscriminator, JMVAEKL):
     r"""JMVAE-GAN: the negated JMVAE-kl bound (eq. 10) plus ``gamma`` times a GAN generator loss.
 
     Loss, per example: ``-L_JMkl(x,w) + gamma [-E_{sg[q](z|x,w)} log D(\bar{x}(z))
@@ -196,14 +196,7 @@ class JMVAEGAN(JMVAEKL):
         without a host sync: when the loss is NaN/inf (or ``skip`` holds) no parameter or optimiser
         state changes. Returns the loss before the step, a device tensor; the epoch's sums stay on
         the device until :meth:`epoch_metrics`."""
-        self.discriminator.train()
-        self.discriminator_optimizer.zero_grad()
-        with argument_validation(False):
-            discriminator_loss, generator_loss = self.evaluate_loss("discriminator", x_dict)
-        discriminator_loss.backward()
-        value = discriminator_loss.detach().float()
-        bad = ~torch.isfinite(value)
-        masked_step(self.discriminator_optimizer, bad if skip is None else bad | skip)
+        (_, generator_loss), value, bad = self.discriminator_backward_step(x_dict, skip)
         step = torch.stack([value, torch.as_tensor(generator_loss).detach().float(), torch.ones_like(value)])
         step = torch.where(bad, torch.zeros_like(step), step)  # a refused step does not count
         self._sums = step if self._sums is None else self._sums + step
@@ -242,32 +235,10 @@ class JMVAEGAN(JMVAEKL):
             return {}
         return {"discriminator_loss": discriminator / steps, "generator_adversarial_loss": generator / steps}
 
-    # ------------------------------------------------------------------ device and state
-    def to(self, device: torch.device | str) -> JMVAEGAN:
-        super().to(device)
-        self.discriminator.to(device)
-        return self
-
-    def parallel_losses(self) -> dict:
-        """The model's loss and the discriminator's (its own step, synchronised like the model's)."""
-        return {
-            **super().parallel_losses(),
-            "discriminator": (self.discriminator, self.adversarial.discriminator_terms),
-        }
-
-    def state(self) -> dict:
-        return {
-            **super().state(),
-            "discriminator": self.discriminator.state_dict(),
-            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
-        }
-
-    def load_state(self, state: dict) -> None:
-        super().load_state(state)
-        self.discriminator.load_state_dict(state["discriminator"])
-        if "discriminator_optimizer" in state:
-            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
-            fused_adam(self.discriminator_optimizer)
+    def discriminator_objective(self):
+        """The discriminator's cross-entropy on data and both kinds of fake (and the generator's
+        loss on the same fakes, reported in the epoch metrics)."""
+        return self.adversarial.discriminator_terms
 
 
 __all__ = ["JMVAEGAN", "adversarial_image"]
