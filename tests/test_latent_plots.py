@@ -67,3 +67,39 @@ def test_curves_draw_series_and_flat_lines():
     ax = fig.axes[0]
     assert len(ax.lines) == 2
     assert np.allclose(ax.lines[0].get_ydata(), [-3.0, -2.0, -1.0])
+
+
+def test_pca_figure_projects_on_the_principal_components():
+    from pixyz_zoo.plots.latents import latent_pca_figure, principal_components
+
+    generator = torch.Generator().manual_seed(0)
+    # 8-D latents spread mostly along two directions, three labels of 1 mean + 5 variations each
+    basis = torch.linalg.qr(torch.randn(8, 8, generator=generator))[0]
+    scales = torch.tensor([5.0, 2.0, 0.3, 0.2, 0.1, 0.1, 0.05, 0.05])
+    rows = {
+        label: {"z": (torch.randn(6, 8, generator=generator) * scales) @ basis.T + 1.0}
+        for label in ("a", "b", "c")
+    }
+    points = torch.cat([row["z"] for row in rows.values()]).double()
+
+    # numpy's PCA: eigenvectors of the covariance, largest eigenvalues first, up to sign
+    centred = points.numpy() - points.numpy().mean(0)
+    values, vectors = np.linalg.eigh(np.cov(centred, rowvar=False))
+    expected = centred @ vectors[:, np.argsort(values)[::-1][:2]]
+    projected = principal_components(points)
+    assert projected.shape == (18, 2)
+    signs = np.sign((projected * expected).sum(0))
+    np.testing.assert_allclose(projected, expected * signs, atol=1e-9)
+
+    fig = latent_pca_figure(rows, "Fig. 8(b)")
+    ax = fig.axes[0]
+    assert ax.get_title() == "Fig. 8(b)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c"]
+    drawn = principal_components(torch.cat([row["z"] for row in rows.values()]))
+    # per label: its 5 variations (small marks), then its mean (the first row, a large star)
+    assert len(ax.collections) == 6
+    for i in range(3):
+        variations, mean = ax.collections[2 * i].get_offsets(), ax.collections[2 * i + 1].get_offsets()
+        np.testing.assert_allclose(variations, drawn[6 * i + 1 : 6 * i + 6], rtol=1e-6)
+        np.testing.assert_allclose(mean, drawn[6 * i : 6 * i + 1], rtol=1e-6)
+        assert mean.shape == (1, 2) and variations.shape == (5, 2)

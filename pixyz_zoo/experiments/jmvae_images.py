@@ -70,6 +70,7 @@ from pixyz_zoo.evaluation.sharpness import laplacian_variance
 from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
 from pixyz_zoo.experiments.jmvae import COLUMNS, ITERATIVE, JOINT_MODELS, _fit, _step_sweep, _table_1
 from pixyz_zoo.models import ZooModel
+from pixyz_zoo.plots.latents import latent_pca_figure
 
 DATASETS = ("attribute-shapes", "celeba")
 # Suzuki & Matsuo, Table 2: test conditional log-likelihoods on CelebA (nats per example).
@@ -229,42 +230,6 @@ def average_images(
         images = model.decode({latent: z}, [x])[x].cpu().clamp(-1, 1)
         out[label] = {"w": attributes, "z": z.cpu(), "images": images}
     return out
-
-
-def _pca(points: torch.Tensor) -> np.ndarray:
-    centred = points - points.mean(0, keepdim=True)
-    _, _, v = torch.linalg.svd(centred, full_matrices=False)
-    return (centred @ v[:2].T).numpy()
-
-
-def latent_pca_figure(rows: Mapping[str, Mapping[str, torch.Tensor]], title: str) -> Figure:
-    """Fig. 8(b): the latents of every row on their first two principal components; large marks are
-    the means ``z_mean``, small ones the variations."""
-    labels = list(rows)
-    points = torch.cat([rows[label]["z"] for label in labels])
-    projected = _pca(points)
-    fig = Figure(figsize=(5.0, 4.2), layout="constrained")
-    ax = fig.subplots()
-    start = 0
-    colours = plots_colours(len(labels))
-    for label, colour in zip(labels, colours, strict=True):
-        n = len(rows[label]["z"])
-        part = projected[start : start + n]
-        ax.scatter(part[1:, 0], part[1:, 1], s=8, alpha=0.6, color=colour, label=label)
-        ax.scatter(part[:1, 0], part[:1, 1], s=90, color=colour, edgecolors="k", marker="*")
-        start += n
-    ax.set_xlabel("principal component 1")
-    ax.set_ylabel("principal component 2")
-    ax.legend(fontsize="small")
-    ax.set_title(title)
-    return fig
-
-
-def plots_colours(n: int) -> list[Any]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10"]
-    return [cmap(i % 10) for i in range(n)]
 
 
 def _figure_8(

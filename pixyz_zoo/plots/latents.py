@@ -1,8 +1,9 @@
 """Pictures of a 2-D latent space: scatter by label, decision regions of ``p(w|z)``, decoded grid.
 
-These are the JMVAE paper's Fig. 5 (latents from ``q(z|x,w)`` and ``q(z|w)`` coloured by digit)
-and the attribute-MNIST walkthrough's plots (decision boundaries of ``p(w|z)`` over the latent
-plane, images decoded on a lattice of latent points).
+These are the JMVAE paper's Fig. 5 (latents from ``q(z|x,w)`` and ``q(z|w)`` coloured by digit),
+the attribute-MNIST walkthrough's plots (decision boundaries of ``p(w|z)`` over the latent
+plane, images decoded on a lattice of latent points) and Fig. 8(b) (higher-dimensional latents of
+``q(z|w)`` on their first two principal components).
 """
 
 from __future__ import annotations
@@ -164,4 +165,50 @@ def curves(
     return fig
 
 
-__all__ = ["curves", "decision_regions", "latent_grid", "latent_scatter"]
+def principal_components(points: torch.Tensor) -> np.ndarray:
+    """``points`` (N, D) centred and projected on their first two principal directions (the right
+    singular vectors of the centred matrix), shape (N, 2); each direction's sign is the SVD's."""
+    centred = points - points.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return (centred @ v[:2].T).numpy()
+
+
+def _tab10(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
+def latent_pca_figure(rows: Mapping[str, Mapping[str, torch.Tensor]], title: str) -> Figure:
+    """The JMVAE paper's Fig. 8(b): the latents ``rows[label]["z"]`` (first row the mean ``z_mean``,
+    the others its variations) of every label on the first two principal components of all of them;
+    large marks are the means, small ones the variations."""
+    labels = list(rows)
+    points = torch.cat([rows[label]["z"] for label in labels])
+    projected = principal_components(points)
+    fig = Figure(figsize=(5.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    start = 0
+    colours = _tab10(len(labels))
+    for label, colour in zip(labels, colours, strict=True):
+        n = len(rows[label]["z"])
+        part = projected[start : start + n]
+        ax.scatter(part[1:, 0], part[1:, 1], s=8, alpha=0.6, color=colour, label=label)
+        ax.scatter(part[:1, 0], part[:1, 1], s=90, color=colour, edgecolors="k", marker="*")
+        start += n
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.legend(fontsize="small")
+    ax.set_title(title)
+    return fig
+
+
+__all__ = [
+    "curves",
+    "decision_regions",
+    "latent_grid",
+    "latent_pca_figure",
+    "latent_scatter",
+    "principal_components",
+]
