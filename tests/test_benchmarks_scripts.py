@@ -74,3 +74,120 @@ def test_iterative_multimodal_step_cost_needs_two_values_of_t(tmp_path: Path) ->
     script = load_script("iterative_multimodal_step_cost")
     with pytest.raises(SystemExit):
         script.main(["--refine-steps", "4", "--out", str(tmp_path / "x.json")])
+
+
+def fake_launch(calls: list[int]):
+    """Stands in for ``ddp_throughput.launch``: the k-th launch takes k seconds per step in a 1-process
+    arm, and 0.75 k wall / 0.5 k CPU seconds per process in an N-process arm."""
+
+    def launch(spec: dict, nproc: int, threads: int, tmp: Path) -> tuple[list[dict], str]:
+        calls.append(nproc)
+        steps, k = spec["steps"], len(calls)
+        wall = (0.75 if nproc > 1 else 1.0) * k
+        cpu = (0.5 if nproc > 1 else 1.0) * k
+        record = {
+            "world_size": nproc,
+            "models": {
+                name: {
+                    "steps": steps,
+                    "examples_per_process_per_step": spec["batch_size"],
+                    "wall_seconds": wall * steps,
+                    "cpu_seconds": cpu * steps,
+                    "train_loss": 1.0,
+                }
+                for name in spec["models"]
+            },
+        }
+        return [{**record, "rank": r} for r in range(nproc)], f"{nproc} process(es)"
+
+    return launch
+
+
+def test_ddp_throughput_alternates_the_arms_and_records_ratios(tmp_path: Path, monkeypatch) -> None:
+    script = load_script("ddp_throughput")
+    calls: list[int] = []
+    monkeypatch.setattr(script, "launch", fake_launch(calls))
+    out = tmp_path / "ddp.json"
+    result = script.main(
+        [
+            "--models",
+            "vae",
+            "--rounds",
+            "3",
+            "--steps",
+            "4",
+            "--batch-size",
+            "5",
+            "--no-cuda",
+            "--out",
+            str(out),
+        ]
+    )
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert calls[-6:] == [1, 2, 2, 1, 1, 2]  # the first arm changes every round
+    cpu = result["cpu"]
+    assert cpu["round_order"] == [["1 process", "2 processes"], ["2 processes", "1 process"]] + [
+        ["1 process", "2 processes"]
+    ]
+    row = cpu["per_model"]["vae"]
+    one, two = row["1_process"], row["2_process"]
+    assert one["batch_per_process"] == 10 and two["batch_per_process"] == 5
+    assert one["round_global_batch"] == two["round_global_batch"] == [10] * 3
+    assert one["round_steps"] == [4] * 3
+    # launch k took k seconds per step (x 0.75 wall, x 0.5 CPU per process for the 2 processes)
+    assert one["round_wall_per_step"] == [1.0, 4.0, 5.0]
+    assert two["round_wall_per_step"] == [1.5, 2.25, 4.5]
+    assert one["median_wall_per_step"] == 4.0 and two["median_wall_per_step"] == 2.25
+    assert math.isclose(row["ratio_wall"], 2.25 / 4.0)
+    assert two["round_cpu_per_step_per_process"] == [1.0, 1.5, 3.0]
+    assert two["round_cpu_per_step_all_processes"] == [2.0, 3.0, 6.0]
+    assert math.isclose(row["ratio_cpu_per_process"], 1.5 / 4.0)
+    assert math.isclose(row["ratio_cpu_all_processes"], 3.0 / 4.0)
+    assert result["cuda"] == {"measured": False, "reason": "--no-cuda"}
+    assert result["settings"]["threads_per_process"] == 1
+    assert len(result["load_average_before"]) == 3 and result["environment"]["torch"]
+
+
+def test_ddp_throughput_refuses_bad_settings(tmp_path: Path) -> None:
+    script = load_script("ddp_throughput")
+    out = str(tmp_path / "x.json")
+    with pytest.raises(SystemExit, match="--nproc must be at least 2"):
+        script.main(["--nproc", "1", "--out", out])
+    with pytest.raises(SystemExit, match="unknown model"):
+        script.main(["--models", "no-such-model", "--out", out])
+    with pytest.raises(SystemExit):
+        script.main(["--option", "hidden", "--out", out])
+
+
+@pytest.mark.slow
+def test_ddp_throughput_trains_through_torchrun(tmp_path: Path) -> None:
+    """The real launches: 1 plain process at batch 8 and 2 torchrun processes (gloo) at batch 4."""
+    import torch
+
+    script = load_script("ddp_throughput")
+    out = tmp_path / "ddp.json"
+    result = script.main(
+        ["--models", "vae", "--data", "random", "--rounds", "1", "--steps", "2", "--warmup", "1"]
+        + ["--batch-size", "4", "--option", "hidden=[8]", "--option", "z_dim=2", "--out", str(out)]
+    )
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    cpu = result["cpu"]
+    assert "torch.distributed.run --standalone --nproc_per_node=2" in cpu["commands"]["2"]
+    assert [w["world_size"] for w in cpu["workers"]["1"]] == [1]
+    assert cpu["workers"]["1"][0]["backend"] is None
+    ranks = cpu["workers"]["2"]
+    assert [(w["rank"], w["world_size"], w["backend"]) for w in ranks] == [(0, 2, "gloo"), (1, 2, "gloo")]
+    assert all(w["torch_threads"] == 1 and w["omp_num_threads"] == "1" for w in cpu["workers"]["1"] + ranks)
+    row = cpu["per_model"]["vae"]
+    for arm in ("1_process", "2_process"):
+        assert row[arm]["round_steps"] == [2] and row[arm]["round_global_batch"] == [8]
+        assert row[arm]["median_wall_per_step"] > 0 and row[arm]["median_cpu_per_step_per_process"] > 0
+    assert math.isclose(
+        row["ratio_wall"], row["2_process"]["median_wall_per_step"] / row["1_process"]["median_wall_per_step"]
+    )
+    # the same global batches and initial parameters: the training losses differ only by the latents
+    # each process samples
+    one, two = row["1_process"]["round_train_loss"][0], row["2_process"]["round_train_loss"][0]
+    assert math.isclose(one, two, rel_tol=0.05)
+    if torch.cuda.device_count() < 2:
+        assert result["cuda"]["measured"] is False and "device_count() = " in result["cuda"]["reason"]
