@@ -128,6 +128,10 @@ class ZooModel(Model):
     #: why the test ELBO and importance-weighted bound do not apply (None: they do); the run's
     #: evaluation then records this reason instead of the bounds
     likelihood_not_applicable: str | None = None
+    #: mixed precision of a training step's loss evaluation (set by the trainer's ``precision``):
+    #: ``torch.bfloat16`` autocasts the forward pass; None keeps float32. Backward, the optimiser step
+    #: and the parameters stay float32
+    autocast_dtype: torch.dtype | None = None
 
     def __init__(
         self,
@@ -247,7 +251,12 @@ class ZooModel(Model):
         self.distributions.train()
         self.optimizer.zero_grad()
         try:
-            with shared_parameters(), argument_validation(False):
+            dtype = self.autocast_dtype
+            with (
+                shared_parameters(),
+                argument_validation(False),
+                torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+            ):
                 loss = self.evaluate_loss("loss", train_x_dict or {}, **kwargs)
         except ValueError as error:  # torch.distributions rejects NaN parameters (validation on)
             if "Expected parameter" not in str(error):
@@ -537,7 +546,11 @@ class WithDiscriminator:
         output, the loss's detached value and whether it was non-finite (device tensors)."""
         self.discriminator.train()
         self.discriminator_optimizer.zero_grad()
-        with argument_validation(False):
+        dtype, device = self.autocast_dtype, self.device.type  # type: ignore[attr-defined]  # as the model's step
+        with (
+            argument_validation(False),
+            torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+        ):
             out = self.evaluate_loss("discriminator", x_dict)
         loss = out[0] if isinstance(out, tuple) else out
         loss.backward()
