@@ -23,6 +23,7 @@ from typing import Any
 
 from pixyz_zoo.datasets import BINARIZE_CHOICES, DATA_ROOT_ENV, DATASETS
 from pixyz_zoo.models import MODELS, model_options
+from pixyz_zoo.training import PRECISIONS
 
 #: Default importance samples of the evaluation, as ``pixyz_zoo.runs.IW_SAMPLES`` (not imported
 #: from there: ``runs`` loads the whole evaluation code, which ``pixyz-zoo list`` does not need).
@@ -97,6 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", help="auto (CUDA when present; the default), cpu, cuda or cuda:N (--resume: as before)"
     )
     train.add_argument("--seed", type=int, help="seed of initialisation, data order and sampling (default 0)")
+    train.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        help="fp32 (the default), or bf16: mixed precision, each training step's forward pass and loss "
+        "under bfloat16 autocast (parameters, optimiser state and the test loss stay float32); "
+        "--resume: as before, or changed",
+    )
+    train.add_argument(
+        "--check-every",
+        type=int,
+        metavar="N",
+        help="steps between reads of the training loss on the host, where a NaN/inf or diverging loss "
+        "stops training (default 50; the numbers do not depend on it; --resume: as before, or changed)",
+    )
     train.add_argument(
         "--out", type=Path, default=None, help="run directory (default runs/MODEL-DATASET-sSEED)"
     )
@@ -252,7 +267,7 @@ def check_resume_arguments(
     from pixyz_zoo.runs import read_config
 
     stored = RunSpec.from_config(read_config(args.resume))
-    given = {k: v for k, v in given_settings(args).items() if k not in ("epochs", "device", "download")}
+    given = {k: v for k, v in given_settings(args).items() if k not in RunSpec.resume_settings()}
     # what this command asks: the run, with the model, the options and the settings given here
     asked = stored.replace(model=args.model, options=options, **given)
     conflicts = spec_differences(stored, asked)
@@ -264,9 +279,28 @@ def check_resume_arguments(
     if listed:
         raise ValueError(
             f"--resume {args.resume} continues that run as it was made, and these arguments differ from "
-            f"it: {'; '.join(listed)}. Leave them out (only --epochs and --device may change on resume), "
-            "or start a new run with another --out"
+            f"it: {'; '.join(listed)}. Leave them out (only {resume_flags()} may change on resume), or "
+            "start a new run with another --out"
         )
+
+
+def resume_flags() -> str:
+    """The flags of the settings a resume may change, as a phrase (``--epochs, --device and ...``)."""
+    from pixyz_zoo.run_spec import RunSpec, setting_flag
+
+    settings = RunSpec.settings()
+    flags = [setting_flag(settings[name][1]) for name in RunSpec.resume_settings() if name != "download"]
+    return ", ".join(flags[:-1]) + " and " + flags[-1]
+
+
+def resumed_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given that a resume may change, other than --epochs and --device (passed as such)
+    and --download (a permission: a resumed run reads the files it has)."""
+    from pixyz_zoo.run_spec import RunSpec
+
+    skip = ("epochs", "device", "download")
+    resumable = [name for name in RunSpec.resume_settings() if name not in skip]
+    return {k: v for k, v in given_settings(args).items() if k in resumable}
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -293,7 +327,9 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume is not None:
         check_resume_arguments(args, options, given_by)
         args.run_dir = args.resume
-        model, _ = resume_run(args.resume, epochs=args.epochs, device=args.device, progress=progress)
+        model, _ = resume_run(
+            args.resume, epochs=args.epochs, device=args.device, progress=progress, **resumed_changes(args)
+        )
     else:
         # the run this command describes (checked as it is made): the CLI's defaults, then the arguments
         spec = RunSpec.from_settings(

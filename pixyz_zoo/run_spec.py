@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from pixyz_zoo.datasets import BINARIZE_CHOICES, DATASETS, resolve_data_root
 from pixyz_zoo.models import MODELS, model_options, validate_options
+from pixyz_zoo.training import PRECISIONS
 
 Check = Callable[[Any], "str | None"]
 
@@ -86,6 +87,12 @@ def _non_negative_number(value: Any) -> str | None:
 def _binarize(value: Any) -> str | None:
     if value not in BINARIZE_CHOICES:
         return f"must be one of {', '.join(BINARIZE_CHOICES)}, got {value!r}"
+    return None
+
+
+def _precision(value: Any) -> str | None:
+    if value not in PRECISIONS:
+        return f"must be one of {', '.join(PRECISIONS)}, got {value!r}"
     return None
 
 
@@ -182,6 +189,12 @@ class TrainSpec(_Part):
     world_size: int = field(
         default=1, metadata=setting(flag="torchrun --nproc_per_node", check=integer_at_least(1))
     )
+    #: steps between reads of the training loss and health on the host (the numbers do not depend on it)
+    check_every: int = field(default=50, metadata=setting(check=integer_at_least(1), resume=True))
+    #: ``fp32``, or ``bf16``: each training step's forward pass and loss under bfloat16 autocast (the
+    #: parameters, optimiser and test loss stay float32). A resume may change it: the checkpoint is the
+    #: same either way, and each continuation records its precision (``config.json``'s ``resumed``)
+    precision: str = field(default="fp32", metadata=setting(check=_precision, resume=True))
 
 
 @dataclass(frozen=True)
@@ -233,6 +246,11 @@ class RunSpec:
             for g in dataclasses.fields(cls.part_type(f.name)) if part else [f]:
                 found[setting_name(g)] = (part, g)
         return found
+
+    @classmethod
+    def resume_settings(cls) -> list[str]:
+        """The settings a resume may change (``resume=True`` in their metadata), by name."""
+        return [name for name, (_, f) in cls.settings().items() if _meta(f, "resume")]
 
     @classmethod
     def from_settings(cls, model: str, **values: Any) -> RunSpec:
@@ -305,10 +323,10 @@ class Difference:
 def spec_differences(stored: RunSpec, asked: RunSpec) -> list[Difference]:
     """The settings of ``asked`` that differ from the run ``stored``, field by field.
 
-    Settings a resume may change (``resume=True`` in their metadata: epochs, device, download) are
-    not compared. Model options are compared for the options ``asked`` names, against the run's
-    options with the run's model's defaults filled in (an option left out is not asked); each is
-    reported under its own name (flag ``-o``).
+    Settings a resume may change (``resume=True`` in their metadata: epochs, device, download,
+    check_every, precision) are not compared. Model options are compared for the options ``asked``
+    names, against the run's options with the run's model's defaults filled in (an option left out is
+    not asked); each is reported under its own name (flag ``-o``).
     """
     found: list[Difference] = []
     for name, (part, f) in type(asked).settings().items():

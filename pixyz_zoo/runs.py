@@ -111,7 +111,8 @@ def _remove_unsaved_run(run_dir: Path, created: list[Path]) -> None:
 def resume_conflicts(config: dict[str, Any] | RunSpec, asked: RunSpec) -> list[Difference]:
     """The settings of ``asked`` that differ from the run of ``config`` (its ``config.json`` or its
     :class:`RunSpec`); see :func:`~pixyz_zoo.run_spec.spec_differences`. A run continues only as it
-    was made: everything but the number of epochs and the device is fixed by its first invocation.
+    was made: everything but the settings :meth:`RunSpec.resume_settings` names (the number of epochs,
+    the device, ``check_every``, ``precision``) is fixed by its first invocation.
     """
     stored = config if isinstance(config, RunSpec) else RunSpec.from_config(config)
     return spec_differences(stored, asked)
@@ -287,17 +288,26 @@ def resume_run(
     epochs: int | None = None,
     device: str | None = None,
     progress: bool = True,
+    **changes: Any,
 ) -> tuple[ZooModel, Trainer]:
     """Continue the run in ``run_dir`` from its last checkpoint (up to ``epochs`` in total).
 
-    Only the number of epochs and the device may change; both are recorded in ``config.json``
-    (with the environment of each continuation under ``resumed``). The checkpoint must belong to
-    the run's config (see :func:`load_run_checkpoint`).
+    Only the settings that a resume may change (:meth:`RunSpec.resume_settings`: the number of epochs,
+    the device, ``check_every`` and ``precision`` in ``changes``) may change; they are recorded in
+    ``config.json``, with each continuation under ``resumed`` (its environment, and the training
+    settings it changed, from and to). The checkpoint must belong to the run's config (see
+    :func:`load_run_checkpoint`).
     """
     run_dir = Path(run_dir)
+    resumable = RunSpec.resume_settings()
+    fixed = sorted(set(changes) - set(resumable))
+    if fixed:
+        raise TypeError(
+            f"a resume cannot change {fixed}: a run continues as it was made (it may change {resumable})"
+        )
     config = read_config(run_dir)
     payload = load_run_checkpoint(run_dir, config)
-    spec = RunSpec.from_config(config)
+    spec = stored = RunSpec.from_config(config)
     if epochs is not None:
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < max(1, payload["epoch"]):
             raise ValueError(
@@ -307,6 +317,7 @@ def resume_run(
         spec = spec.replace(epochs=epochs)
     if device is not None:
         spec = spec.replace(device=device)
+    spec = spec.replace(**changes)  # checked: a bad value is refused before anything is loaded
     dev = resolve_device(distributed.init_from_env(spec.device))
     train, test = load_data(spec)
     net = model_from_checkpoint(payload, dev)
@@ -316,9 +327,19 @@ def resume_run(
     distributed.barrier()  # every rank has read the run before rank 0 writes to it
     config.update(spec.to_config())
     if payload["epoch"] < spec.train.epochs:
-        config.setdefault("resumed", []).append(
-            {"from_epoch": payload["epoch"], "epochs": spec.train.epochs, "environment": environment(dev)}
-        )
+        record: dict[str, Any] = {
+            "from_epoch": payload["epoch"],
+            "epochs": spec.train.epochs,
+            "environment": environment(dev),
+        }
+        changed = {
+            name: {"from": getattr(stored.train, name), "to": getattr(spec.train, name)}
+            for name in ("check_every", "precision")
+            if getattr(stored.train, name) != getattr(spec.train, name)
+        }
+        if changed:
+            record["changed"] = changed
+        config.setdefault("resumed", []).append(record)
     if distributed.is_main():
         write_json(run_dir / CONFIG, config)
     trainer.fit()
@@ -350,7 +371,14 @@ def fit_run(spec: RunSpec, run_dir: str | os.PathLike, progress: bool | str = Tr
     payload = load_run_checkpoint(run_dir, config)
     if payload["epoch"] >= spec.train.epochs:
         return model_from_checkpoint(payload, resolve_device(spec.device))
-    net, _ = resume_run(run_dir, epochs=spec.train.epochs, device=spec.device, progress=progress)
+    net, _ = resume_run(
+        run_dir,
+        epochs=spec.train.epochs,
+        device=spec.device,
+        progress=progress,
+        check_every=spec.train.check_every,
+        precision=spec.train.precision,
+    )
     return net
 
 

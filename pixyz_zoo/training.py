@@ -8,6 +8,15 @@ checkpoint when the loss or its gradients become NaN/inf or the loss diverges (`
 Launched by ``torchrun`` (a process group is active, :mod:`pixyz_zoo.distributed`), the trainer is
 data-parallel: ``batch_size`` is per process, each global batch of ``world_size * batch_size`` is
 split between the ranks, DDP averages the gradients, and rank 0 alone writes checkpoints.
+
+``precision="bf16"`` trains with mixed precision: the forward pass and the loss's evaluation of each
+step run under ``torch.autocast`` with bfloat16 (the networks' outputs become float32 distribution
+parameters, so log-probabilities and KLs are summed in float32); backward, the optimiser step, the
+parameters, the optimiser state and the per-epoch test loss stay float32.
+
+On a non-CPU device the in-memory datasets are moved there once (up to ``Trainer.device_data_limit``
+bytes per split; a larger one stays on the host and each batch is copied), so that batches are
+indexed on the device with no host-to-device copy per step.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from pixyz_zoo.progress import tqdm
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+#: the training step's autocast dtype for each ``precision`` (None: float32 throughout)
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
 
 class CheckpointError(RuntimeError):
@@ -234,7 +245,13 @@ class Trainer:
             epoch, before its checkpoint). A step does not wait for the device: a NaN/inf loss or
             gradient skips its update on the device, and the next check stops training, naming the
             step; the divergence check runs there over each step's loss in order.
+        precision: ``"fp32"``, or ``"bf16"``: each training step's forward pass and loss under
+            ``torch.autocast`` with bfloat16 (see the module's docstring); the test loss is float32.
     """
+
+    #: the largest split (bytes) moved to a non-CPU device; a larger one stays on the host and each of
+    #: its batches is copied to the device
+    device_data_limit: int = 2 * 2**30
 
     def __init__(
         self,
@@ -253,6 +270,7 @@ class Trainer:
         divergence_patience: int = 3,
         world_size: int = 1,
         check_every: int = 50,
+        precision: str = "fp32",
     ) -> None:
         for data in (train_data, test_data):
             if data is None:
@@ -266,10 +284,23 @@ class Trainer:
         if check_every < 1:
             raise ValueError(f"check_every must be >= 1 (steps between reads of the loss), got {check_every}")
         self.check_every = check_every
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        device = model.device
+        if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise RuntimeError(
+                f"precision bf16 needs a GPU with bfloat16 support, and {torch.cuda.get_device_name(device)} "
+                "has none; train with --precision fp32"
+            )
+        self.precision = precision
+        model.autocast_dtype = PRECISIONS[precision]
         if epochs < 0 or batch_size < 1:
             raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
         self.model = model
         self.train_data, self.test_data = train_data, test_data
+        # the splits the batches are drawn from: on the model's device when they fit there
+        self._train_source = self.on_device(train_data)
+        self._test_source = self.on_device(test_data) if test_data is not None else None
         # statistics of the training data that the loss needs (beta-TCVAE's dataset size), set now
         # so that they are in model.config before a run's config or first checkpoint is written
         model.prepare(train_data)
@@ -309,6 +340,15 @@ class Trainer:
             for name, value in self.model.hyperparameters.items()
         }
 
+    # ------------------------------------------------------------------ data
+    def on_device(self, data: MultimodalDataset) -> MultimodalDataset:
+        """``data`` on the model's device when that is not the CPU and the data is at most
+        ``device_data_limit`` bytes (its batches are then made there); else ``data`` itself."""
+        device = self.model.device
+        if device.type == "cpu" or data.nbytes > self.device_data_limit:
+            return data
+        return data.to(device)
+
     # ------------------------------------------------------------------ loop
     def _model_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {n: batch[n] for n in self.model.modalities}
@@ -335,7 +375,7 @@ class Trainer:
         size = self.batch_size * self.world_size  # the global batch, split between the ranks
         n_batches = self.train_data.num_batches(size)
         bar = tqdm(
-            self.train_data.batches(size, shuffle=True, generator=self.generator),
+            self._train_source.batches(size, shuffle=True, generator=self.generator),
             total=n_batches,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
             disable=self.progress is not True,
@@ -414,7 +454,10 @@ class Trainer:
 
     def test_loss(self, data: MultimodalDataset | None = None) -> float:
         """Average test loss (hyperparameters at their final values) over ``data``."""
-        data = data if data is not None else self.test_data
+        if data is None or data is self.test_data:
+            data = self._test_source
+        else:
+            data = self.on_device(data)
         if data is None:
             raise ValueError("no test data given")
         generator = torch.Generator().manual_seed(self.seed + 1)

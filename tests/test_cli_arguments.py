@@ -85,7 +85,7 @@ def test_resume_refuses_each_argument_that_differs_from_the_run(run, capsys, arg
     err = capsys.readouterr().err
     for text in named:
         assert text in err, (text, err)
-    assert "only --epochs and --device may change on resume" in err
+    assert "only --epochs, --check-every, --precision and --device may change on resume" in err
     assert snapshot(run) == before  # nothing trained, nothing written
 
 

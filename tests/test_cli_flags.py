@@ -134,3 +134,38 @@ def test_modalities_keep_only_those_and_are_part_of_the_run(tmp_path, capsys):
     bad = tmp_path / "bad"
     assert main(["train", "jmvae-kl", *flags, "--modalities", "m,x", "--out", str(bad)]) == 1
     assert "has no modality ['x']" in capsys.readouterr().err and not bad.exists()
+
+
+def test_check_every_sets_the_steps_between_host_reads_and_may_change_on_resume(
+    tmp_path, monkeypatch, capsys
+):
+    """3 steps an epoch: ``--check-every 2`` reads the host after steps 2 and 3 (the epoch's end), the
+    default (50) once an epoch; a resume may change it, and the run records the change."""
+    from pixyz_zoo.training import Trainer
+
+    checked: list[int] = []  # steps read at each check
+    check = Trainer._check
+
+    def recording(self, pending, *args):
+        checked.append(len(pending))
+        return check(self, pending, *args)
+
+    monkeypatch.setattr(Trainer, "_check", recording)
+    config = train(tmp_path / "run", "--check-every", "2", epochs=2)
+    assert config["train"]["check_every"] == 2 and checked == [2, 1, 2, 1]
+    checked.clear()
+    assert train(tmp_path / "default")["train"]["check_every"] == 50 and checked == [3]
+    checked.clear()
+    run = str(tmp_path / "run")
+    assert main(["train", "vae", "--resume", run, "--epochs", "3", "--check-every", "1", "--no-eval"]) == 0
+    assert checked == [1, 1, 1]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["check_every"] == 1
+    assert config["resumed"][-1]["changed"] == {"check_every": {"from": 2, "to": 1}}
+    bad = tmp_path / "bad"
+    assert main(["train", "vae", *TINY_RUN, "--check-every", "0", "--out", str(bad)]) == 1
+    assert "check_every (--check-every) must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert not bad.exists()
+    with pytest.raises(SystemExit):
+        main(["train", "vae", *TINY_RUN, "--check-every", "often", "--out", str(bad)])
+    assert "argument --check-every: invalid int value: 'often'" in capsys.readouterr().err

@@ -79,6 +79,8 @@ def test_a_spec_survives_config_json():
         "seed": 4,
         "warmup_epochs": 1.5,
         "world_size": 1,
+        "check_every": 50,
+        "precision": "fp32",
     }
 
 

@@ -5,6 +5,11 @@ A :class:`MultimodalDataset` holds its tensors in memory together with the
 a Bernoulli likelihood are binarised as the papers do: ``dynamic`` (a fresh Bernoulli draw of the
 grey levels every time a batch is made), ``fixed`` (one draw, made once from a seed) or ``none``
 (grey levels in [0, 1] used as Bernoulli targets).
+
+A dataset's tensors may be moved to a GPU (:meth:`MultimodalDataset.to`): its batches are then
+indexed and binarised there. The order of the examples is still drawn on the CPU, from the same
+generator as on the CPU; the binarisation draws come from a device generator seeded by one draw of
+that CPU generator per pass (:func:`device_generator`), so a resumed run draws the same batches.
 """
 
 from __future__ import annotations
@@ -22,6 +27,20 @@ from pixyz_zoo.modalities import Modality, check_batch
 
 BINARIZE_CHOICES = ("dynamic", "fixed", "none")
 DATA_ROOT_ENV = "PIXYZ_ZOO_DATA"
+
+
+def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """A generator for random draws on ``device`` that follows ``generator``: ``generator`` itself when
+    it is on ``device`` (or is None: the device's default generator), else a new generator on
+    ``device`` seeded by one draw of ``generator`` (so that restoring ``generator``'s state restores
+    the draws)."""
+    if generator is None:
+        return None
+    device, own = torch.device(device), generator.device
+    if own.type == device.type and own.index in (None, device.index):
+        return generator
+    seed = int(torch.randint(0, 2**62, (), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
@@ -92,6 +111,27 @@ class MultimodalDataset(Dataset):
     def __len__(self) -> int:
         return len(next(iter(self.tensors.values())))
 
+    @property
+    def device(self) -> torch.device:
+        """Where the tensors are (the CPU unless :meth:`to` moved them)."""
+        return next(iter(self.tensors.values())).device
+
+    @property
+    def nbytes(self) -> int:
+        """The size of the tensors in bytes."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    def to(self, device: torch.device | str) -> MultimodalDataset:
+        """This dataset with its tensors (and labels) on ``device``: itself when they are there already,
+        else a copy (same modalities, binarisation and examples; a ``fixed`` binarisation is kept)."""
+        tensors = {n: t.to(device) for n, t in self.tensors.items()}
+        labels = self.labels.to(device) if self.labels is not None else None
+        if all(tensors[n] is t for n, t in self.tensors.items()) and labels is self.labels:
+            return self
+        out = copy.copy(self)
+        out.tensors, out.labels = tensors, labels
+        return out
+
     def __repr__(self) -> str:
         mods = ", ".join(f"{m.name}{list(m.shape)}:{m.likelihood}" for m in self.modalities.values())
         return f"{type(self).__name__}({self.name!r}, n={len(self)}, {mods}, binarize={self.binarize})"
@@ -113,11 +153,19 @@ class MultimodalDataset(Dataset):
         generator: torch.Generator | None = None,
         drop_last: bool = False,
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """Iterate over minibatch dicts (on the CPU; the trainer moves them to its device)."""
+        """Iterate over minibatch dicts, on the dataset's device (see :meth:`to`).
+
+        ``generator`` (a CPU generator) draws the order and, on the CPU, the binarisation; on another
+        device the binarisation draws from :func:`device_generator`.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        device = self.device
+        if device.type != "cpu":  # one copy of the order per pass; the batches are indexed on the device
+            order = order.to(device)
+            generator = device_generator(generator, device)
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             idx = order[start : start + batch_size]
@@ -182,4 +230,4 @@ class MultimodalDataset(Dataset):
     def first(self, n: int) -> dict[str, torch.Tensor]:
         """The first ``n`` examples as one batch (binarised as configured, dynamic with seed 0)."""
         batch = {name: t[:n] for name, t in self.tensors.items()}
-        return self._finish(batch, torch.Generator().manual_seed(0))
+        return self._finish(batch, device_generator(torch.Generator().manual_seed(0), self.device))

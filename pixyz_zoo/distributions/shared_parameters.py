@@ -5,6 +5,10 @@ With Pixyz's parameter cache off (it outlives optimiser steps and goes stale), a
 sample ``z`` and once for the KL. Inside ``with shared_parameters():`` the zoo's distributions
 remember ``get_params`` results keyed on the identity of their input tensors, for that block
 only, so each network runs once per step and nothing is reused across steps.
+
+``get_params`` is also where the zoo's networks' outputs become distribution parameters: under
+mixed precision (``torch.autocast`` with bfloat16, the trainer's ``precision="bf16"``) they are cast
+back to float32 there, so that log-probabilities and KL terms are computed and summed in float32.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import torch
 
 _active: dict[tuple, tuple[Any, dict]] | None = None
 
@@ -42,17 +48,30 @@ def remember_parameters(distribution: Any, params_dict: dict, params: dict) -> N
         _active[_key(distribution, params_dict)] = (tuple(params_dict.values()), dict(params))
 
 
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def float32_parameters(params: dict) -> dict:
+    """``params`` with low-precision tensors (a network's output under autocast) cast to float32;
+    float32 and float64 tensors are passed as they are (the same objects)."""
+    return {
+        name: value.float() if isinstance(value, torch.Tensor) and value.dtype in _LOW_PRECISION else value
+        for name, value in params.items()
+    }
+
+
 class SharedParameters:
-    """Mixin for Pixyz distributions: ``get_params`` memoised inside ``shared_parameters()``."""
+    """Mixin for Pixyz distributions: ``get_params`` memoised inside ``shared_parameters()``, and
+    float32 (see :func:`float32_parameters`)."""
 
     def get_params(self, params_dict: dict | None = None, **kwargs: Any) -> dict:
         params_dict = params_dict or {}
         if _active is None or kwargs:
-            return super().get_params(params_dict, **kwargs)
+            return float32_parameters(super().get_params(params_dict, **kwargs))
         key = _key(self, params_dict)
         hit = _active.get(key)
         if hit is None:
             # keep the inputs alive so that their ids cannot be reused within the block
-            hit = (tuple(params_dict.values()), super().get_params(params_dict))
+            hit = (tuple(params_dict.values()), float32_parameters(super().get_params(params_dict)))
             _active[key] = hit
         return dict(hit[1])
