@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -255,7 +255,7 @@ class ZooModel(Model):
             with (
                 shared_parameters(),
                 argument_validation(False),
-                torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+                torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext(),
             ):
                 loss = self.evaluate_loss("loss", train_x_dict or {}, **kwargs)
         except ValueError as error:  # torch.distributions rejects NaN parameters (validation on)
@@ -546,11 +546,9 @@ class WithDiscriminator:
         output, the loss's detached value and whether it was non-finite (device tensors)."""
         self.discriminator.train()
         self.discriminator_optimizer.zero_grad()
-        dtype, device = self.autocast_dtype, self.device.type  # type: ignore[attr-defined]  # as the model's step
-        with (
-            argument_validation(False),
-            torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None),
-        ):
+        dtype = self.autocast_dtype  # type: ignore[attr-defined]  # mixed precision, as the model's step
+        mixed = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()  # type: ignore[attr-defined]
+        with argument_validation(False), mixed:
             out = self.evaluate_loss("discriminator", x_dict)
         loss = out[0] if isinstance(out, tuple) else out
         loss.backward()
