@@ -199,7 +199,11 @@ class ZooModel(Model):
     # ------------------------------------------------------------------ device
     @property
     def device(self) -> torch.device:
-        for tensor in self.distributions.parameters():
+        optimizer = getattr(self, "optimizer", None)  # the trained parameters, without a module walk
+        for group in optimizer.param_groups if optimizer is not None else ():
+            for tensor in group["params"]:
+                return tensor.device
+        for tensor in self.distributions.parameters():  # pragma: no cover - nothing trained
             return tensor.device
         for tensor in self.distributions.buffers():  # pragma: no cover - parameter-free model
             return tensor.device
@@ -248,7 +252,8 @@ class ZooModel(Model):
         """Pixyz's training step without a host sync: when the loss or its gradients are NaN/inf, the
         optimiser skips the update on the device (no parameter or optimiser state changes) and
         :attr:`step_health` records the values for the caller's next check."""
-        self.distributions.train()
+        if not all(module.training for module in self._modules_list()):
+            self.distributions.train()
         self.optimizer.zero_grad()
         try:
             dtype = self.autocast_dtype
@@ -265,12 +270,34 @@ class ZooModel(Model):
                 f"a distribution's parameters became NaN/inf ({str(error).split(' of ')[0]})"
             ) from None
         loss.backward()
-        norm = self.clip_and_check_gradients(self.distributions.parameters())
-        value = loss.detach().float()
-        self._skip = ~(torch.isfinite(value) & torch.isfinite(norm))
+        norm = self.clip_and_check_gradients(self._trained_parameters())
+        health = torch.stack([loss.detach().float(), norm.float(), self._no_discriminator_loss])
+        self._skip = ~torch.isfinite(health[:2]).all()
         masked_step(self.optimizer, self._skip)
-        self.step_health = torch.stack([value, norm.float(), torch.zeros_like(value)])
+        self.step_health = health
         return loss
+
+    def _modules_list(self) -> list[torch.nn.Module]:
+        """The distributions' modules (listed once: a training step checks their mode without a walk)."""
+        cached = self.__dict__.get("_modules_cache")
+        if cached is None or cached[0] is not self.distributions:
+            cached = (self.distributions, list(self.distributions.modules()))
+            self.__dict__["_modules_cache"] = cached
+        return cached[1]
+
+    def _trained_parameters(self) -> list[torch.Tensor]:
+        """The parameters the optimiser updates (its groups, read without a module walk)."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    @property
+    def _no_discriminator_loss(self) -> torch.Tensor:
+        """A zero on the device, the third entry of :attr:`step_health` for models without one."""
+        zero = self.__dict__.get("_zero_cache")
+        device = self.device
+        if zero is None or zero.device != device:
+            zero = torch.zeros((), device=device)
+            self.__dict__["_zero_cache"] = zero
+        return zero
 
     def clip_and_check_gradients(self, parameters: Iterable[torch.Tensor]) -> torch.Tensor:
         """Clip the gradients' total norm to ``clip_grad_norm`` (when set); returns the total norm
