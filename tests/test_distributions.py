@@ -95,6 +95,26 @@ def test_location_scale_decoders(likelihood, torch_cls, scale):
         assert any(n == "log_scale" for n, _ in p.named_parameters())
 
 
+@pytest.mark.parametrize("likelihood, torch_cls", [("gaussian", td.Normal), ("laplace", td.Laplace)])
+@pytest.mark.parametrize("scale", [None, 0.5, "learned", "per-example"])
+def test_location_scale_log_density_is_torchs_to_the_bit(likelihood, torch_cls, scale):
+    """The decoders' log-density (which takes a fixed scale's log once, not per element) gives exactly
+    torch.distributions' values and gradients, for every kind of scale."""
+    torch.manual_seed(0)
+    m = Modality("x", (3, 5, 7), likelihood)
+    p = _decoder(m, scale)
+    z, target = torch.randn(4, 4), torch.randn(4, 3, 5, 7)
+    params = p.get_params({"z": z})
+    loc = params["loc"].detach().requires_grad_()
+    ours = p.distribution_torch_class(loc, params["scale"]).log_prob(target)
+    (ours_grad,) = torch.autograd.grad(ours.sum(), loc)
+    theirs = torch_cls(loc, params["scale"], validate_args=False).log_prob(target)
+    (theirs_grad,) = torch.autograd.grad(theirs.sum(), loc)
+    assert ours.shape == theirs.shape == target.shape
+    assert torch.equal(ours, theirs)
+    assert torch.equal(ours_grad, theirs_grad)
+
+
 def test_bad_decoder_scale_is_explained():
     with pytest.raises(ValueError, match="positive number, 'learned' or 'per-example'"):
         _decoder(Modality("x", (6,), "gaussian"), scale=-1.0)
