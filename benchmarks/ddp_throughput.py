@@ -15,13 +15,17 @@ process a model is built as ``runs.train`` builds it (``build_model(...).to(devi
 around ``Trainer.fit`` (wall and process CPU time, after a barrier; no checkpoints, no test data).
 A step's wall time is the slowest process's; the CPU time is given per process and summed over them.
 
-Rounds alternate which arm runs first, every arm of a round is a fresh launch (its start-up is not
+A third arm, 1 process at batch B (what one rank computes, without a process group), splits the
+N-process arm's cost into the smaller batch's and DDP's (gradient all-reduce and the trainer's
+per-step agreement on the loss).
+
+Rounds rotate which arm runs first, every arm of a round is a fresh launch (its start-up is not
 timed), and the medians over rounds are reported with the ratios N-process / 1-process. Each process
 uses ``--threads`` torch threads (default 1, with ``OMP_NUM_THREADS`` set to the same value). With
 ``torch.cuda.device_count() >= 2`` the same comparison runs on the GPUs (N = all of them, NCCL)
 unless ``--no-cuda``; otherwise the record says why it was not measured.
 
-    OMP_NUM_THREADS=1 python benchmarks/ddp_throughput.py --steps 100 --rounds 5
+    OMP_NUM_THREADS=1 python benchmarks/ddp_throughput.py --steps 100 --rounds 7
 """
 
 from __future__ import annotations
@@ -160,56 +164,63 @@ def summarise(records: list[dict[str, Any]], name: str) -> dict[str, float]:
     }
 
 
+def arms_of(nproc: int, batch: int) -> dict[str, tuple[int, int]]:
+    """The arms, by name: (processes, batch per process). ``1_process_at_B`` is the share one rank
+    computes, trained alone (no process group): the N-process arm's cost above it is DDP's."""
+    return {
+        "1_process": (1, nproc * batch),
+        f"{nproc}_process": (nproc, batch),
+        "1_process_at_B": (1, batch),
+    }
+
+
+TIMES = ("wall_per_step", "cpu_per_step_per_process", "cpu_per_step_all_processes")
+
+
 def compare(
     spec: dict[str, Any], nproc: int, threads: int, rounds: int, tmp: Path
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Alternate the 1-process arm (batch nproc*B) and the nproc-process arm (batch B each) for
-    ``rounds`` rounds; returns per-model medians and ratios, and what ran (order, commands, ranks)."""
-    arms = {"1": 1, str(nproc): nproc}
-    batch = spec["batch_size"]
+    """Run the arms of :func:`arms_of` for ``rounds`` rounds, the first arm changing every round
+    (rotation); returns per-model medians and ratios, and what ran (order, commands, ranks)."""
+    arms = arms_of(nproc, spec["batch_size"])
+    names = list(arms)
     per_round: dict[str, dict[str, list[dict[str, float]]]] = {
         m: {a: [] for a in arms} for m in spec["models"]
     }
     orders, commands, loads = [], {}, []
     worker_info: dict[str, Any] = {}
     for r in range(rounds):
-        order = list(arms) if r % 2 == 0 else list(arms)[::-1]
-        orders.append([f"{a} process" + ("es" if arms[a] > 1 else "") for a in order])
+        order = names[r % len(names) :] + names[: r % len(names)]
+        orders.append(order)
         for arm in order:
-            n = arms[arm]
-            arm_spec = {**spec, "batch_size": batch * nproc if n == 1 else batch}
-            records, commands[arm] = launch(arm_spec, n, threads, tmp)
+            n, batch = arms[arm]
+            records, commands[arm] = launch({**spec, "batch_size": batch}, n, threads, tmp)
             worker_info[arm] = [{k: v for k, v in rec.items() if k != "models"} for rec in records]
             for name in spec["models"]:
                 per_round[name][arm].append(summarise(records, name))
         loads.append(os.getloadavg()[0])
         shown = "; ".join(
             f"{name}: "
-            + ", ".join(f"{a}p {per_round[name][a][-1]['wall_per_step'] * 1e3:.1f} ms" for a in arms)
+            + ", ".join(f"{a} {per_round[name][a][-1]['wall_per_step'] * 1e3:.1f} ms" for a in arms)
             for name in spec["models"]
         )
-        print(f"round {r + 1}/{rounds} ({spec['device']}, order {order}): wall per step {shown}", flush=True)
-    one, many = "1", str(nproc)
+        print(f"round {r + 1}/{rounds} ({spec['device']}): wall per step {shown}", flush=True)
+    one, many, alone = names
     results: dict[str, Any] = {}
     for name in spec["models"]:
         rows: dict[str, Any] = {}
-        for arm in arms:
+        for arm, (n, batch) in arms.items():
             rounds_of = per_round[name][arm]
-            rows[f"{arm}_process"] = {
-                "batch_per_process": batch * nproc if arm == one else batch,
+            rows[arm] = {
+                "processes": n,
+                "batch_per_process": batch,
                 "round_steps": [row["steps"] for row in rounds_of],
                 "round_global_batch": [row["global_batch"] for row in rounds_of],
-                **{
-                    f"round_{key}": [row[key] for row in rounds_of]
-                    for key in ("wall_per_step", "cpu_per_step_per_process", "cpu_per_step_all_processes")
-                },
+                **{f"round_{key}": [row[key] for row in rounds_of] for key in TIMES},
                 "round_train_loss": [row["train_loss"] for row in rounds_of],
-                **{
-                    f"median_{key}": statistics.median(row[key] for row in rounds_of)
-                    for key in ("wall_per_step", "cpu_per_step_per_process", "cpu_per_step_all_processes")
-                },
+                **{f"median_{key}": statistics.median(row[key] for row in rounds_of) for key in TIMES},
             }
-        a, b = rows[f"{many}_process"], rows[f"{one}_process"]
+        a, b, c = rows[many], rows[one], rows[alone]
         rows["ratio_wall"] = a["median_wall_per_step"] / b["median_wall_per_step"]
         rows["ratio_cpu_per_process"] = (
             a["median_cpu_per_step_per_process"] / b["median_cpu_per_step_per_process"]
@@ -221,9 +232,20 @@ def compare(
             rows[f"round_ratios_{key}"] = [
                 x / y for x, y in zip(a[f"round_{key}"], b[f"round_{key}"], strict=True)
             ]
+        # where the N-process arm's CPU goes: the smaller batch alone, and DDP on top of it
+        rows["ratio_cpu_batch_B_over_batch_NB"] = (
+            c["median_cpu_per_step_per_process"] / b["median_cpu_per_step_per_process"]
+        )
+        rows["ratio_cpu_per_process_over_batch_B_alone"] = (
+            a["median_cpu_per_step_per_process"] / c["median_cpu_per_step_per_process"]
+        )
+        rows["ddp_cpu_seconds_per_step_per_process"] = (
+            a["median_cpu_per_step_per_process"] - c["median_cpu_per_step_per_process"]
+        )
         results[name] = rows
     ran = {
         "processes": nproc,
+        "arms": {arm: {"processes": n, "batch_per_process": b} for arm, (n, b) in arms.items()},
         "round_order": orders,
         "commands": commands,
         "workers": worker_info,
@@ -262,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--nproc", type=int, default=2, help="N: processes of the CPU (gloo) arm")
     parser.add_argument("--steps", type=int, default=100, help="timed optimiser steps per model and arm")
     parser.add_argument("--warmup", type=int, default=10, help="discarded steps before the timing")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads and OMP_NUM_THREADS per process"
     )
@@ -367,7 +389,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{name}: {args.nproc} processes x batch {args.batch_size} vs 1 x batch "
             f"{args.batch_size * args.nproc}: wall per step ratio {rows['ratio_wall']:.3f}, "
             f"CPU per process {rows['ratio_cpu_per_process']:.3f}, CPU all processes "
-            f"{rows['ratio_cpu_all_processes']:.3f}"
+            f"{rows['ratio_cpu_all_processes']:.3f}; 1 process at batch {args.batch_size} / at "
+            f"{args.batch_size * args.nproc}: CPU {rows['ratio_cpu_batch_B_over_batch_NB']:.3f}; DDP adds "
+            f"{rows['ddp_cpu_seconds_per_step_per_process'] * 1e3:.1f} ms CPU per step and process"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -76,15 +76,15 @@ def test_iterative_multimodal_step_cost_needs_two_values_of_t(tmp_path: Path) ->
         script.main(["--refine-steps", "4", "--out", str(tmp_path / "x.json")])
 
 
-def fake_launch(calls: list[int]):
-    """Stands in for ``ddp_throughput.launch``: the k-th launch takes k seconds per step in a 1-process
-    arm, and 0.75 k wall / 0.5 k CPU seconds per process in an N-process arm."""
+def fake_launch(calls: list[tuple[int, int]]):
+    """Stands in for ``ddp_throughput.launch``: the k-th launch takes k * batch / 10 seconds per step
+    in a 1-process arm, and 0.75 k wall / 0.5 k CPU seconds per process in an N-process arm."""
 
     def launch(spec: dict, nproc: int, threads: int, tmp: Path) -> tuple[list[dict], str]:
-        calls.append(nproc)
+        calls.append((nproc, spec["batch_size"]))
         steps, k = spec["steps"], len(calls)
-        wall = (0.75 if nproc > 1 else 1.0) * k
-        cpu = (0.5 if nproc > 1 else 1.0) * k
+        wall = 0.75 * k if nproc > 1 else k * spec["batch_size"] / 10
+        cpu = 0.5 * k if nproc > 1 else wall
         record = {
             "world_size": nproc,
             "models": {
@@ -103,46 +103,38 @@ def fake_launch(calls: list[int]):
     return launch
 
 
-def test_ddp_throughput_alternates_the_arms_and_records_ratios(tmp_path: Path, monkeypatch) -> None:
+def test_ddp_throughput_rotates_the_arms_and_records_ratios(tmp_path: Path, monkeypatch) -> None:
     script = load_script("ddp_throughput")
-    calls: list[int] = []
+    calls: list[tuple[int, int]] = []
     monkeypatch.setattr(script, "launch", fake_launch(calls))
     out = tmp_path / "ddp.json"
     result = script.main(
-        [
-            "--models",
-            "vae",
-            "--rounds",
-            "3",
-            "--steps",
-            "4",
-            "--batch-size",
-            "5",
-            "--no-cuda",
-            "--out",
-            str(out),
-        ]
+        ["--models", "vae", "--rounds", "3", "--steps", "4", "--batch-size", "5", "--no-cuda"]
+        + ["--out", str(out)]
     )
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
-    assert calls[-6:] == [1, 2, 2, 1, 1, 2]  # the first arm changes every round
+    one, two, alone = (1, 10), (2, 5), (1, 5)  # (processes, batch per process)
+    assert calls == [one, two, alone, two, alone, one, alone, one, two]  # the first arm changes every round
     cpu = result["cpu"]
-    assert cpu["round_order"] == [["1 process", "2 processes"], ["2 processes", "1 process"]] + [
-        ["1 process", "2 processes"]
-    ]
+    assert cpu["round_order"][1] == ["2_process", "1_process_at_B", "1_process"]
     row = cpu["per_model"]["vae"]
-    one, two = row["1_process"], row["2_process"]
-    assert one["batch_per_process"] == 10 and two["batch_per_process"] == 5
-    assert one["round_global_batch"] == two["round_global_batch"] == [10] * 3
-    assert one["round_steps"] == [4] * 3
-    # launch k took k seconds per step (x 0.75 wall, x 0.5 CPU per process for the 2 processes)
-    assert one["round_wall_per_step"] == [1.0, 4.0, 5.0]
-    assert two["round_wall_per_step"] == [1.5, 2.25, 4.5]
-    assert one["median_wall_per_step"] == 4.0 and two["median_wall_per_step"] == 2.25
-    assert math.isclose(row["ratio_wall"], 2.25 / 4.0)
-    assert two["round_cpu_per_step_per_process"] == [1.0, 1.5, 3.0]
-    assert two["round_cpu_per_step_all_processes"] == [2.0, 3.0, 6.0]
-    assert math.isclose(row["ratio_cpu_per_process"], 1.5 / 4.0)
-    assert math.isclose(row["ratio_cpu_all_processes"], 3.0 / 4.0)
+    a, b, c = row["2_process"], row["1_process"], row["1_process_at_B"]
+    assert (b["batch_per_process"], a["batch_per_process"], c["batch_per_process"]) == (10, 5, 5)
+    assert a["round_global_batch"] == b["round_global_batch"] == [10] * 3
+    assert c["round_global_batch"] == [5] * 3
+    assert b["round_steps"] == [4] * 3
+    # launches 1, 6, 8 (1 x 10), 2, 4, 9 (2 x 5), 3, 5, 7 (1 x 5)
+    assert b["round_wall_per_step"] == [1.0, 6.0, 8.0] and b["median_wall_per_step"] == 6.0
+    assert a["round_wall_per_step"] == [1.5, 3.0, 6.75] and a["median_wall_per_step"] == 3.0
+    assert a["round_cpu_per_step_per_process"] == [1.0, 2.0, 4.5]
+    assert a["round_cpu_per_step_all_processes"] == [2.0, 4.0, 9.0]
+    assert c["round_cpu_per_step_per_process"] == [1.5, 2.5, 3.5]
+    assert math.isclose(row["ratio_wall"], 3.0 / 6.0)
+    assert math.isclose(row["ratio_cpu_per_process"], 2.0 / 6.0)
+    assert math.isclose(row["ratio_cpu_all_processes"], 4.0 / 6.0)
+    assert math.isclose(row["ratio_cpu_batch_B_over_batch_NB"], 2.5 / 6.0)
+    assert math.isclose(row["ratio_cpu_per_process_over_batch_B_alone"], 2.0 / 2.5)
+    assert math.isclose(row["ddp_cpu_seconds_per_step_per_process"], 2.0 - 2.5)
     assert result["cuda"] == {"measured": False, "reason": "--no-cuda"}
     assert result["settings"]["threads_per_process"] == 1
     assert len(result["load_average_before"]) == 3 and result["environment"]["torch"]
@@ -172,15 +164,16 @@ def test_ddp_throughput_trains_through_torchrun(tmp_path: Path) -> None:
     )
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     cpu = result["cpu"]
-    assert "torch.distributed.run --standalone --nproc_per_node=2" in cpu["commands"]["2"]
-    assert [w["world_size"] for w in cpu["workers"]["1"]] == [1]
-    assert cpu["workers"]["1"][0]["backend"] is None
-    ranks = cpu["workers"]["2"]
+    assert "torch.distributed.run --standalone --nproc_per_node=2" in cpu["commands"]["2_process"]
+    assert [w["world_size"] for w in cpu["workers"]["1_process"]] == [1]
+    assert cpu["workers"]["1_process"][0]["backend"] is None
+    ranks = cpu["workers"]["2_process"]
     assert [(w["rank"], w["world_size"], w["backend"]) for w in ranks] == [(0, 2, "gloo"), (1, 2, "gloo")]
-    assert all(w["torch_threads"] == 1 and w["omp_num_threads"] == "1" for w in cpu["workers"]["1"] + ranks)
+    for w in cpu["workers"]["1_process"] + ranks:
+        assert w["torch_threads"] == 1 and w["omp_num_threads"] == "1"
     row = cpu["per_model"]["vae"]
-    for arm in ("1_process", "2_process"):
-        assert row[arm]["round_steps"] == [2] and row[arm]["round_global_batch"] == [8]
+    for arm, global_batch in (("1_process", 8), ("2_process", 8), ("1_process_at_B", 4)):
+        assert row[arm]["round_steps"] == [2] and row[arm]["round_global_batch"] == [global_batch]
         assert row[arm]["median_wall_per_step"] > 0 and row[arm]["median_cpu_per_step_per_process"] > 0
     assert math.isclose(
         row["ratio_wall"], row["2_process"]["median_wall_per_step"] / row["1_process"]["median_wall_per_step"]
