@@ -10,8 +10,12 @@ The zoo model is trained through ``VAE.train_step`` (its Pixyz loss expression);
 is written below. Before timing, the zoo's weights are copied into the plain model and the two
 losses are compared on one batch (KL term, reconstruction term at the posterior mean, and the
 full one-sample loss with the same seed): a mismatch aborts the benchmark, so the timing always
-compares identical computations. Rounds alternate which model runs first, warm-up steps are
-discarded and the medians over rounds are reported, so machine noise hits both sides.
+compares identical computations. The zoo trains through ``train_step(batch, check=False)``, the
+step the Trainer runs. Rounds alternate which model runs first, warm-up steps are discarded and the
+medians over rounds are reported (wall and process CPU time; the 1.05 target is on CPU time), so
+machine noise hits both sides. A third arm, ``pure_guarded``, is the plain VAE with the zoo's
+guarantee written in plain PyTorch (no update when the loss or the gradients are NaN/inf, decided on
+the device): it tells what that guarantee costs apart from Pixyz. Denormal floats are flushed.
 
     python benchmarks/vae_throughput.py --steps 300 --rounds 5
     python benchmarks/vae_throughput.py --device cuda --steps 1000 \
@@ -48,7 +52,7 @@ from pixyz_zoo.models import VAE
 from pixyz_zoo.training import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET_RATIO = 1.15
+TARGET_RATIO = 1.05
 IMAGE_SHAPE = (1, 28, 28)
 
 
@@ -184,6 +188,21 @@ def time_steps(
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def guarded_step(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, parameters: list[torch.Tensor]
+) -> None:
+    """``optimizer.step()`` (fused Adam) with the zoo's guarantee written in plain PyTorch: no update
+    when the loss or the gradients' total norm is NaN/inf, decided on the device (``found_inf``, as
+    ``torch.amp.GradScaler`` feeds it), with no host sync. The reference for what that guarantee costs."""
+    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None], foreach=True)
+    health = torch.stack([loss.detach().float(), norm.float()])
+    optimizer.found_inf = (~torch.isfinite(health).all()).float()  # type: ignore[attr-defined]
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.found_inf  # type: ignore[attr-defined]
+
+
 def linear_calls_per_step(module: nn.Module, step: Callable[[torch.Tensor], float], x: torch.Tensor) -> int:
     """How many ``nn.Linear`` forward passes one training step runs."""
     count = [0]
@@ -272,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # training on random data breeds denormals, which slow a CPU 2x
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     zoo = VAE({"x": IMAGE_28X28}, z_dim=64, hidden=(512, 512), lr=1e-3).to(device)
@@ -283,18 +303,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     copy_zoo_weights(zoo, pure)  # both start from the same weights
     pure_opt = torch.optim.Adam(pure.parameters(), lr=1e-3, fused=True)  # the zoo's optimiser
 
-    def zoo_step(x: torch.Tensor) -> float:
-        return zoo.train_step({"x": x})
+    def zoo_step(x: torch.Tensor) -> torch.Tensor:
+        return zoo.train_step({"x": x}, check=False)  # the Trainer's step: no read of the loss
 
-    def pure_step(x: torch.Tensor) -> float:
+    def pure_step(x: torch.Tensor) -> torch.Tensor:
         pure.train()
         pure_opt.zero_grad()
         loss = pure.loss(x)
         loss.backward()
         pure_opt.step()
-        return float(loss.detach())  # the trainer needs the value: one sync per step, as the zoo's
+        return loss.detach()
 
-    arms: dict[str, Callable[[torch.Tensor], float]] = {"zoo": zoo_step, "pure": pure_step}
+    guarded = PureVAE(784, 64, (512, 512)).to(device)
+    copy_zoo_weights(zoo, guarded)
+    guarded_opt = torch.optim.Adam(guarded.parameters(), lr=1e-3, fused=True)
+    guarded_parameters = list(guarded.parameters())
+
+    def guarded_pure_step(x: torch.Tensor) -> torch.Tensor:
+        guarded.train()
+        guarded_opt.zero_grad()
+        loss = guarded.loss(x)
+        loss.backward()
+        guarded_step(guarded_opt, loss, guarded_parameters)
+        return loss.detach()
+
+    arms: dict[str, Callable[[torch.Tensor], Any]] = {
+        "zoo": zoo_step,
+        "pure": pure_step,
+        "pure_guarded": guarded_pure_step,
+    }
     diagnosis: dict[str, Any] = {}
     if args.diagnose:
         twice = PureVAE(784, 64, (512, 512)).to(device)
@@ -307,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             loss = twice.loss_encoder_twice(x)
             loss.backward()
             twice_opt.step()
-            return float(loss.detach())
+            return loss.detach()
 
         arms["pure_encoder_twice"] = twice_step
         diagnosis["linear_forward_calls_per_step"] = {
@@ -336,6 +373,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     zoo_t, pure_t = statistics.median(times["zoo"]), statistics.median(times["pure"])
     ratio = zoo_t / pure_t
     cpu_ratio = statistics.median(cpu_times["zoo"]) / statistics.median(cpu_times["pure"])
+    guard_cpu_ratio = statistics.median(cpu_times["pure_guarded"]) / statistics.median(cpu_times["pure"])
     if args.diagnose:
         twice_t = statistics.median(times["pure_encoder_twice"])
         diagnosis.update(
@@ -368,6 +406,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "architecture": "MLP 784-512-512-128 encoder, 64-512-512-784 decoder, ReLU",
             "z_dim": 64,
             "optimizer": "Adam lr 1e-3, fused (both models)",
+            "zoo_step": "train_step(batch, check=False), as the Trainer runs it (no host read of the loss)",
+            "flush_denormal": True,
         },
         "equivalence_check": equivalence,
         "round_seconds": times,
@@ -377,10 +417,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "zoo_steps_per_s": args.steps / zoo_t,
         "pure_steps_per_s": args.steps / pure_t,
         "ratio_zoo_over_pure": ratio,
-        "target_ratio": TARGET_RATIO,
-        "target_met": ratio <= TARGET_RATIO,
         "ratio_zoo_over_pure_cpu_time": cpu_ratio,
-        "target_met_cpu_time": cpu_ratio <= TARGET_RATIO,
+        "ratio_pure_guarded_over_pure_cpu_time": guard_cpu_ratio,
+        "ratio_zoo_over_pure_guarded_cpu_time": statistics.median(cpu_times["zoo"])
+        / statistics.median(cpu_times["pure_guarded"]),
+        "target_ratio": TARGET_RATIO,
+        "target_on": "ratio_zoo_over_pure_cpu_time",
+        "target_met": cpu_ratio <= TARGET_RATIO,
         "diagnosis": diagnosis or None,
         "environment": {
             "torch": torch.__version__,
@@ -394,11 +437,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.profile:
         result["profile"] = profile_zoo(zoo, xs, args.profile)
         print(result["profile"]["pstats_text"])
-    verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
+    verdict = "met" if cpu_ratio <= TARGET_RATIO else "NOT met"
     print(
         f"zoo {result['zoo_steps_per_s']:.1f} steps/s, pure {result['pure_steps_per_s']:.1f} steps/s, "
-        f"ratio zoo/pure {ratio:.3f} (target <= {TARGET_RATIO}: {verdict}); "
-        f"CPU-time ratio {cpu_ratio:.3f}"
+        f"ratio zoo/pure {ratio:.3f}; CPU-time ratio {cpu_ratio:.3f} (target <= {TARGET_RATIO}: "
+        f"{verdict}); pure with the zoo's non-finite guard / pure {guard_cpu_ratio:.3f} (CPU time)"
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
