@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from pixyz_zoo.models import FactorVAE, build_model
 from pixyz_zoo.models.base import NonFiniteLossError, ZooModel, health_message
 from pixyz_zoo.training import Trainer
+from tests.conftest import requires_cuda
 
 TINY = {"z_dim": 4, "hidden": [32]}
 HOST_READS = ("aten::item", "aten::_local_scalar_dense")
@@ -75,6 +76,30 @@ def test_a_training_step_reads_no_device_value_on_the_host(digits_train, name):
     with ScalarReads() as checked:
         model.train_step(batch)
     assert device_reads(checked.sites)
+
+
+def host_waits(run: Any) -> list[str]:
+    """The device-to-host copies and synchronisations the CUDA profiler sees while ``run()`` runs."""
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        run()
+    return [
+        event.name
+        for event in prof.events()
+        if "DtoH" in event.name or "Device -> Host" in event.name or event.name.endswith("Synchronize")
+    ]
+
+
+@requires_cuda
+@pytest.mark.parametrize("name", ["vae", "jmvae-kl"])
+def test_a_cuda_training_step_copies_nothing_to_the_host(digits_train, name):
+    torch.manual_seed(0)
+    model = build_model(name, digits_train.modalities, **TINY).to("cuda")
+    batch = {k: v.to("cuda") for k, v in batch_of(model, digits_train).items()}
+    model.train_step(batch, check=False)  # the optimiser state exists
+    torch.cuda.synchronize()
+    assert host_waits(lambda: model.train_step(batch, check=False)) == []
+    # the detector sees a read when there is one: the checked step reads the loss
+    assert host_waits(lambda: model.train_step(batch))
 
 
 def snapshot(model: ZooModel) -> list[torch.Tensor]:
