@@ -299,3 +299,29 @@ def test_moe_in_pixyz_losses_and_printing(setup):
     assert "q(z|x,w) = \\frac{1}{2}\\left(q(z|x) + q(z|w)\\right)" in str(moe)
     assert "0.25q(z|x) + 0.75q(z|w)" in str(MixtureOfExperts([qx, qw], weights=[1, 3]))
     assert moe.sample({"x": x, "w": w}, sample_mean=True)["z"].shape == (B, Z_DIM)
+
+
+def test_an_experts_precision_is_computed_once_per_loss_evaluation(monkeypatch):
+    """Products over several subsets (MoPoE's) share each expert's precision within one loss
+    evaluation (``shared_parameters``), with the same parameters as when each computes its own."""
+    from pixyz_zoo.distributions import GaussianEncoder
+    from pixyz_zoo.distributions import experts as experts_module
+    from pixyz_zoo.distributions.shared_parameters import shared_parameters
+
+    torch.manual_seed(0)
+    qx = GaussianEncoder(nn.Linear(X_DIM, 2 * Z_DIM), cond_var=["x"])
+    qw = GaussianEncoder(nn.Linear(X_DIM, 2 * Z_DIM), cond_var=["w"])
+    poe = ProductOfGaussianExperts([qx, qw])
+    products = [poe.given(["x"]), poe.given(["w"]), poe]
+    calls = []
+    original = experts_module._precision
+    monkeypatch.setattr(experts_module, "_precision", lambda params: calls.append(1) or original(params))
+    inputs = {"x": torch.randn(B, X_DIM), "w": torch.randn(B, X_DIM)}
+    with shared_parameters():
+        shared = [q.get_params(inputs) for q in products]
+    assert len(calls) == 2  # one per expert, not one per expert and product (4)
+    calls.clear()
+    alone = [q.get_params(inputs) for q in products]
+    assert len(calls) == 4
+    for a, b in zip(shared, alone, strict=True):
+        assert torch.equal(a["loc"], b["loc"]) and torch.equal(a["scale"], b["scale"])

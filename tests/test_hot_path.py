@@ -54,7 +54,7 @@ def batch_of(model: ZooModel, data: Any, n: int = 16) -> dict[str, torch.Tensor]
     return {k: batch[k] for k in model.modalities}
 
 
-@pytest.mark.parametrize("name", ["vae", "jmvae-kl"])
+@pytest.mark.parametrize("name", ["vae", "jmvae-kl", "mopoe", "mmvae"])
 def test_a_training_step_reads_no_device_value_on_the_host(digits_train, name):
     torch.manual_seed(0)
     model = build_model(name, digits_train.modalities, **TINY)

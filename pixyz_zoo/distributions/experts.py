@@ -23,7 +23,7 @@ from pixyz.distributions.distributions import Distribution
 from torch import distributions as td
 from torch import nn
 
-from pixyz_zoo.distributions.shared_parameters import SharedParameters
+from pixyz_zoo.distributions.shared_parameters import SharedParameters, shared_value
 
 __all__ = ["MixtureOfExperts", "ProductOfGaussianExperts"]
 
@@ -79,6 +79,12 @@ def _select(experts: Sequence[Distribution], subset: Sequence[str], kind: str) -
 def _available(experts: Sequence[Distribution], x_dict: dict) -> list[int]:
     """Indices of the experts whose conditioning variables are all in ``x_dict``."""
     return [i for i, e in enumerate(experts) if all(name in x_dict for name in e.cond_var)]
+
+
+def _precision(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """An expert's precision ``1 / sigma^2`` and precision-weighted mean ``mu / sigma^2``."""
+    precision = params["scale"].pow(-2)
+    return precision, precision * params["loc"]
 
 
 def _inputs(expert: Distribution, x_dict: dict) -> dict:
@@ -186,8 +192,7 @@ class ProductOfGaussianExperts(SharedParameters, Normal):
         precision = None
         weighted_loc = None
         for part in parts:
-            prec_i = part["scale"].pow(-2)
-            term = prec_i * part["loc"]
+            prec_i, term = shared_value("precision", (part["scale"], part["loc"]), partial(_precision, part))
             precision = prec_i if precision is None else precision + prec_i
             weighted_loc = term if weighted_loc is None else weighted_loc + term
         return {"loc": weighted_loc / precision, "scale": precision.rsqrt()}
@@ -278,6 +283,7 @@ class MixtureOfExperts(Distribution):
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=experts[0].features_shape)
         self.experts = nn.ModuleList(experts)
         self.register_buffer("weights", w / w.sum())
+        self._positive = tuple(bool(v > 0) for v in w)  # on the host: no device read per step
         self.event_dims = int(event_dims)
 
     @property
@@ -308,11 +314,10 @@ class MixtureOfExperts(Distribution):
                 f"{self.prob_text}: no expert is available. Give all the conditioning variables "
                 f"of at least one expert, among {self.cond_var} (got {sorted(x_dict)})."
             )
-        w = self.weights[chosen]
-        total = w.sum()
-        if total <= 0:
+        if not any(self._positive[i] for i in chosen):
             raise ValueError(f"{self.prob_text}: the available experts all have weight 0.")
-        return chosen, w / total
+        w = self.weights[chosen]
+        return chosen, w / w.sum()
 
     def get_params(self, params_dict: dict | None = None, **kwargs) -> dict:
         """``{"weights": (K,), "components": [params of each available expert]}``."""

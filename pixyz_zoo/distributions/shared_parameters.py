@@ -13,7 +13,7 @@ back to float32 there, so that log-probabilities and KL terms are computed and s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,6 +35,20 @@ def shared_parameters() -> Iterator[None]:
 
 def _key(distribution: Any, params_dict: dict) -> tuple:
     return (id(distribution), *sorted((name, id(value)) for name, value in params_dict.items()))
+
+
+def shared_value(name: str, inputs: tuple[torch.Tensor, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()``, computed once per ``shared_parameters()`` block for the same ``inputs`` (by
+    identity): e.g. an expert's precision, which every product of experts it joins would recompute.
+    Outside a block it is computed at each call."""
+    if _active is None:
+        return compute()
+    key = (name, *map(id, inputs))
+    hit = _active.get(key)
+    if hit is None:
+        hit = (inputs, compute())  # the inputs are kept alive: their ids are not reused in the block
+        _active[key] = hit
+    return hit[1]
 
 
 def remember_parameters(distribution: Any, params_dict: dict, params: dict) -> None:
