@@ -15,9 +15,11 @@ process a model is built as ``runs.train`` builds it (``build_model(...).to(devi
 around ``Trainer.fit`` (wall and process CPU time, after a barrier; no checkpoints, no test data).
 A step's wall time is the slowest process's; the CPU time is given per process and summed over them.
 
-A third arm, 1 process at batch B (what one rank computes, without a process group), splits the
-N-process arm's cost into the smaller batch's and DDP's (gradient all-reduce and the trainer's
-per-step agreement on the loss).
+Two control arms split the N-process arm's cost: 1 process at batch B (what one rank computes,
+without a process group) gives the smaller batch's share and, subtracted from the N-process arm,
+DDP's (gradient all-reduce, the trainer's per-step agreement on the loss); N such processes started
+at once, each training alone (no process group, no communication), give what sharing the
+machine's cores costs by itself.
 
 Rounds rotate which arm runs first, every arm of a round is a fresh launch (its start-up is not
 timed), and the medians over rounds are reported with the ratios N-process / 1-process. Each process
@@ -126,27 +128,40 @@ def worker(spec: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- launching the arms
-def launch(spec: dict[str, Any], nproc: int, threads: int, tmp: Path) -> tuple[list[dict[str, Any]], str]:
-    """Run one arm (1 plain process, or ``nproc`` under torchrun); returns every rank's record and the
+def launch(
+    spec: dict[str, Any], nproc: int, threads: int, tmp: Path, independent: bool = False
+) -> tuple[list[dict[str, Any]], str]:
+    """Run one arm: 1 plain process, ``nproc`` processes under torchrun, or (``independent``)
+    ``nproc`` plain processes at once, each training alone; returns every process's record and the
     command line that ran it."""
-    out = Path(tempfile.mkdtemp(dir=tmp))
-    spec = {**spec, "out": str(out)}
-    spec_file = out / "spec.json"
-    spec_file.write_text(json.dumps(spec))
-    worker_args = [str(SCRIPT), "--worker", str(spec_file)]
-    if nproc == 1:
-        cmd = [sys.executable, *worker_args]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-        cmd += worker_args
+    outs = [Path(tempfile.mkdtemp(dir=tmp)) for _ in range(nproc if independent else 1)]
+    cmds = []
+    for out in outs:
+        spec_file = out / "spec.json"
+        spec_file.write_text(json.dumps({**spec, "out": str(out)}))
+        worker_args = [str(SCRIPT), "--worker", str(spec_file)]
+        if nproc == 1 or independent:
+            cmds.append([sys.executable, *worker_args])
+        else:
+            run = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+            cmds.append([sys.executable, *run, *worker_args])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-40:])
-        raise SystemExit(f"the {nproc}-process arm failed (exit code {done.returncode}):\n{tail}")
-    records = [json.loads(Path(out, f"rank{r}.json").read_text()) for r in range(nproc)]
-    shown = [Path(cmd[0]).name, *(a.replace(f"{ROOT}/", "") for a in cmd[1:])]
-    return records, " ".join(shlex.quote(a) for a in shown[:-1]) + " SPEC.json"
+    running = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for cmd in cmds
+    ]
+    for proc in running:
+        output, _ = proc.communicate()
+        if proc.returncode != 0:
+            tail = "\n".join(output.splitlines()[-40:])
+            raise SystemExit(f"the {nproc}-process arm failed (exit code {proc.returncode}):\n{tail}")
+    if independent:
+        records = [json.loads(Path(out, "rank0.json").read_text()) for out in outs]
+    else:
+        records = [json.loads(Path(outs[0], f"rank{r}.json").read_text()) for r in range(nproc)]
+    shown = [Path(cmds[0][0]).name, *(a.replace(f"{ROOT}/", "") for a in cmds[0][1:])]
+    command = " ".join(shlex.quote(a) for a in shown[:-1]) + " SPEC.json"
+    return records, f"{nproc} x ({command}) at once" if independent else command
 
 
 def summarise(records: list[dict[str, Any]], name: str) -> dict[str, float]:
@@ -160,17 +175,19 @@ def summarise(records: list[dict[str, Any]], name: str) -> dict[str, float]:
         "cpu_per_step_all_processes": sum(r["cpu_seconds"] for r in rows) / steps,
         "train_loss": rows[0]["train_loss"],
         "steps": steps,
-        "global_batch": sum(r["examples_per_process_per_step"] for r in rows),
+        "examples": sum(r["examples_per_process_per_step"] for r in rows),
     }
 
 
-def arms_of(nproc: int, batch: int) -> dict[str, tuple[int, int]]:
-    """The arms, by name: (processes, batch per process). ``1_process_at_B`` is the share one rank
-    computes, trained alone (no process group): the N-process arm's cost above it is DDP's."""
+def arms_of(nproc: int, batch: int) -> dict[str, tuple[int, int, bool]]:
+    """The arms, by name: (processes, batch per process, independent). ``1_process_at_B`` is the share
+    one rank computes, trained alone (no process group); ``N_independent_at_B`` runs N of those at
+    once (no process group either): what sharing the machine's cores costs without DDP."""
     return {
-        "1_process": (1, nproc * batch),
-        f"{nproc}_process": (nproc, batch),
-        "1_process_at_B": (1, batch),
+        "1_process": (1, nproc * batch, False),
+        f"{nproc}_process": (nproc, batch, False),
+        "1_process_at_B": (1, batch, False),
+        f"{nproc}_independent_at_B": (nproc, batch, True),
     }
 
 
@@ -193,8 +210,8 @@ def compare(
         order = names[r % len(names) :] + names[: r % len(names)]
         orders.append(order)
         for arm in order:
-            n, batch = arms[arm]
-            records, commands[arm] = launch({**spec, "batch_size": batch}, n, threads, tmp)
+            n, batch, independent = arms[arm]
+            records, commands[arm] = launch({**spec, "batch_size": batch}, n, threads, tmp, independent)
             worker_info[arm] = [{k: v for k, v in rec.items() if k != "models"} for rec in records]
             for name in spec["models"]:
                 per_round[name][arm].append(summarise(records, name))
@@ -205,22 +222,22 @@ def compare(
             for name in spec["models"]
         )
         print(f"round {r + 1}/{rounds} ({spec['device']}): wall per step {shown}", flush=True)
-    one, many, alone = names
+    one, many, alone, apart = names
     results: dict[str, Any] = {}
     for name in spec["models"]:
         rows: dict[str, Any] = {}
-        for arm, (n, batch) in arms.items():
+        for arm, (n, batch, _) in arms.items():
             rounds_of = per_round[name][arm]
             rows[arm] = {
                 "processes": n,
                 "batch_per_process": batch,
                 "round_steps": [row["steps"] for row in rounds_of],
-                "round_global_batch": [row["global_batch"] for row in rounds_of],
+                "round_examples_per_step": [row["examples"] for row in rounds_of],
                 **{f"round_{key}": [row[key] for row in rounds_of] for key in TIMES},
                 "round_train_loss": [row["train_loss"] for row in rounds_of],
                 **{f"median_{key}": statistics.median(row[key] for row in rounds_of) for key in TIMES},
             }
-        a, b, c = rows[many], rows[one], rows[alone]
+        a, b, c, d = rows[many], rows[one], rows[alone], rows[apart]
         rows["ratio_wall"] = a["median_wall_per_step"] / b["median_wall_per_step"]
         rows["ratio_cpu_per_process"] = (
             a["median_cpu_per_step_per_process"] / b["median_cpu_per_step_per_process"]
@@ -242,10 +259,19 @@ def compare(
         rows["ddp_cpu_seconds_per_step_per_process"] = (
             a["median_cpu_per_step_per_process"] - c["median_cpu_per_step_per_process"]
         )
+        rows["ratio_cpu_independent_over_alone"] = (
+            d["median_cpu_per_step_per_process"] / c["median_cpu_per_step_per_process"]
+        )
+        rows["ratio_cpu_per_process_over_independent"] = (
+            a["median_cpu_per_step_per_process"] / d["median_cpu_per_step_per_process"]
+        )
         results[name] = rows
     ran = {
         "processes": nproc,
-        "arms": {arm: {"processes": n, "batch_per_process": b} for arm, (n, b) in arms.items()},
+        "arms": {
+            arm: {"processes": n, "batch_per_process": b, "process_group": n > 1 and not ind}
+            for arm, (n, b, ind) in arms.items()
+        },
         "round_order": orders,
         "commands": commands,
         "workers": worker_info,
@@ -391,7 +417,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"CPU per process {rows['ratio_cpu_per_process']:.3f}, CPU all processes "
             f"{rows['ratio_cpu_all_processes']:.3f}; 1 process at batch {args.batch_size} / at "
             f"{args.batch_size * args.nproc}: CPU {rows['ratio_cpu_batch_B_over_batch_NB']:.3f}; DDP adds "
-            f"{rows['ddp_cpu_seconds_per_step_per_process'] * 1e3:.1f} ms CPU per step and process"
+            f"{rows['ddp_cpu_seconds_per_step_per_process'] * 1e3:.1f} ms CPU per step and process; "
+            f"{args.nproc} independent processes / 1 alone: CPU "
+            f"{rows['ratio_cpu_independent_over_alone']:.3f}"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

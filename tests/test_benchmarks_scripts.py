@@ -76,17 +76,18 @@ def test_iterative_multimodal_step_cost_needs_two_values_of_t(tmp_path: Path) ->
         script.main(["--refine-steps", "4", "--out", str(tmp_path / "x.json")])
 
 
-def fake_launch(calls: list[tuple[int, int]]):
-    """Stands in for ``ddp_throughput.launch``: the k-th launch takes k * batch / 10 seconds per step
-    in a 1-process arm, and 0.75 k wall / 0.5 k CPU seconds per process in an N-process arm."""
+def fake_launch(calls: list[tuple[int, int, bool]]):
+    """Stands in for ``ddp_throughput.launch``: the k-th launch takes 0.75 k wall and 0.5 k CPU seconds
+    per step and process under torchrun, else k * batch / 10 seconds of both."""
 
-    def launch(spec: dict, nproc: int, threads: int, tmp: Path) -> tuple[list[dict], str]:
-        calls.append((nproc, spec["batch_size"]))
+    def launch(spec: dict, nproc: int, threads: int, tmp: Path, independent: bool = False):
+        calls.append((nproc, spec["batch_size"], independent))
         steps, k = spec["steps"], len(calls)
-        wall = 0.75 * k if nproc > 1 else k * spec["batch_size"] / 10
-        cpu = 0.5 * k if nproc > 1 else wall
+        group = nproc > 1 and not independent
+        wall = 0.75 * k if group else k * spec["batch_size"] / 10
+        cpu = 0.5 * k if group else wall
         record = {
-            "world_size": nproc,
+            "world_size": nproc if group else 1,
             "models": {
                 name: {
                     "steps": steps,
@@ -98,14 +99,14 @@ def fake_launch(calls: list[tuple[int, int]]):
                 for name in spec["models"]
             },
         }
-        return [{**record, "rank": r} for r in range(nproc)], f"{nproc} process(es)"
+        return [{**record, "rank": r if group else 0} for r in range(nproc)], f"{nproc} process(es)"
 
     return launch
 
 
 def test_ddp_throughput_rotates_the_arms_and_records_ratios(tmp_path: Path, monkeypatch) -> None:
     script = load_script("ddp_throughput")
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[int, int, bool]] = []
     monkeypatch.setattr(script, "launch", fake_launch(calls))
     out = tmp_path / "ddp.json"
     result = script.main(
@@ -113,28 +114,40 @@ def test_ddp_throughput_rotates_the_arms_and_records_ratios(tmp_path: Path, monk
         + ["--out", str(out)]
     )
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
-    one, two, alone = (1, 10), (2, 5), (1, 5)  # (processes, batch per process)
-    assert calls == [one, two, alone, two, alone, one, alone, one, two]  # the first arm changes every round
+    # (processes, batch per process, independent): 1 x 2B, 2 x B (torchrun), 1 x B, 2 x B apart
+    one, two, alone, apart = (1, 10, False), (2, 5, False), (1, 5, False), (2, 5, True)
+    assert calls == [one, two, alone, apart, two, alone, apart, one, alone, apart, one, two]
     cpu = result["cpu"]
-    assert cpu["round_order"][1] == ["2_process", "1_process_at_B", "1_process"]
+    assert cpu["round_order"][1] == ["2_process", "1_process_at_B", "2_independent_at_B", "1_process"]
+    assert (
+        cpu["arms"]["2_process"]["process_group"] and not cpu["arms"]["2_independent_at_B"]["process_group"]
+    )
     row = cpu["per_model"]["vae"]
-    a, b, c = row["2_process"], row["1_process"], row["1_process_at_B"]
-    assert (b["batch_per_process"], a["batch_per_process"], c["batch_per_process"]) == (10, 5, 5)
-    assert a["round_global_batch"] == b["round_global_batch"] == [10] * 3
-    assert c["round_global_batch"] == [5] * 3
+    a, b, c, d = row["2_process"], row["1_process"], row["1_process_at_B"], row["2_independent_at_B"]
+    assert [x["batch_per_process"] for x in (b, a, c, d)] == [10, 5, 5, 5]
+    assert (
+        a["round_examples_per_step"]
+        == b["round_examples_per_step"]
+        == d["round_examples_per_step"]
+        == [10] * 3
+    )
+    assert c["round_examples_per_step"] == [5] * 3
     assert b["round_steps"] == [4] * 3
-    # launches 1, 6, 8 (1 x 10), 2, 4, 9 (2 x 5), 3, 5, 7 (1 x 5)
-    assert b["round_wall_per_step"] == [1.0, 6.0, 8.0] and b["median_wall_per_step"] == 6.0
-    assert a["round_wall_per_step"] == [1.5, 3.0, 6.75] and a["median_wall_per_step"] == 3.0
-    assert a["round_cpu_per_step_per_process"] == [1.0, 2.0, 4.5]
-    assert a["round_cpu_per_step_all_processes"] == [2.0, 4.0, 9.0]
-    assert c["round_cpu_per_step_per_process"] == [1.5, 2.5, 3.5]
-    assert math.isclose(row["ratio_wall"], 3.0 / 6.0)
-    assert math.isclose(row["ratio_cpu_per_process"], 2.0 / 6.0)
-    assert math.isclose(row["ratio_cpu_all_processes"], 4.0 / 6.0)
-    assert math.isclose(row["ratio_cpu_batch_B_over_batch_NB"], 2.5 / 6.0)
-    assert math.isclose(row["ratio_cpu_per_process_over_batch_B_alone"], 2.0 / 2.5)
-    assert math.isclose(row["ddp_cpu_seconds_per_step_per_process"], 2.0 - 2.5)
+    # launches 1, 8, 11 (1 x 10); 2, 5, 12 (2 x 5); 3, 6, 9 (1 x 5); 4, 7, 10 (2 x 5 apart)
+    assert b["round_wall_per_step"] == [1.0, 8.0, 11.0] and b["median_wall_per_step"] == 8.0
+    assert a["round_wall_per_step"] == [1.5, 3.75, 9.0] and a["median_wall_per_step"] == 3.75
+    assert a["round_cpu_per_step_per_process"] == [1.0, 2.5, 6.0]
+    assert a["round_cpu_per_step_all_processes"] == [2.0, 5.0, 12.0]
+    assert c["round_cpu_per_step_per_process"] == [1.5, 3.0, 4.5]
+    assert d["round_cpu_per_step_per_process"] == [2.0, 3.5, 5.0]
+    assert math.isclose(row["ratio_wall"], 3.75 / 8.0)
+    assert math.isclose(row["ratio_cpu_per_process"], 2.5 / 8.0)
+    assert math.isclose(row["ratio_cpu_all_processes"], 5.0 / 8.0)
+    assert math.isclose(row["ratio_cpu_batch_B_over_batch_NB"], 3.0 / 8.0)
+    assert math.isclose(row["ratio_cpu_per_process_over_batch_B_alone"], 2.5 / 3.0)
+    assert math.isclose(row["ddp_cpu_seconds_per_step_per_process"], 2.5 - 3.0)
+    assert math.isclose(row["ratio_cpu_independent_over_alone"], 3.5 / 3.0)
+    assert math.isclose(row["ratio_cpu_per_process_over_independent"], 2.5 / 3.5)
     assert result["cuda"] == {"measured": False, "reason": "--no-cuda"}
     assert result["settings"]["threads_per_process"] == 1
     assert len(result["load_average_before"]) == 3 and result["environment"]["torch"]
@@ -171,9 +184,16 @@ def test_ddp_throughput_trains_through_torchrun(tmp_path: Path) -> None:
     assert [(w["rank"], w["world_size"], w["backend"]) for w in ranks] == [(0, 2, "gloo"), (1, 2, "gloo")]
     for w in cpu["workers"]["1_process"] + ranks:
         assert w["torch_threads"] == 1 and w["omp_num_threads"] == "1"
+    # the control arm's processes train alone, each its own world of 1
+    assert [(w["world_size"], w["backend"]) for w in cpu["workers"]["2_independent_at_B"]] == [(1, None)] * 2
     row = cpu["per_model"]["vae"]
-    for arm, global_batch in (("1_process", 8), ("2_process", 8), ("1_process_at_B", 4)):
-        assert row[arm]["round_steps"] == [2] and row[arm]["round_global_batch"] == [global_batch]
+    for arm, examples in (
+        ("1_process", 8),
+        ("2_process", 8),
+        ("1_process_at_B", 4),
+        ("2_independent_at_B", 8),
+    ):
+        assert row[arm]["round_steps"] == [2] and row[arm]["round_examples_per_step"] == [examples]
         assert row[arm]["median_wall_per_step"] > 0 and row[arm]["median_cpu_per_step_per_process"] > 0
     assert math.isclose(
         row["ratio_wall"], row["2_process"]["median_wall_per_step"] / row["1_process"]["median_wall_per_step"]
