@@ -22,8 +22,10 @@ at once, each training alone (no process group, no communication), give what sha
 machine's cores costs by itself.
 
 Rounds rotate which arm runs first, every arm of a round is a fresh launch (its start-up is not
-timed), and the medians over rounds are reported with the ratios N-process / 1-process. Each process
-uses ``--threads`` torch threads (default 1, with ``OMP_NUM_THREADS`` set to the same value). With
+timed), and the medians over rounds are reported with the ratios N-process / 1-process. A launch
+that fails is recorded (``failed_launches``: round, arm, exit code, its first lines) and run once
+more. Each process uses ``--threads`` torch threads (default 1, with ``OMP_NUM_THREADS`` set to the
+same value). With
 ``torch.cuda.device_count() >= 2`` the same comparison runs on the GPUs (N = all of them, NCCL)
 unless ``--no-cuda``; otherwise the record says why it was not measured.
 
@@ -128,6 +130,19 @@ def worker(spec: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- launching the arms
+class LaunchError(RuntimeError):
+    """An arm's process exited with an error; ``output`` is everything it printed."""
+
+    def __init__(self, code: int, log: str, output: str) -> None:
+        lines = output.splitlines()
+        # the workers' own messages, before torchrun's report of the failure
+        own = [line for line in lines if not line.startswith("[rank") and "elastic" not in line]
+        self.code, self.log, self.first_lines = code, log, own[:8]
+        super().__init__(
+            f"an arm failed (exit code {code}); its whole output is in {log}:\n" + "\n".join(lines[-40:])
+        )
+
+
 def launch(
     spec: dict[str, Any], nproc: int, threads: int, tmp: Path, independent: bool = False
 ) -> tuple[list[dict[str, Any]], str]:
@@ -150,11 +165,16 @@ def launch(
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for cmd in cmds
     ]
-    for proc in running:
+    failed = []
+    for proc, out in zip(running, outs, strict=True):
         output, _ = proc.communicate()
         if proc.returncode != 0:
-            tail = "\n".join(output.splitlines()[-40:])
-            raise SystemExit(f"the {nproc}-process arm failed (exit code {proc.returncode}):\n{tail}")
+            log = Path(tmp).parent / f"ddp-throughput-failed-{os.getpid()}-{out.name}.log"
+            log.write_text(output)
+            failed.append((proc.returncode, log, output))
+    if failed:
+        code, log, output = failed[0]
+        raise LaunchError(code, str(log), output)
     if independent:
         records = [json.loads(Path(out, "rank0.json").read_text()) for out in outs]
     else:
@@ -191,6 +211,7 @@ def arms_of(nproc: int, batch: int) -> dict[str, tuple[int, int, bool]]:
     }
 
 
+RETRIES = 1  # a failed launch is recorded in ``failed_launches`` and run once more
 TIMES = ("wall_per_step", "cpu_per_step_per_process", "cpu_per_step_all_processes")
 
 
@@ -205,13 +226,28 @@ def compare(
         m: {a: [] for a in arms} for m in spec["models"]
     }
     orders, commands, loads = [], {}, []
+    failures: list[dict[str, Any]] = []
     worker_info: dict[str, Any] = {}
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         orders.append(order)
         for arm in order:
             n, batch, independent = arms[arm]
-            records, commands[arm] = launch({**spec, "batch_size": batch}, n, threads, tmp, independent)
+            for attempt in range(RETRIES + 1):
+                try:
+                    records, commands[arm] = launch(
+                        {**spec, "batch_size": batch}, n, threads, tmp, independent
+                    )
+                    break
+                except LaunchError as error:
+                    failures.append(
+                        {"round": r + 1, "arm": arm, "exit_code": error.code, "output": error.first_lines}
+                    )
+                    print(
+                        f"round {r + 1}: {arm} failed (exit code {error.code}), see {error.log}", flush=True
+                    )
+                    if attempt == RETRIES:
+                        raise SystemExit(str(error)) from None
             worker_info[arm] = [{k: v for k, v in rec.items() if k != "models"} for rec in records]
             for name in spec["models"]:
                 per_round[name][arm].append(summarise(records, name))
@@ -276,6 +312,7 @@ def compare(
         "commands": commands,
         "workers": worker_info,
         "load_average_1min_after_each_round": loads,
+        "failed_launches": failures,
     }
     return results, ran
 

@@ -153,6 +153,47 @@ def test_ddp_throughput_rotates_the_arms_and_records_ratios(tmp_path: Path, monk
     assert len(result["load_average_before"]) == 3 and result["environment"]["torch"]
 
 
+def test_ddp_throughput_records_a_failed_launch_and_runs_it_once_more(tmp_path: Path, monkeypatch) -> None:
+    script = load_script("ddp_throughput")
+    calls: list[tuple[int, int, bool]] = []
+    launch = fake_launch(calls)
+    failures = {2}  # the second launch (the 2-process arm of round 1) fails once
+
+    def flaky(spec, nproc, threads, tmp, independent=False):
+        if len(calls) + 1 in failures:
+            calls.append((nproc, spec["batch_size"], independent))
+            raise script.LaunchError(-6, "x.log", "terminate called without an active exception\nmore")
+        return launch(spec, nproc, threads, tmp, independent)
+
+    monkeypatch.setattr(script, "launch", flaky)
+    args = [
+        "--models",
+        "vae",
+        "--rounds",
+        "1",
+        "--steps",
+        "2",
+        "--no-cuda",
+        "--out",
+        str(tmp_path / "a.json"),
+    ]
+    result = script.main(args)
+    assert result["cpu"]["failed_launches"] == [
+        {
+            "round": 1,
+            "arm": "2_process",
+            "exit_code": -6,
+            "output": ["terminate called without an active exception", "more"],
+        }
+    ]
+    assert calls[1] == calls[2] == (2, 50, False)  # run again
+    assert len(result["cpu"]["per_model"]["vae"]["2_process"]["round_steps"]) == 1
+    calls.clear()
+    failures.update({1, 2})  # twice in a row: the benchmark stops
+    with pytest.raises(SystemExit, match="exit code -6"):
+        script.main(args)
+
+
 def test_ddp_throughput_refuses_bad_settings(tmp_path: Path) -> None:
     script = load_script("ddp_throughput")
     out = str(tmp_path / "x.json")
