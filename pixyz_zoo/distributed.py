@@ -98,12 +98,15 @@ def _sum(values: list[float], device: torch.device) -> list[float]:
     return total.tolist()
 
 
-def weighted_mean(value: float, weight: float, device: torch.device) -> float:
-    """``sum(value * weight) / sum(weight)`` over the ranks (``value`` itself outside a group)."""
+def weighted_mean(value: torch.Tensor, weight: float) -> torch.Tensor:
+    """``sum(value * weight) / sum(weight)`` over the ranks, in float64 on ``value``'s device: an
+    all-reduce, no host read (``value`` itself outside a group)."""
+    value = value.detach().to(torch.float64)
     if not active():
         return value
-    total, weights = _sum([value * weight, weight], device)
-    return total / weights
+    total = torch.stack([value * weight, value.new_tensor(weight)])
+    dist.all_reduce(total)
+    return total[0] / total[1]
 
 
 def gather(obj: Any) -> list[Any]:
@@ -121,7 +124,8 @@ class LossModule(nn.Module):
 
     The ranks agree on the loss being finite before any backward: when it is NaN/inf (or raised) on
     one rank, every rank gets a NaN loss, so the model's check stops all of them at the same step
-    instead of leaving the others waiting in DDP's all-reduce.
+    instead of leaving the others waiting in DDP's all-reduce. The agreement is an all-reduce of a
+    device flag, not read on the host.
     """
 
     def __init__(self, holder: nn.Module, loss: Callable[..., Any]) -> None:
@@ -137,18 +141,38 @@ class LossModule(nn.Module):
             _sum([0.0], device)  # the other ranks learn that this one failed
             raise
         value = out[0] if isinstance(out, tuple) else out
-        (agreed,) = _sum([float(torch.isfinite(value.detach()).all())], device)
-        if agreed < world_size():
-            value = value * torch.nan
-            out = (value, *out[1:]) if isinstance(out, tuple) else value
-        return out
+        finite = torch.isfinite(value.detach()).all().to(torch.float64).reshape(1)
+        dist.all_reduce(finite)  # the number of ranks whose loss is finite
+        value = torch.where(finite[0] == world_size(), value, torch.full_like(value, torch.nan))
+        return (value, *out[1:]) if isinstance(out, tuple) else value
 
 
 def wrap_losses(model: Any, device: torch.device) -> None:
     """Make ``model`` evaluate each of its :meth:`parallel_losses` through DDP (gradients averaged
-    over the ranks in the backward pass)."""
+    over the ranks in the backward pass). A model whose training loss accumulates gradients while it
+    is evaluated (``gradients_inside_loss``: DDP would not see those) evaluates it through
+    :class:`LossModule` alone and averages its gradients after the backward pass itself."""
     device_ids = [device.index] if device.type == "cuda" else None
     for name, (holder, loss) in model.parallel_losses().items():
-        model.loss_evaluators[name] = nn.parallel.DistributedDataParallel(
-            LossModule(holder, loss), device_ids=device_ids, find_unused_parameters=True
-        )
+        module = LossModule(holder, loss)
+        if name == "loss" and model.gradients_inside_loss:
+            model.loss_evaluators[name] = module
+            model.averaged_losses.add(name)
+        else:
+            model.loss_evaluators[name] = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+
+def average_gradients(parameters: list[torch.Tensor]) -> None:
+    """Average the gradients of ``parameters`` over the ranks (one all-reduce; a parameter without a
+    gradient counts as a zero one). Nothing outside a process group."""
+    if not active() or not parameters:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for p, g in zip(parameters, grads, strict=True):
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        p.grad = g
+        offset += g.numel()

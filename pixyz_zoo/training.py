@@ -399,8 +399,8 @@ class Trainer:
                     health = torch.as_tensor(loss, dtype=torch.float32).reshape(1)
                 if self.world_size > 1:  # the global batch's loss: every rank checks the same value
                     local_n = len(next(iter(batch.values())))
-                    mean = distributed.weighted_mean(float(loss), local_n, self.model.device)
-                    health = torch.cat([health.new_tensor([mean]), health[1:]])
+                    mean = distributed.weighted_mean(torch.as_tensor(loss, device=self.model.device), local_n)
+                    health = torch.cat([mean.to(health.dtype).reshape(1), health[1:]])
                 pending.append((step, n, health))
                 if len(pending) >= self.check_every or step + 1 == n_batches:
                     total, count = self._check(pending, n_batches, total, count)

@@ -31,6 +31,7 @@ from pixyz.models import Model
 from torch import optim
 from torch.distributions import Distribution as TorchDistribution
 
+from pixyz_zoo import distributed
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.modalities import Modality, check_batch
 
@@ -128,6 +129,11 @@ class ZooModel(Model):
     #: why the test ELBO and importance-weighted bound do not apply (None: they do); the run's
     #: evaluation then records this reason instead of the bounds
     likelihood_not_applicable: str | None = None
+    #: whether evaluating the training loss already accumulates gradients (a backward pass inside
+    #: the loss, as iterative inference takes): DistributedDataParallel only averages the gradients of
+    #: the backward pass after the loss, so under data parallelism such a model averages every
+    #: gradient itself after the backward pass (:func:`pixyz_zoo.distributed.average_gradients`)
+    gradients_inside_loss: bool = False
     #: mixed precision of a training step's loss evaluation (set by the trainer's ``precision``):
     #: ``torch.bfloat16`` autocasts the forward pass; None keeps float32. Backward, the optimiser step
     #: and the parameters stay float32
@@ -170,6 +176,8 @@ class ZooModel(Model):
         #: what evaluates each of :meth:`parallel_losses` instead of its own function (set by the
         #: data-parallel trainer to DistributedDataParallel wrappers; empty: evaluated directly)
         self.loss_evaluators: dict[str, Callable[..., Any]] = {}
+        #: the losses of :attr:`loss_evaluators` whose gradients the model averages over the ranks itself
+        self.averaged_losses: set[str] = set()
         #: the last training step's loss, gradients' norm and discriminator's loss (0 without one),
         #: on the device; a NaN/inf there means the step was skipped (see :func:`health_message`)
         self.step_health: torch.Tensor | None = None
@@ -270,6 +278,8 @@ class ZooModel(Model):
                 f"a distribution's parameters became NaN/inf ({str(error).split(' of ')[0]})"
             ) from None
         loss.backward()
+        if "loss" in self.averaged_losses:  # data parallel without DDP (see gradients_inside_loss)
+            distributed.average_gradients(self._trained_parameters())
         norm = self.clip_and_check_gradients(self._trained_parameters())
         health = torch.stack([loss.detach().float(), norm.float(), self._no_discriminator_loss])
         self._skip = ~torch.isfinite(health[:2]).all()

@@ -135,6 +135,7 @@ class DistilledMultimodalVAE(MultimodalVAE):
     """Refined teacher (training), distilled unimodal students (test); see the module docstring."""
 
     name = "iterative-multimodal"
+    gradients_inside_loss = True  # the refinement's backward passes train the initial encoder
     description = (
         "Multimodal iterative amortized inference (Oshima, Suzuki & Matsuo): a teacher q(z|x_m) refined "
         "T times by the gradient of the multimodal ELBO, unimodal students distilled from it"

@@ -89,6 +89,7 @@ class IterativeVAE(ZooModel):
     """VAE with iterative amortized inference: ``q(z|x)`` refined by a learned update network."""
 
     name = "iterative-vae"
+    gradients_inside_loss = True  # the refinement's backward passes train the initial encoder
     description = (
         "Iterative amortized inference (Marino et al. 2018): q(z|x) refined T times by a learned gated "
         "update of (lambda, grad_lambda -ELBO)"
