@@ -65,14 +65,23 @@ from pixyz_zoo.plots.grids import (  # noqa: E402
     save_figure,
     tile_images,
 )
-from pixyz_zoo.plots.latents import curves, decision_regions, latent_grid, latent_scatter  # noqa: E402
+from pixyz_zoo.plots.latents import (  # noqa: E402
+    curves,
+    decision_regions,
+    latent_grid,
+    latent_pca_figure,
+    latent_scatter,
+    principal_components,
+)
 
 __all__ = [
     "comparison_grid",
     "curves",
     "decision_regions",
     "latent_grid",
+    "latent_pca_figure",
     "latent_scatter",
+    "principal_components",
     "draw_graphical_model",
     "graphical_model_edges",
     "image_grid",
