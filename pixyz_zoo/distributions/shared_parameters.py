@@ -13,8 +13,9 @@ back to float32 there, so that log-probabilities and KL terms are computed and s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
@@ -33,17 +34,24 @@ def shared_parameters() -> Iterator[None]:
         _active = previous
 
 
-def _key(distribution: Any, params_dict: dict) -> tuple:
-    return (id(distribution), *sorted((name, id(value)) for name, value in params_dict.items()))
+def _memo_key(name: Hashable, inputs: tuple) -> tuple:
+    return (name, *map(id, inputs))
 
 
-def shared_value(name: str, inputs: tuple[torch.Tensor, ...], compute: Callable[[], Any]) -> Any:
-    """``compute()``, computed once per ``shared_parameters()`` block for the same ``inputs`` (by
-    identity): e.g. an expert's precision, which every product of experts it joins would recompute.
-    Outside a block it is computed at each call."""
+def _params_slot(distribution: Any, params_dict: dict) -> tuple[Hashable, tuple]:
+    """The name and inputs under which ``distribution.get_params(params_dict)`` is memoised."""
+    names = sorted(params_dict)
+    return ("params", id(distribution), *names), tuple(params_dict[name] for name in names)
+
+
+def shared_value(name: Hashable, inputs: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, computed once per ``shared_parameters()`` block for the same ``name`` and
+    ``inputs`` (by identity): a distribution's parameters, an expert's precision that every product
+    of experts it joins would recompute, features two encoders share. Outside a block it is computed
+    at each call."""
     if _active is None:
         return compute()
-    key = (name, *map(id, inputs))
+    key = _memo_key(name, inputs)
     hit = _active.get(key)
     if hit is None:
         hit = (inputs, compute())  # the inputs are kept alive: their ids are not reused in the block
@@ -59,7 +67,8 @@ def remember_parameters(distribution: Any, params_dict: dict, params: dict) -> N
     ``shared_parameters()`` block it does nothing.
     """
     if _active is not None:
-        _active[_key(distribution, params_dict)] = (tuple(params_dict.values()), dict(params))
+        name, inputs = _params_slot(distribution, params_dict)
+        _active[_memo_key(name, inputs)] = (inputs, dict(params))
 
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -80,12 +89,10 @@ class SharedParameters:
 
     def get_params(self, params_dict: dict | None = None, **kwargs: Any) -> dict:
         params_dict = params_dict or {}
-        if _active is None or kwargs:
+        if kwargs:
             return float32_parameters(super().get_params(params_dict, **kwargs))
-        key = _key(self, params_dict)
-        hit = _active.get(key)
-        if hit is None:
-            # keep the inputs alive so that their ids cannot be reused within the block
-            hit = (tuple(params_dict.values()), float32_parameters(super().get_params(params_dict)))
-            _active[key] = hit
-        return dict(hit[1])
+        compute = partial(self._float32_parameters, params_dict)
+        return dict(shared_value(*_params_slot(self, params_dict), compute))
+
+    def _float32_parameters(self, params_dict: dict) -> dict:
+        return float32_parameters(super().get_params(params_dict))

@@ -30,8 +30,8 @@ full inference ``q(z_1|x,w) q(z_2|x,w)``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from pixyz.distributions.distributions import Distribution
@@ -41,12 +41,10 @@ from torch import nn
 
 from pixyz_zoo.distributions import MLP, GaussianEncoder, encoder_network, standard_normal
 from pixyz_zoo.distributions.iterative_sampling import IterativeSampling
+from pixyz_zoo.distributions.shared_parameters import shared_value
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.base import ZooModel
 from pixyz_zoo.models.jmvae import check_multimodal, modality_decoders, with_subset_inference
-
-# the module (its memo ``_active``), not the context manager of the same name
-_shared = importlib.import_module("pixyz_zoo.distributions.shared_parameters")
 
 
 class SharedFeatures(nn.Module):
@@ -63,15 +61,7 @@ class SharedFeatures(nn.Module):
         self.body = body
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        memo = _shared._active
-        if memo is None:
-            return self.body(*inputs)
-        key = ("features", id(self), *(id(t) for t in inputs))
-        hit = memo.get(key)
-        if hit is None:
-            hit = (inputs, self.body(*inputs))  # the inputs stay alive: their ids are not reused
-            memo[key] = hit
-        return hit[1]
+        return shared_value(("features", id(self)), inputs, partial(self.body, *inputs))
 
 
 class FeatureHead(nn.Module):
