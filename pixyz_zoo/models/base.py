@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -264,12 +264,7 @@ class ZooModel(Model):
             self.distributions.train()
         self.optimizer.zero_grad()
         try:
-            dtype = self.autocast_dtype
-            with (
-                shared_parameters(),
-                argument_validation(False),
-                torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext(),
-            ):
+            with shared_parameters(), argument_validation(False), self.mixed_precision():
                 loss = self.evaluate_loss("loss", train_x_dict or {}, **kwargs)
         except ValueError as error:  # torch.distributions rejects NaN parameters (validation on)
             if "Expected parameter" not in str(error):
@@ -286,6 +281,12 @@ class ZooModel(Model):
         masked_step(self.optimizer, self._skip)
         self.step_health = health
         return loss
+
+    def mixed_precision(self) -> AbstractContextManager:
+        """The context a training step's loss is evaluated in: ``torch.autocast`` with
+        :attr:`autocast_dtype` when it is set, else none at all."""
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     def _modules_list(self) -> list[torch.nn.Module]:
         """The distributions' modules (listed once: a training step checks their mode without a walk)."""
@@ -583,9 +584,7 @@ class WithDiscriminator:
         output, the loss's detached value and whether it was non-finite (device tensors)."""
         self.discriminator.train()
         self.discriminator_optimizer.zero_grad()
-        dtype = self.autocast_dtype  # type: ignore[attr-defined]  # mixed precision, as the model's step
-        mixed = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()  # type: ignore[attr-defined]
-        with argument_validation(False), mixed:
+        with argument_validation(False), self.mixed_precision():  # type: ignore[attr-defined]
             out = self.evaluate_loss("discriminator", x_dict)
         loss = out[0] if isinstance(out, tuple) else out
         loss.backward()
