@@ -23,6 +23,7 @@ from pixyz_zoo.models.base import NonFiniteLossError, ZooModel
 from pixyz_zoo.run_spec import RunSpec
 from pixyz_zoo.training import load_checkpoint
 from tests.conftest import requires_cuda
+from tests.test_resume_exact import fit_interrupted
 
 MODALITIES = {"x": Modality("x", (3, 32, 32), "gaussian"), "w": Modality("w", (16,), "gaussian")}
 SMALL_D = {"discriminator_channels": [8, 16, 16, 16], "discriminator_hidden": 32}
@@ -245,8 +246,6 @@ def test_the_discriminator_and_its_optimiser_are_in_the_state() -> None:
 
 
 def test_a_run_resumed_through_fit_run_equals_an_uninterrupted_one(tmp_path, monkeypatch) -> None:
-    from pixyz_zoo.training import Trainer
-
     fit = dict(
         dataset="digits",
         batch_size=32,
@@ -257,17 +256,7 @@ def test_a_run_resumed_through_fit_run_equals_an_uninterrupted_one(tmp_path, mon
     )
     spec = RunSpec.from_settings("jmvae-gan", epochs=2, **fit)
     runs.fit_run(spec, tmp_path / "whole", progress=False)
-    train_epoch = Trainer._train_epoch
-
-    def interrupted(self):
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        return train_epoch(self)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        runs.fit_run(spec, tmp_path / "parts", progress=False)
-    monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
+    fit_interrupted(spec, tmp_path / "parts", monkeypatch)
     runs.fit_run(spec, tmp_path / "parts", progress=False)
     got, expected = load_checkpoint(tmp_path / "parts"), load_checkpoint(tmp_path / "whole")
     assert got["epoch"] == expected["epoch"] == 2

@@ -73,10 +73,9 @@ def test_cli_resume_equals_an_uninterrupted_run(tmp_path):
     assert json.loads((tmp_path / "parts" / "config.json").read_text())["train"]["epochs"] == 2
 
 
-def test_fit_run_resumes_an_interrupted_run_exactly(tmp_path, monkeypatch):
-    runs.fit_run(SPEC, tmp_path / "whole", progress=False)
-
-    # Ctrl-C at the start of epoch 2: the checkpoint of epoch 1 is on disk
+def fit_interrupted(spec: RunSpec, run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``runs.fit_run(spec, run_dir)`` stopped by Ctrl-C at the start of epoch 2 (the checkpoint of
+    epoch 1 is on disk)."""
     train_epoch = Trainer._train_epoch
 
     def interrupted(self):
@@ -86,9 +85,14 @@ def test_fit_run_resumes_an_interrupted_run_exactly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        runs.fit_run(SPEC, tmp_path / "parts", progress=False)
-    assert load_checkpoint(tmp_path / "parts")["epoch"] == 1
+        runs.fit_run(spec, run_dir, progress=False)
     monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
+
+
+def test_fit_run_resumes_an_interrupted_run_exactly(tmp_path, monkeypatch):
+    runs.fit_run(SPEC, tmp_path / "whole", progress=False)
+    fit_interrupted(SPEC, tmp_path / "parts", monkeypatch)
+    assert load_checkpoint(tmp_path / "parts")["epoch"] == 1
 
     model = runs.fit_run(SPEC, tmp_path / "parts", progress=False)  # the same call, run again
     assert_same_run(tmp_path / "parts", tmp_path / "whole")
