@@ -92,12 +92,6 @@ def shard(batch: dict[str, torch.Tensor], rank: int, world: int) -> dict[str, to
     return {name: torch.tensor_split(t, world)[rank] for name, t in batch.items()}
 
 
-def _sum(values: list[float], device: torch.device) -> list[float]:
-    total = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(total)
-    return total.tolist()
-
-
 def weighted_mean(value: torch.Tensor, weight: float) -> torch.Tensor:
     """``sum(value * weight) / sum(weight)`` over the ranks, in float64 on ``value``'s device: an
     all-reduce, no host read (``value`` itself outside a group)."""
@@ -134,11 +128,11 @@ class LossModule(nn.Module):
         self.loss = loss
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        device = next(self.holder.parameters()).device
         try:
             out = self.loss(*args, **kwargs)
-        except BaseException:
-            _sum([0.0], device)  # the other ranks learn that this one failed
+        except BaseException:  # the other ranks learn that this one failed: it counts no finite loss
+            device = next(self.holder.parameters()).device
+            dist.all_reduce(torch.zeros(1, dtype=torch.float64, device=device))
             raise
         value = out[0] if isinstance(out, tuple) else out
         finite = torch.isfinite(value.detach()).all().to(torch.float64).reshape(1)
