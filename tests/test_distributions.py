@@ -1,5 +1,6 @@
 import pytest
 import torch
+from pixyz.distributions.distributions import DistributionBase
 from pixyz.losses import KullbackLeibler
 from torch import distributions as td
 
@@ -13,6 +14,7 @@ from pixyz_zoo.distributions import (
     encoder_network,
     standard_normal,
 )
+from pixyz_zoo.distributions.shared_parameters import SharedParameters, shared_parameters
 from pixyz_zoo.modalities import Modality
 
 torch.manual_seed(0)
@@ -144,3 +146,108 @@ def test_sequence_categorical_decoder_sums_positions() -> None:
     expected = (torch.log_softmax(logits, -1) * t).sum((1, 2))
     torch.testing.assert_close(decoder.get_log_prob({"z": z, "t": t}), expected)
     assert decoder.sample_mean({"z": z}).shape == (3, 8, 71)
+
+
+def _log_prob_and_gradients(p, inputs, **options):
+    p.zero_grad()
+    value = p.get_log_prob(inputs, **options)
+    value.sum().backward()
+    return value.detach(), [q.grad.clone() for q in p.parameters() if q.grad is not None]
+
+
+def _with_pixyzs_own_methods(monkeypatch, compute):
+    """``compute()`` with Pixyz's ``DistributionBase`` methods in place of the mixin's fast paths."""
+    with monkeypatch.context() as patched:
+        patched.setattr(
+            SharedParameters, "_network_parameters", lambda self, d: DistributionBase.get_params(self, d)
+        )
+        patched.setattr(SharedParameters, "set_dist", DistributionBase.set_dist)
+        patched.setattr(SharedParameters, "get_log_prob", DistributionBase.get_log_prob)
+        return compute()
+
+
+@pytest.mark.parametrize(
+    "likelihood, shape, scale",
+    [
+        ("bernoulli", (1, 8, 8), None),
+        ("bernoulli", (6,), None),
+        ("categorical", (10,), None),
+        ("gaussian", (3, 4, 4), 0.5),
+        ("gaussian", (5,), "learned"),
+        ("gaussian", (5,), "per-example"),
+        ("laplace", (3, 4, 4), None),
+    ],
+)
+@pytest.mark.parametrize(
+    "options", [{}, {"feature_dims": [1]}, {"feature_dims": []}, {"sum_features": False}], ids=str
+)
+def test_log_densities_are_pixyzs_to_the_bit(monkeypatch, likelihood, shape, scale, options):
+    """The mixin's ``get_log_prob`` (and the Bernoulli decoder's negation after the sum) and its
+    ``get_params`` give Pixyz's values and gradients exactly."""
+    torch.manual_seed(0)
+    m = Modality("x", shape, likelihood)
+    p = _decoder(m, scale)
+    if likelihood == "categorical":
+        target = torch.eye(shape[0])[torch.randint(0, shape[0], (5,))]
+    elif likelihood == "bernoulli":
+        target = torch.rand(5, *shape)  # grey levels: every term of the sum differs
+    else:
+        target = torch.randn(5, *shape)
+    inputs = {"z": torch.randn(5, 4), "x": target}
+    if likelihood == "categorical" and options.get("feature_dims") == [1]:  # one value per example
+        for compute in (lambda f: f(), lambda f: _with_pixyzs_own_methods(monkeypatch, f)):
+            with pytest.raises(IndexError, match="Dimension out of range"):
+                compute(lambda: _log_prob_and_gradients(p, inputs, **options))
+        return
+    ours = _log_prob_and_gradients(p, inputs, **options)
+    pixyz = _with_pixyzs_own_methods(monkeypatch, lambda: _log_prob_and_gradients(p, inputs, **options))
+    assert torch.equal(ours[0], pixyz[0])
+    assert len(ours[1]) == len(pixyz[1]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(ours[1], pixyz[1], strict=True))
+
+
+def test_encoder_parameters_and_log_density_are_pixyzs_to_the_bit(monkeypatch):
+    torch.manual_seed(0)
+    x = Modality("x", (1, 8, 8), "bernoulli")
+    q = GaussianEncoder(encoder_network([x], 2 * 3, hidden=(16,)), cond_var=["x"])
+    inputs = {"x": torch.rand(5, 1, 8, 8), "z": torch.randn(5, 3)}
+    ours = (q.get_params({"x": inputs["x"]}), _log_prob_and_gradients(q, inputs))
+    pixyz = _with_pixyzs_own_methods(
+        monkeypatch, lambda: (q.get_params({"x": inputs["x"]}), _log_prob_and_gradients(q, inputs))
+    )
+    assert ours[0].keys() == pixyz[0].keys() == {"loc", "scale"}
+    assert all(torch.equal(ours[0][k], pixyz[0][k]) for k in ours[0])
+    assert torch.equal(ours[1][0], pixyz[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(ours[1][1], pixyz[1][1], strict=True))
+
+
+def test_one_torch_distribution_per_parameters_within_a_loss_evaluation():
+    q = GaussianEncoder(torch.nn.Linear(2, 6), cond_var=["a"])
+    a = torch.randn(4, 2)
+    with shared_parameters():
+        q.set_dist({"a": a})
+        first = q.dist
+        q.set_dist({"a": a})
+        assert q.dist is first  # the KL and the sampling of one loss share it
+        q.set_dist({"a": a.clone()})
+        assert q.dist is not first  # other inputs, other parameters
+    with shared_parameters():
+        q.set_dist({"a": a})
+        assert q.dist is not first  # a new block: fresh parameters after an optimiser step
+    q.set_dist({"a": a})
+    assert q.dist is not first
+
+
+def test_the_standard_normal_prior_is_pixyzs_to_the_bit(monkeypatch):
+    prior = standard_normal("z", 3)
+    z = torch.randn(4, 3)
+
+    def compute():
+        prior.set_dist({})
+        return prior.get_params({}), prior.dist, prior.get_log_prob({"z": z})
+
+    ours, pixyz = compute(), _with_pixyzs_own_methods(monkeypatch, compute)
+    assert all(torch.equal(ours[0][k], pixyz[0][k]) for k in ("loc", "scale"))
+    assert ours[0].keys() == pixyz[0].keys()
+    assert torch.equal(ours[1].loc, pixyz[1].loc) and torch.equal(ours[1].scale, pixyz[1].scale)
+    assert torch.equal(ours[2], pixyz[2])

@@ -17,8 +17,9 @@ from pixyz.distributions import Bernoulli, Laplace, Normal
 from pixyz.distributions.distributions import DistributionBase
 from torch import distributions as td
 from torch import nn
+from torch.distributions.utils import broadcast_all
 
-from pixyz_zoo.distributions.shared_parameters import SharedParameters
+from pixyz_zoo.distributions.shared_parameters import SharedParameters, feature_sum
 from pixyz_zoo.modalities import Modality
 
 
@@ -53,6 +54,13 @@ class BernoulliDecoder(_NetworkDecoder, Bernoulli):
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self._features(inputs)}
+
+    def summed_log_prob(self, value: torch.Tensor, feature_dims: Sequence[int] | None = None) -> torch.Tensor:
+        """``torch.distributions.Bernoulli.log_prob`` summed over the features, negated after the sum
+        rather than per element: the same numbers (negation is exact), one element-wise op fewer
+        forward and backward."""
+        logits, value = broadcast_all(self.dist.logits, value)
+        return -feature_sum(F.binary_cross_entropy_with_logits(logits, value, reduction="none"), feature_dims)
 
 
 class CategoricalDecoder(_NetworkDecoder, DistributionBase):

@@ -33,6 +33,7 @@ from torch.distributions import Distribution as TorchDistribution
 
 from pixyz_zoo import distributed
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
+from pixyz_zoo.losses.evaluation import loss_evaluator
 from pixyz_zoo.modalities import Modality, check_batch
 
 
@@ -90,6 +91,16 @@ def masked_step(optimizer: optim.Optimizer, skip: torch.Tensor) -> None:
         optimizer.step()
     finally:
         del optimizer.found_inf  # type: ignore[attr-defined]
+
+
+def total_norm(gradients: list[torch.Tensor]) -> torch.Tensor:
+    """The gradients' total L2 norm, a tensor on their device: ``torch.nn.utils.get_total_norm``'s
+    value to the bit (the norm of the per-tensor norms). Gradients of one device and dtype, the
+    zoo's case, skip its grouping by device and dtype and take one ``torch._foreach_norm``."""
+    first = gradients[0]
+    if any(g.device != first.device or g.dtype != first.dtype for g in gradients):
+        return torch.nn.utils.get_total_norm(gradients, foreach=True)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gradients, 2.0)), 2.0)
 
 
 def fused_adam(optimizer: optim.Optimizer) -> None:
@@ -247,7 +258,17 @@ class ZooModel(Model):
         each one trains and the function that evaluates it. The data-parallel trainer wraps each in
         DistributedDataParallel (:mod:`pixyz_zoo.distributed`); models with a step of their own (a
         discriminator's) add it here and evaluate it through :meth:`evaluate_loss`."""
-        return {"loss": (self.distributions, self.loss_cls.eval)}
+        return {"loss": (self.distributions, self.training_loss_evaluator)}
+
+    @property
+    def training_loss_evaluator(self) -> Callable[..., Any]:
+        """``self.loss_cls.eval`` as a training step runs it: the expression walked once
+        (:func:`~pixyz_zoo.losses.evaluation.loss_evaluator`), the same value to the bit."""
+        cached = self.__dict__.get("_loss_evaluator")
+        if cached is None or cached[0] is not self.loss_cls:
+            cached = (self.loss_cls, loss_evaluator(self.loss_cls))
+            self.__dict__["_loss_evaluator"] = cached
+        return cached[1]
 
     def evaluate_loss(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Evaluate the loss ``name`` of :meth:`parallel_losses` (through its DDP wrapper when set)."""
@@ -320,7 +341,7 @@ class ZooModel(Model):
         parameters = [p for p in parameters if p.grad is not None]
         if not parameters:
             return torch.zeros((), device=self.device)
-        norm = torch.nn.utils.get_total_norm([p.grad for p in parameters], foreach=True)
+        norm = total_norm([p.grad for p in parameters])  # type: ignore[misc]
         if self.clip_norm:
             torch.nn.utils.clip_grads_with_norm_(parameters, self.clip_norm, norm, foreach=True)
         return norm
