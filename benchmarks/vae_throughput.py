@@ -194,7 +194,8 @@ def guarded_step(
     """``optimizer.step()`` (fused Adam) with the zoo's guarantee written in plain PyTorch: no update
     when the loss or the gradients' total norm is NaN/inf, decided on the device (``found_inf``, as
     ``torch.amp.GradScaler`` feeds it), with no host sync. The reference for what that guarantee costs."""
-    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None], foreach=True)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)  # as the zoo's guard
     health = torch.stack([loss.detach().float(), norm.float()])
     optimizer.found_inf = (~torch.isfinite(health).all()).float()  # type: ignore[attr-defined]
     try:

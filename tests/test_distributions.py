@@ -251,3 +251,29 @@ def test_the_standard_normal_prior_is_pixyzs_to_the_bit(monkeypatch):
     assert ours[0].keys() == pixyz[0].keys()
     assert torch.equal(ours[1].loc, pixyz[1].loc) and torch.equal(ours[1].scale, pixyz[1].scale)
     assert torch.equal(ours[2], pixyz[2])
+
+
+@pytest.mark.parametrize("p_shape", [(6, 3), (1, 3)], ids=["batch", "one-row"])
+def test_the_kl_to_the_standard_normal_is_torchs_to_the_bit(p_shape):
+    """KL(q || N(0, I)) as torch computes it for two Gaussians, values and gradients, to the bit; and
+    where the prior would widen q's batch, torch's own function."""
+    torch.manual_seed(0)
+    prior = standard_normal("z", 3)
+    prior.set_dist({})
+    loc = torch.randn(p_shape, requires_grad=True)
+    raw = torch.randn(p_shape, requires_grad=True)
+
+    def q() -> td.Normal:
+        return td.Normal(loc, torch.nn.functional.softplus(raw) + 1e-4)
+
+    ours = td.kl_divergence(q(), prior.dist)
+    ours_grads = torch.autograd.grad(ours.sum(), [loc, raw])
+    theirs = td.kl._kl_normal_normal(q(), td.Normal(prior.dist.loc, prior.dist.scale))
+    theirs_grads = torch.autograd.grad(theirs.sum(), [loc, raw])
+    assert ours.shape == theirs.shape == p_shape
+    assert torch.equal(ours, theirs)
+    assert all(torch.equal(a, b) for a, b in zip(ours_grads, theirs_grads, strict=True))
+    wide = standard_normal("z", 3)
+    wide.set_dist({}, batch_n=5)
+    narrow = td.Normal(loc[:1].detach(), torch.ones(1, 3))
+    assert td.kl_divergence(narrow, wide.dist).shape == (5, 3)
