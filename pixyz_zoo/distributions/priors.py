@@ -15,11 +15,18 @@ class _TorchStandardNormal(td.Normal):
     """``torch.distributions.Normal`` with location 0 and scale 1 (what :class:`StandardNormal` builds)."""
 
 
+def _fits_into(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether ``shape`` broadcasts to ``target`` (``torch.broadcast_shapes(shape, target) == target``)."""
+    return len(shape) <= len(target) and all(
+        size in (1, wanted) for size, wanted in zip(reversed(shape), reversed(target), strict=False)
+    )
+
+
 @td.register_kl(td.Normal, _TorchStandardNormal)
 def _kl_normal_standard_normal(p: td.Normal, q: _TorchStandardNormal) -> torch.Tensor:
     """torch's ``_kl_normal_normal`` with ``q = N(0, 1)``, without its division by a scale of 1 and
     subtraction of a location of 0, which change no number: the same values and gradients, to the bit."""
-    if p.batch_shape != torch.broadcast_shapes(p.batch_shape, q.batch_shape):  # q widens p: torch's way
+    if not _fits_into(q.batch_shape, p.batch_shape):  # q would widen p's batch: torch's own function
         return td.kl._kl_normal_normal(p, q)
     var_ratio = p.scale.pow(2)
     t1 = p.loc.pow(2)
