@@ -230,3 +230,41 @@ def test_ddp_throughput_launches_torchrun_and_plain_processes(tmp_path: Path) ->
     # 1-process one only by the latents each rank samples
     assert math.isclose(ddp["train_loss"], one["train_loss"], rel_tol=0.05)
     assert alone[0]["models"]["vae"]["train_loss"] == alone[1]["models"]["vae"]["train_loss"]
+
+
+def test_step_quartiles_are_the_lower_quartile_of_single_steps() -> None:
+    quartiles = load_script("vae_throughput").step_quartiles
+    pure = [0.001 * k for k in range(1, 9)]  # lower quartile 2.25 ms (statistics.quantiles' default)
+    got = quartiles({"pure": pure, "zoo": [2 * t for t in pure]}, "pure")
+    assert got["steps_per_arm"] == {"pure": 8, "zoo": 8}
+    assert got["lower_quartile_cpu_ms_per_step"]["pure"] == pytest.approx(2.25)
+    assert got["ratio_to_pure"] == pytest.approx({"pure": 1.0, "zoo": 2.0})
+    assert quartiles({"pure": [], "zoo": []}, "pure") == {}  # CUDA: no per-step CPU times
+
+
+@pytest.mark.parametrize(
+    "script, extra, reference, arms",
+    [
+        ("vae_throughput", [], "pure", {"zoo", "pure", "pure_guarded"}),
+        ("jmvae_kl_throughput", [], "pure", {"zoo", "pure", "pure_guarded"}),
+        (
+            "multimodal_throughput",
+            ["--models", "mopoe", "mvae", "--hidden", "32"],
+            "plain-mopoe",
+            {"plain-mopoe", "plain-mopoe-guarded", "mopoe", "mvae"},
+        ),
+    ],
+)
+def test_throughput_scripts_record_single_steps(tmp_path: Path, script, extra, reference, arms) -> None:
+    import torch
+
+    out = tmp_path / "result.json"
+    args = ["--device", "cpu", "--steps", "3", "--warmup", "1", "--rounds", "2", "--out", str(out), *extra]
+    try:
+        load_script(script).main(args)
+    finally:
+        torch.set_flush_denormal(False)  # the scripts flush denormals; the other tests do not
+    single = json.loads(out.read_text())["single_steps"]
+    assert single["steps_per_arm"] == {arm: 6 for arm in arms}
+    assert single["ratio_to_" + reference][reference] == 1.0
+    assert all(value > 0 for value in single["lower_quartile_cpu_ms_per_step"].values())
