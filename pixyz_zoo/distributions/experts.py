@@ -87,6 +87,17 @@ def _precision(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     return precision, precision * params["loc"]
 
 
+def _product(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The product's mean and scale from its experts' parameters (each expert's precision shared)."""
+    precision = None
+    weighted_loc = None
+    for part in parts:
+        prec_i, term = shared_value("precision", (part["scale"], part["loc"]), partial(_precision, part))
+        precision = prec_i if precision is None else precision + prec_i
+        weighted_loc = term if weighted_loc is None else weighted_loc + term
+    return {"loc": weighted_loc / precision, "scale": precision.rsqrt()}
+
+
 def _inputs(expert: Distribution, x_dict: dict) -> dict:
     return {name: x_dict[name] for name in expert.cond_var}
 
@@ -189,13 +200,11 @@ class ProductOfGaussianExperts(SharedParameters, Normal):
             expert = self.experts[i]
             parts.append(expert.get_params(_inputs(expert, params_dict), **kwargs))
 
-        precision = None
-        weighted_loc = None
-        for part in parts:
-            prec_i, term = shared_value("precision", (part["scale"], part["loc"]), partial(_precision, part))
-            precision = prec_i if precision is None else precision + prec_i
-            weighted_loc = term if weighted_loc is None else weighted_loc + term
-        return {"loc": weighted_loc / precision, "scale": precision.rsqrt()}
+        if kwargs:
+            return _product(parts)
+        # the same experts' parameters give the same product: the KL and the sampling of one loss share it
+        inputs = tuple(tensor for part in parts for tensor in (part["scale"], part["loc"]))
+        return dict(shared_value("product of experts", inputs, partial(_product, parts)))
 
     def _get_input_dict(self, input, var=None) -> dict:
         # Pixyz's version refuses a dict missing some cond var; a PoE takes any subset.
