@@ -268,3 +268,23 @@ def test_throughput_scripts_record_single_steps(tmp_path: Path, script, extra, r
     assert single["steps_per_arm"] == {arm: 6 for arm in arms}
     assert single["ratio_to_" + reference][reference] == 1.0
     assert all(value > 0 for value in single["lower_quartile_cpu_ms_per_step"].values())
+
+
+def test_step_overhead_baseline_times_both_trees_in_their_own_processes(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    args = ["--baseline", "HEAD", "--models", "vae", "--rounds", "2", "--blocks", "2", "--block", "1"]
+    load_script("step_overhead_baseline").main([*args, "--warmup", "1", "--hidden", "8", "--out", str(out)])
+    result = json.loads(out.read_text())
+    workers = result["per_model"]["vae"]["workers"]
+    assert {name: len(runs) for name, runs in workers.items()} == {"baseline": 2, "current": 2}
+    packages = {name: {run["package"] for run in runs} for name, runs in workers.items()}
+    assert packages["current"] == {str(BENCHMARKS.parent / "pixyz_zoo")}
+    assert packages["baseline"] != packages["current"]  # the revision's extracted copy
+    assert all(run["steps_per_arm"] == {"zoo": 2, "plain": 2} for runs in workers.values() for run in runs)
+    summary = result["per_model"]["vae"]["summary"]
+    assert all(values["ratio_zoo_over_plain_lower_quartile"] > 0 for values in summary.values())
+
+
+def test_step_overhead_baseline_needs_a_revision(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        load_script("step_overhead_baseline").main(["--out", str(tmp_path / "result.json")])
