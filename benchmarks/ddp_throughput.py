@@ -59,6 +59,7 @@ from pixyz_zoo.models import MODELS, build_model
 from pixyz_zoo.training import Trainer, resolve_device, seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_record import command_line, write_record  # noqa: E402
 from vae_throughput import sync  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -406,11 +407,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             cuda = {"measured": True, "backend": "nccl", "per_model": gpu_results, **gpu_ran}
     seconds = time.perf_counter() - start
-    command = (
-        "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        if argv is None
-        else "main(" + repr(argv) + ")"
-    )
+    command = command_line(argv)
     result: dict[str, Any] = {
         "benchmark": "ddp_throughput",
         "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} {command}",
@@ -458,9 +455,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{args.nproc} independent processes / 1 alone: CPU "
             f"{rows['ratio_cpu_independent_over_alone']:.3f}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out)
     print("written", out)
     return result
 

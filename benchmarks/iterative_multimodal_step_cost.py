@@ -33,10 +33,8 @@ back to ``trimodal-digits`` and says so (in the output and in the JSON's ``data_
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shlex
 import statistics
 import sys
 from collections.abc import Callable
@@ -52,6 +50,7 @@ from pixyz_zoo.models.jmvae import dimension_weights
 from pixyz_zoo.training import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_record import command_line, write_record  # noqa: E402
 from multimodal_throughput import Batch, build_zoo, count_parameters, make_batches  # noqa: E402
 from vae_mnist_loglik import default_data_root  # noqa: E402
 from vae_throughput import linear_calls_per_step, time_steps  # noqa: E402
@@ -220,9 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "benchmark": "iterative_multimodal_step_cost",
-        "command": "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        if argv is None
-        else "main(" + repr(argv) + ")",
+        "command": command_line(argv),
         "settings": {
             "device": str(device),
             "threads": torch.get_num_threads(),
@@ -278,9 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     if data_note:
         print("NOTE:", data_note)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out)
     print("written", out)
     return result
 

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -45,6 +44,9 @@ from pixyz_zoo.datasets.mnist import IMAGE_28X28
 from pixyz_zoo.models import VAE
 from pixyz_zoo.models.iterative import IterativeVAE
 from pixyz_zoo.training import resolve_device
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_record import command_line, write_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.3
@@ -219,9 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "benchmark": "iterative_step_cost",
-        "command": "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        if argv is None
-        else "main(" + repr(argv) + ")",
+        "command": command_line(argv),
         "settings": {
             "device": str(device),
             "threads": torch.get_num_threads(),
@@ -249,9 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
     }
     print(f"saved-for-backward peak, T={last} over T={first}: {growth:.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out)
     print("written", out)
     return result
 

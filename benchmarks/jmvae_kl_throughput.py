@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import pstats
-import shlex
 import statistics
 import sys
 from collections.abc import Callable
@@ -51,6 +50,7 @@ from pixyz_zoo.models import JMVAEKL
 from pixyz_zoo.training import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_record import command_line, write_record  # noqa: E402
 from vae_throughput import (  # noqa: E402
     TARGET_RATIO,
     guard_ratios,
@@ -58,6 +58,7 @@ from vae_throughput import (  # noqa: E402
     mlp,
     package_of,
     plain_step,
+    print_summary,
     step_quartiles,
     time_steps,
 )
@@ -277,12 +278,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ratio = zoo_t / pure_t
     ratios = guard_ratios(cpu_times)
     cpu_ratio = ratios["ratio_zoo_over_pure_cpu_time"]
-    guard_cpu_ratio = ratios["ratio_pure_guarded_over_pure_cpu_time"]
     result: dict[str, Any] = {
         "benchmark": "jmvae_kl_throughput",
-        "command": "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        if argv is None
-        else "main(" + repr(argv) + ")",
+        "command": command_line(argv),
         "settings": {
             "device": str(device),
             "threads": torch.get_num_threads(),
@@ -330,19 +328,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.profile:
         result["profile"] = profile_zoo(zoo, batches, args.profile)
         print(result["profile"]["pstats_text"])
-    verdict = "met" if cpu_ratio <= TARGET_RATIO else "NOT met"
-    print(
-        f"zoo {result['zoo_steps_per_s']:.1f} steps/s, pure {result['pure_steps_per_s']:.1f} steps/s, "
-        f"ratio zoo/pure {ratio:.3f}; CPU-time ratio {cpu_ratio:.3f} (target <= {TARGET_RATIO}: "
-        f"{verdict}); pure with the zoo's non-finite guard / pure {guard_cpu_ratio:.3f} (CPU time)"
-    )
-    single = result["single_steps"]
-    if single:
-        shown = ", ".join(f"{arm} {value:.3f}" for arm, value in single["ratio_to_pure"].items())
-        print(f"lower quartile of single steps' CPU time, ratio to pure: {shown}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    print_summary(result)
+    out = write_record(result, args.out)
     print("written", out)
     return result
 

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +43,9 @@ from pixyz_zoo.evaluation.disentanglement import (
     mutual_information_gap,
     sap_score,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_record import command_line, write_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DSPRITES_FACTORS = {"shape": 3, "scale": 6, "orientation": 40, "position_x": 32, "position_y": 32}
@@ -98,9 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "benchmark": "metric_timing",
-        "command": "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        if argv is None
-        else "main(" + repr(argv) + ")",
+        "command": command_line(argv),
         "settings": {
             "ground_truth": "procedural, independent uniform factors with dSprites' sizes "
             + json.dumps(DSPRITES_FACTORS)
@@ -125,9 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "note": "shared machine: other jobs ran at the same time; times are wall-clock seconds",
         },
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out)
     print(json.dumps({k: round(v["seconds"], 1) for k, v in timings.items()}))
     print(f"written {out}")
     return result

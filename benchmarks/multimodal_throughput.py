@@ -51,11 +51,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -76,6 +74,7 @@ from pixyz_zoo.models.mixtures import nonempty_subsets
 from pixyz_zoo.training import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_record import command_line, write_record  # noqa: E402
 from jmvae_kl_throughput import profile_zoo  # noqa: E402
 from vae_throughput import (  # noqa: E402
     TARGET_RATIO,
@@ -420,9 +419,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     result: dict[str, Any] = {
         "benchmark": "multimodal_throughput",
-        "command": "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        if argv is None
-        else "main(" + repr(argv) + ")",
+        "command": command_line(argv),
         "settings": {
             "device": str(device),
             "threads": torch.get_num_threads(),
@@ -497,9 +494,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if single:
         shown = ", ".join(f"{arm} {value:.3f}" for arm, value in single["ratio_to_" + PLAIN].items())
         print(f"lower quartile of single steps' CPU time, ratio to {PLAIN}: {shown}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out)
     print("written", out)
     return result
 

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -48,6 +46,9 @@ from pixyz_zoo.datasets.dsprites import (
     heart_table,
 )
 from pixyz_zoo.datasets.ground_truth import GroundTruthData
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_record import command_line, write_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_SIZES = (1, 3, 6, 4, 16, 16)  # color, shape, scale, orientation, posX, posY
@@ -151,9 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result = {
         "benchmark": "renderer_throughput",
-        "command": "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        if argv is None
-        else "main(" + repr(argv) + ")",
+        "command": command_line(argv),
         "settings": {"images_per_repetition": args.n, "repeats": args.repeats, "factor_seed": 0},
         "heart_table_build_s": table_s,
         "results": results,
@@ -169,9 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "load_average_after": list(os.getloadavg()),
         },
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out)
     print(f"wrote {out}")
     return result
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_record import command_line, write_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -217,9 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             per_model[model] = {"summary": summary, "workers": runs}
     result = {
         "benchmark": "step_overhead_baseline",
-        "command": "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        if argv is None
-        else "main(" + repr(argv) + ")",
+        "command": command_line(argv),
         "baseline": args.baseline,
         "baseline_commit": commit,
         "settings": {
@@ -247,9 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for name, values in entry["summary"].items()
             )
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out)
     print("written", out)
     return result
 

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import shutil
 import sys
 import time
@@ -36,6 +35,9 @@ from pixyz_zoo.datasets import DATA_ROOT_ENV, load_dataset
 from pixyz_zoo.evaluation import evaluate_log_likelihood
 from pixyz_zoo.models import build_model
 from pixyz_zoo.training import CHECKPOINT, Trainer, resolve_device, seed_everything
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_record import command_line, write_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,9 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     epoch_seconds = [r["seconds"] for r in trainer.history]
     result: dict[str, Any] = {
         "benchmark": "vae_mnist_loglik",
-        "command": "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        if argv is None
-        else "main(" + repr(argv) + ")",
+        "command": command_line(argv),
         "settings": {
             "dataset": "mnist-10k (real MNIST t10k files split 8,000 train / 2,000 test, seed 0)",
             "train_examples": len(train),
@@ -164,9 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         },
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_record(result, args.out)
     print(json.dumps(result["results"], indent=2))
     print(f"training {sum(epoch_seconds):.0f}s, IWAE-{args.k} evaluation {eval_wall:.0f}s; written {out}")
     return result

@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import pstats
-import shlex
 import statistics
 import sys
 import time
@@ -50,6 +49,9 @@ from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.datasets.mnist import IMAGE_28X28
 from pixyz_zoo.models import VAE
 from pixyz_zoo.training import resolve_device
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_record import command_line, write_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.05
@@ -260,6 +262,23 @@ def guard_ratios(cpu_times: dict[str, list[float]]) -> dict[str, float]:
     }
 
 
+def print_summary(result: dict[str, Any]) -> None:
+    """Print a zoo-against-plain record's steps/s, its ratios (the target's verdict on the CPU-time
+    ratio) and the ratios of the single steps' lower quartiles."""
+    cpu_ratio = result["ratio_zoo_over_pure_cpu_time"]
+    verdict = "met" if cpu_ratio <= TARGET_RATIO else "NOT met"
+    print(
+        f"zoo {result['zoo_steps_per_s']:.1f} steps/s, pure {result['pure_steps_per_s']:.1f} steps/s, "
+        f"ratio zoo/pure {result['ratio_zoo_over_pure']:.3f}; CPU-time ratio {cpu_ratio:.3f} (target <= "
+        f"{TARGET_RATIO}: {verdict}); pure with the zoo's non-finite guard / pure "
+        f"{result['ratio_pure_guarded_over_pure_cpu_time']:.3f} (CPU time)"
+    )
+    single = result["single_steps"]
+    if single:
+        shown = ", ".join(f"{arm} {value:.3f}" for arm, value in single["ratio_to_pure"].items())
+        print(f"lower quartile of single steps' CPU time, ratio to pure: {shown}")
+
+
 def linear_calls_per_step(module: nn.Module, step: Callable[[torch.Tensor], float], x: torch.Tensor) -> int:
     """How many ``nn.Linear`` forward passes one training step runs."""
     count = [0]
@@ -405,7 +424,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ratio = zoo_t / pure_t
     ratios = guard_ratios(cpu_times)
     cpu_ratio = ratios["ratio_zoo_over_pure_cpu_time"]
-    guard_cpu_ratio = ratios["ratio_pure_guarded_over_pure_cpu_time"]
     if args.diagnose:
         twice_t = statistics.median(times["pure_encoder_twice"])
         diagnosis.update(
@@ -424,9 +442,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     result: dict[str, Any] = {
         "benchmark": "vae_throughput",
-        "command": "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        if argv is None
-        else "main(" + repr(argv) + ")",
+        "command": command_line(argv),
         "settings": {
             "device": str(device),
             "threads": torch.get_num_threads(),
@@ -467,19 +483,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.profile:
         result["profile"] = profile_zoo(zoo, xs, args.profile)
         print(result["profile"]["pstats_text"])
-    verdict = "met" if cpu_ratio <= TARGET_RATIO else "NOT met"
-    print(
-        f"zoo {result['zoo_steps_per_s']:.1f} steps/s, pure {result['pure_steps_per_s']:.1f} steps/s, "
-        f"ratio zoo/pure {ratio:.3f}; CPU-time ratio {cpu_ratio:.3f} (target <= {TARGET_RATIO}: "
-        f"{verdict}); pure with the zoo's non-finite guard / pure {guard_cpu_ratio:.3f} (CPU time)"
-    )
-    single = result["single_steps"]
-    if single:
-        shown = ", ".join(f"{arm} {value:.3f}" for arm, value in single["ratio_to_pure"].items())
-        print(f"lower quartile of single steps' CPU time, ratio to pure: {shown}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    print_summary(result)
+    out = write_record(result, args.out)
     print("written", out)
     return result
 
