@@ -35,6 +35,7 @@ from pixyz_zoo import distributed
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.losses.evaluation import loss_evaluator
 from pixyz_zoo.modalities import Modality, check_batch
+from pixyz_zoo.models.optimizer_steps import fused_adam, masked_step, total_norm, zero_gradients
 
 
 class NonFiniteLossError(RuntimeError):
@@ -73,45 +74,6 @@ def argument_validation(enabled: bool) -> Iterator[None]:
         yield
     finally:
         TorchDistribution.set_default_validate_args(previous)
-
-
-def masked_step(optimizer: optim.Optimizer, skip: torch.Tensor) -> None:
-    """``optimizer.step()``, except where the device flag ``skip`` is true: then no parameter, moment
-    or step count changes. Fused Adam takes the flag as ``found_inf`` (as ``torch.amp.GradScaler``
-    feeds it) and skips on the device, with no host sync. An unfused Adam put in place of the model's
-    is made fused; another optimiser steps unless the flag, read on the host, holds (a sync)."""
-    if not all(group.get("fused") for group in optimizer.param_groups):
-        if not isinstance(optimizer, optim.Adam | optim.AdamW):
-            if not bool(skip):
-                optimizer.step()
-            return
-        fused_adam(optimizer)
-    optimizer.found_inf = skip.to(torch.float32)  # type: ignore[attr-defined]
-    try:
-        optimizer.step()
-    finally:
-        del optimizer.found_inf  # type: ignore[attr-defined]
-
-
-def total_norm(gradients: list[torch.Tensor]) -> torch.Tensor:
-    """The gradients' total L2 norm, a tensor on their device: ``torch.nn.utils.get_total_norm``'s
-    value to the bit (the norm of the per-tensor norms). Gradients of one device and dtype, the
-    zoo's case, skip its grouping by device and dtype and take one ``torch._foreach_norm``."""
-    first = gradients[0]
-    if any(g.device != first.device or g.dtype != first.dtype for g in gradients):
-        return torch.nn.utils.get_total_norm(gradients, foreach=True)
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gradients, 2.0)), 2.0)
-
-
-def fused_adam(optimizer: optim.Optimizer) -> None:
-    """Make an Adam optimiser fused (after loading a state saved by an unfused one): its step counts
-    move to the parameters' device, where :func:`masked_step` can leave them unchanged."""
-    for group in optimizer.param_groups:
-        group["fused"], group["foreach"] = True, None
-        for p in group["params"]:
-            state = optimizer.state.get(p, {})
-            if "step" in state:
-                state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
 
 
 class ZooModel(Model):
@@ -283,7 +245,7 @@ class ZooModel(Model):
         :attr:`step_health` records the values for the caller's next check."""
         if not all(module.training for module in self._modules_list()):
             self.distributions.train()
-        self.optimizer.zero_grad()
+        zero_gradients(self.optimizer)
         try:
             with shared_parameters(), argument_validation(False), self.mixed_precision():
                 loss = self.evaluate_loss("loss", train_x_dict or {}, **kwargs)
@@ -604,7 +566,7 @@ class WithDiscriminator:
         NaN/inf (or ``skip`` holds) no parameter or optimiser state changes. Returns the objective's
         output, the loss's detached value and whether it was non-finite (device tensors)."""
         self.discriminator.train()
-        self.discriminator_optimizer.zero_grad()
+        zero_gradients(self.discriminator_optimizer)
         with argument_validation(False), self.mixed_precision():  # type: ignore[attr-defined]
             out = self.evaluate_loss("discriminator", x_dict)
         loss = out[0] if isinstance(out, tuple) else out
