@@ -128,3 +128,7 @@ def test_zero_gradients_clears_every_gradient_and_keeps_an_optimisers_own_zero_g
     backward(model, 0)
     zero_gradients(recorded)
     assert Recorded.calls == 1 and all(p.grad is None for p in model.parameters())
+    wrapped = torch.optim.Adam(model.parameters())
+    wrapped.zero_grad = lambda set_to_none=True: Recorded.zero_grad(recorded)  # one set on the instance
+    zero_gradients(wrapped)
+    assert Recorded.calls == 2

@@ -41,7 +41,7 @@ def fused_adam(optimizer: optim.Optimizer) -> None:
 def zero_gradients(optimizer: optim.Optimizer) -> None:
     """``optimizer.zero_grad()``: every gradient of its parameters set to None (directly, without the
     profiler record, where the optimiser does not define its own ``zero_grad``)."""
-    if type(optimizer).zero_grad is not optim.Optimizer.zero_grad:
+    if type(optimizer).zero_grad is not optim.Optimizer.zero_grad or "zero_grad" in optimizer.__dict__:
         optimizer.zero_grad()
         return
     for group in optimizer.param_groups:
