@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -288,3 +291,17 @@ def test_step_overhead_baseline_times_both_trees_in_their_own_processes(tmp_path
 def test_step_overhead_baseline_needs_a_revision(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         load_script("step_overhead_baseline").main(["--out", str(tmp_path / "result.json")])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the script runs the checks for real")
+def test_the_cuda_checks_say_that_there_is_no_gpu_and_do_nothing(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", str(BENCHMARKS / "cuda_checks.sh"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "no CUDA device" in result.stdout
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["summary.txt"]  # no test run, no record
