@@ -101,13 +101,12 @@ def _direct_fused_adam(optimizer: optim.Optimizer, found_inf: torch.Tensor) -> b
             continue
         states = [optimizer.state.get(p) for p in params]
         first = params[0]
-        if any(
+        if first.device != found_inf.device or any(
             not state
             or p.device != first.device
             or p.dtype != first.dtype
             or p.is_complex()
             or p.grad.is_sparse  # type: ignore[union-attr]
-            or p.device != found_inf.device
             for p, state in zip(params, states, strict=True)
         ):
             return False
