@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--data-root", default=None, help=f"dataset folder (default ${DATA_ROOT_ENV} or ./data)"
     )
-    train.add_argument("--download", action="store_true", help="let torchvision download missing files")
+    train.add_argument(  # None when left out: a resume then keeps the run's own setting
+        "--download", action="store_true", default=None, help="let torchvision download missing files"
+    )
     train.add_argument("--binarize", choices=BINARIZE_CHOICES, help="binary images (default dynamic)")
     train.add_argument(
         "--iw-samples", type=int, default=IW_SAMPLES, help=f"IWAE importance samples (default {IW_SAMPLES})"
@@ -294,11 +296,11 @@ def resume_flags() -> str:
 
 
 def resumed_changes(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given that a resume may change, other than --epochs and --device (passed as such)
-    and --download (a permission: a resumed run reads the files it has)."""
+    """The settings given that a resume may change, other than --epochs and --device (passed as such):
+    ``check_every``, ``precision`` and ``download`` (a permission to fetch files that have gone)."""
     from pixyz_zoo.run_spec import RunSpec
 
-    skip = ("epochs", "device", "download")
+    skip = ("epochs", "device")
     resumable = [name for name in RunSpec.resume_settings() if name not in skip]
     return {k: v for k, v in given_settings(args).items() if k in resumable}
 

@@ -187,7 +187,7 @@ def load_data(spec: RunSpec | dict[str, Any]) -> tuple[MultimodalDataset, Multim
         train, test = _load_offline(*key, "train"), _load_offline(*key, "test")
     else:
         train = load_dataset(data.dataset, "train", download=data.download, **kwargs)
-        test = load_dataset(data.dataset, "test", **kwargs)
+        test = load_dataset(data.dataset, "test", download=data.download, **kwargs)
     if data.modalities is not None:  # the run reads only these modalities of the dataset
         train, test = (d.select(list(data.modalities)) for d in (train, test))
     train, test = (data_for_model(spec.model.name, spec.model.options, d) for d in (train, test))

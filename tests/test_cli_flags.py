@@ -169,3 +169,34 @@ def test_check_every_sets_the_steps_between_host_reads_and_may_change_on_resume(
     with pytest.raises(SystemExit):
         main(["train", "vae", *TINY_RUN, "--check-every", "often", "--out", str(bad)])
     assert "argument --check-every: invalid int value: 'often'" in capsys.readouterr().err
+
+
+def test_download_reaches_both_splits_and_a_resume(tmp_path, monkeypatch):
+    """``--download`` lets the loader fetch the files of both splits (SVHN downloads each split's
+    file on its own). Left out on resume, the data loads as the run did; given, the loader may fetch
+    files that have gone since (the run records the permission). A dataset read from files, with the
+    digits in their place: nothing is fetched here."""
+    import pixyz_zoo.runs
+
+    asked: list[tuple[str, bool]] = []
+    load = pixyz_zoo.runs.load_dataset
+
+    def recording(name, split, download=False, **kwargs):
+        asked.append((split, download))
+        return load("digits", split, **kwargs)
+
+    monkeypatch.setattr(pixyz_zoo.runs, "load_dataset", recording)
+    run, flags = tmp_path / "run", [*TINY_RUN, "--dataset", "mnist"]
+    assert main(["train", "vae", *flags, "--epochs", "1", "--out", str(run), "--download"]) == 0
+    assert asked == [("train", True), ("test", True)]
+    asked.clear()
+    assert main(["train", "vae", *flags, "--epochs", "1", "--out", str(tmp_path / "other")]) == 0
+    assert asked == [("train", False), ("test", False)]
+    asked.clear()
+    assert main(["train", "vae", "--resume", str(run), "--epochs", "2", "--no-eval", "--no-progress"]) == 0
+    assert asked == [("train", True), ("test", True)]  # the run's own permission
+    asked.clear()
+    other = ["train", "vae", "--resume", str(tmp_path / "other"), "--epochs", "2", "--no-eval"]
+    assert main([*other, "--download", "--no-progress"]) == 0
+    assert asked == [("train", True), ("test", True)]
+    assert json.loads((tmp_path / "other" / "config.json").read_text())["data"]["download"] is True
