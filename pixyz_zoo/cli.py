@@ -179,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a dataset the experiment accepts (see `pixyz-zoo list`) instead of the setting's default",
     )
     reproduce.add_argument("--data-root", default=None)
+    reproduce.add_argument("--download", action="store_true", help="let torchvision download missing files")
+    reproduce.add_argument(
+        "--precision",
+        choices=sorted(PRECISIONS),
+        default="fp32",
+        help="every run's training precision (bf16: mixed precision; default fp32)",
+    )
     reproduce.add_argument("--seed", type=int, default=0)
     reproduce.add_argument("--no-progress", action="store_true")
     return parser
@@ -199,6 +206,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         seed=args.seed,
         progress=not args.no_progress,
         dataset=args.dataset,
+        precision=args.precision,
+        download=args.download,
     )
     print((out / "report.md").read_text())
     print(f"report: {out / 'report.md'} ({results['wall_seconds']:.0f} s)")

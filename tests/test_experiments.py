@@ -147,3 +147,40 @@ def test_a_dataset_choice_is_checked_and_gets_its_own_output_directory(tmp_path,
     assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "runs").exists()
     assert main(["list"]) == 0
     assert "--dataset: trimodal-mnist, trimodal-digits, mnist-svhn-text" in capsys.readouterr().out
+
+
+def test_reproduce_precision_and_download_reach_every_run_and_data_load(tmp_path, monkeypatch, capsys):
+    """``reproduce --precision bf16 --download``: the context trains its runs in bf16 (recorded in each
+    run's config.json) and loads data with the download permission; left out, fp32 and no download."""
+    import pixyz_zoo.experiments as experiments
+
+    contexts: list[ExperimentContext] = []
+
+    def run(ctx: ExperimentContext) -> dict:
+        contexts.append(ctx)
+        return ctx.finish("# flags", {})
+
+    monkeypatch.setitem(experiments.EXPERIMENTS, "flags", experiments.Experiment("flags", "flags", run))
+    monkeypatch.setattr(experiments, "_load_all", lambda: None)
+    assert main(["reproduce", "flags", "--smoke", "--out", str(tmp_path / "a"), "--precision", "bf16",
+                 "--download", "--no-progress"]) == 0  # fmt: skip
+    assert main(["reproduce", "flags", "--smoke", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert [(c.precision, c.download) for c in contexts] == [("bf16", True), ("fp32", False)]
+    capsys.readouterr()
+
+    loaded: list[bool] = []
+    load = experiments.load_dataset
+
+    def recording(name, split, download=False, **kwargs):
+        loaded.append(download)
+        return load(name, split, **kwargs)
+
+    monkeypatch.setattr(experiments, "load_dataset", recording)
+    ctx = ExperimentContext(tmp_path / "c", "smoke", progress=False, precision="bf16", download=True)
+    assert len(ctx.load("digits", "test", binarize="fixed")) == 359 and loaded == [True]
+    ctx.fit("tiny", "vae", "digits", epochs=1, batch_size=32, train_examples=64, test_examples=32,
+            options={"hidden": [8], "z_dim": 2})  # fmt: skip
+    config = json.loads((tmp_path / "c" / "runs" / "tiny" / "config.json").read_text())
+    assert config["train"]["precision"] == "bf16" and config["data"]["download"] is True
+    with pytest.raises(ValueError, match="precision"):
+        ExperimentContext(tmp_path / "d", "smoke", progress=False, precision="fp8").fit("x", "vae", "digits")

@@ -118,6 +118,9 @@ def test_full_setting_without_mnist_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="PIXYZ_ZOO_DATA"):
         pick_dataset(ExperimentContext(tmp_path, "full", data_root=str(tmp_path)))
     assert pick_dataset(ExperimentContext(tmp_path, "quick", data_root=str(tmp_path))) == "digits"
+    # --download: the full setting's MNIST, for torchvision to fetch (nothing is fetched here)
+    fetching = ExperimentContext(tmp_path, "full", data_root=str(tmp_path), download=True)
+    assert pick_dataset(fetching) == "mnist"
 
 
 # ---------------------------------------------------------------------- the claims on hand-made numbers

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pixyz_zoo.datasets import MultimodalDataset, load_dataset
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.run_spec import RunSpec
 from pixyz_zoo.runs import fit_run, write_json
@@ -38,6 +39,9 @@ class ExperimentContext:
         progress: show progress bars.
         dataset: the dataset chosen by the user (``reproduce --dataset``) among the experiment's
             ``datasets``; None: the setting's default (see :meth:`dataset_or`).
+        precision: every run's training precision, ``fp32`` or ``bf16`` (``reproduce --precision``;
+            see ``RunSpec``); a finished run is loaded whatever its precision.
+        download: let torchvision download missing data files (``reproduce --download``).
         figure_errors: figures that :meth:`draw` could not draw, with the error (reported by
             :meth:`finish`).
     """
@@ -49,6 +53,8 @@ class ExperimentContext:
     seed: int = 0
     progress: bool = True
     dataset: str | None = None
+    precision: str = "fp32"
+    download: bool = False
     started: float = field(default_factory=time.perf_counter)
     figure_errors: dict[str, str] = field(default_factory=dict)
 
@@ -80,11 +86,19 @@ class ExperimentContext:
         """Train (or resume, or load when finished) the run ``OUT/runs/key``; see ``runs.fit_run``.
 
         ``settings``: the run's settings by name (``options``, ``epochs``, ``batch_size``, ...; see
-        ``RunSpec.from_settings``); the seed, the device and the data root default to this context's.
+        ``RunSpec.from_settings``); the seed, the device, the data root, the precision and the
+        download permission default to this context's.
         """
-        settings = {"seed": self.seed, "device": self.device, "data_root": self.data_root, **settings}
-        spec = RunSpec.from_settings(model, dataset=dataset, **settings)
+        context = {"seed": self.seed, "device": self.device, "data_root": self.data_root}
+        context |= {"precision": self.precision, "download": self.download}
+        spec = RunSpec.from_settings(model, dataset=dataset, **{**context, **settings})
         return fit_run(spec, self.out / "runs" / key, progress=self.progress)
+
+    def load(self, dataset: str, split: str, **kwargs: Any) -> MultimodalDataset:
+        """``load_dataset(dataset, split)`` from this context's data root, with its seed and download
+        permission; ``kwargs`` (e.g. ``binarize``) as ``load_dataset`` takes them."""
+        kwargs = {"root": self.data_root, "seed": self.seed, "download": self.download, **kwargs}
+        return load_dataset(dataset, split, **kwargs)
 
     def draw(self, name: str, make: Callable[[], Any]) -> str | None:
         """Draw a figure with ``make()`` and save it as ``figures/name.png``; its path relative to
@@ -181,10 +195,12 @@ def reproduce(
     seed: int = 0,
     progress: bool = True,
     dataset: str | None = None,
+    precision: str = "fp32",
+    download: bool = False,
 ) -> dict[str, Any]:
     """Run the experiment ``name`` in ``setting`` (full, quick, smoke); returns its results (also
     in ``OUT/results.json``). ``dataset``: one of the experiment's ``datasets`` instead of the
-    setting's default (None)."""
+    setting's default (None). ``precision`` and ``download``: see :class:`ExperimentContext`."""
     _load_all()
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
@@ -200,7 +216,7 @@ def reproduce(
             "Choose one of those, or leave --dataset out for the setting's default."
         )
     out = Path(out) if out is not None else default_out(name, setting, dataset)
-    context = ExperimentContext(out, setting, device, data_root, seed, progress, dataset)
+    context = ExperimentContext(out, setting, device, data_root, seed, progress, dataset, precision, download)
     return EXPERIMENTS[name].run(context)
 
 

@@ -29,7 +29,6 @@ import torch
 from matplotlib.figure import Figure
 
 from pixyz_zoo import plots
-from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.datasets.attribute_mnist import COMBINED_LABELS, combined_label
 from pixyz_zoo.evaluation.classifier import cross_modal_accuracy, train_classifier
 from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
@@ -89,8 +88,8 @@ def accuracy_figure(results: Mapping[str, Any]) -> Figure:
 def reproduce_attribute_mnist(ctx: ExperimentContext) -> dict[str, Any]:
     s = settings(ctx)
     ctx.log(f"settings: {s}")
-    train = load_dataset(s["dataset"], "train", root=ctx.data_root, seed=ctx.seed)
-    test = load_dataset(s["dataset"], "test", root=ctx.data_root, binarize="fixed", seed=ctx.seed)
+    train = ctx.load(s["dataset"], "train")
+    test = ctx.load(s["dataset"], "test", binarize="fixed")
     x = test.modalities["x"]
     classifiers = {
         name: train_classifier(

@@ -72,7 +72,6 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
 from pixyz_zoo import plots
-from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation import compute_all, kl_per_dimension, representation_from_model
 from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
@@ -395,7 +394,7 @@ def _table(rows: list[tuple[str, dict[str, Any]]]) -> str:
 def run_dataset(ctx: ExperimentContext, dataset: str, specs: list[ModelSpec]) -> dict[str, Any]:
     """Train (or load) and measure every model on ``dataset``; figures go to ``ctx.figures``."""
     sizes = data_settings(ctx, dataset)
-    test = load_dataset(dataset, "test", root=ctx.data_root, seed=ctx.seed)
+    test = ctx.load(dataset, "test")
     if sizes["test_examples"] is not None:
         test = test.subset(slice(0, sizes["test_examples"]))
     models: dict[str, Any] = {}

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pixyz_zoo.datasets import load_dataset, resolve_data_root
+from pixyz_zoo.datasets import resolve_data_root
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.amortization import (
     amortization_gaps,
@@ -89,15 +89,18 @@ def mnist_files(root: str | os.PathLike | None, split: str = "t10k") -> bool:
 
 
 def pick_dataset(ctx: ExperimentContext) -> str:
-    """``mnist`` with all its files, ``mnist-10k`` with the t10k files, ``digits`` (quick / smoke only)."""
+    """``mnist`` with all its files, ``mnist-10k`` with the t10k files, ``digits`` (quick / smoke only).
+    The full setting with ``download`` and no files: ``mnist``, which torchvision then downloads."""
     if mnist_files(ctx.data_root, "t10k"):
         return "mnist" if mnist_files(ctx.data_root, "train") else "mnist-10k"
     if ctx.setting == "full":
+        if ctx.download:
+            return "mnist"
         raise FileNotFoundError(
             f"the full iterative-inference experiment needs real MNIST: no t10k-images-idx3-ubyte.gz in "
             f"{resolve_data_root(ctx.data_root) / 'MNIST' / 'raw'}. Put the MNIST files there (or pass "
-            "--data-root / set PIXYZ_ZOO_DATA to the folder holding MNIST/raw), or run --quick / --smoke, "
-            "which fall back to the bundled digits"
+            "--data-root / set PIXYZ_ZOO_DATA to the folder holding MNIST/raw, or --download to fetch "
+            "them with torchvision), or run --quick / --smoke, which fall back to the bundled digits"
         )
     return "digits"
 
@@ -672,10 +675,10 @@ def render_report(results: Mapping[str, Any]) -> str:
 )
 def run(ctx: ExperimentContext) -> dict[str, Any]:
     s = settings(ctx)
-    train = load_dataset(s["dataset"], "train", root=ctx.data_root, seed=ctx.seed)
+    train = ctx.load(s["dataset"], "train")
     if s["train_examples"] is not None:
         train = train.subset(slice(0, s["train_examples"]))
-    test = load_dataset(s["dataset"], "test", root=ctx.data_root, binarize="fixed", seed=ctx.seed)
+    test = ctx.load(s["dataset"], "test", binarize="fixed")
     models: dict[str, Any] = {}
     for spec in model_specs(s):
         ctx.log(f"{spec['label']}")

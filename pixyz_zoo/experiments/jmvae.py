@@ -38,7 +38,6 @@ import torch
 from matplotlib.figure import Figure
 
 from pixyz_zoo import plots
-from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.evaluation.classifier import cross_modal_accuracy, train_classifier
 from pixyz_zoo.evaluation.conditional import conditional_log_likelihood
 from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
@@ -307,8 +306,8 @@ def _findings_text(findings: dict[str, Any], x: str, w: str) -> list[str]:
 def reproduce_jmvae(ctx: ExperimentContext) -> dict[str, Any]:
     s = settings(ctx)
     ctx.log(f"settings: {s}")
-    train = load_dataset(s["dataset"], "train", root=ctx.data_root, seed=ctx.seed)
-    test = load_dataset(s["dataset"], "test", root=ctx.data_root, binarize="fixed", seed=ctx.seed)
+    train = ctx.load(s["dataset"], "train")
+    test = ctx.load(s["dataset"], "test", binarize="fixed")
     if s["test_examples"]:
         test = test.subset(slice(0, s["test_examples"]))
     x, w = _names(train)

@@ -64,7 +64,6 @@ import torch
 from matplotlib.figure import Figure
 
 from pixyz_zoo import plots
-from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.evaluation.editing import edit_attributes
 from pixyz_zoo.evaluation.sharpness import laplacian_variance
 from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
@@ -168,8 +167,8 @@ def prepare(ctx: ExperimentContext) -> tuple[dict[str, Any], Any, str, str, tupl
     """The settings fitted to the data, the measured test examples, the image and attribute names,
     and the showcase attributes (checked before anything is trained)."""
     s = settings(ctx)
-    train = load_dataset(s["dataset"], "train", root=ctx.data_root, seed=ctx.seed)
-    test = load_dataset(s["dataset"], "test", root=ctx.data_root, seed=ctx.seed)
+    train = ctx.load(s["dataset"], "train")
+    test = ctx.load(s["dataset"], "test")
     x, w = _names(train)
     showcase = showcase_attributes(train)
     _indices(train, dict.fromkeys(showcase, 1.0))  # a dataset without them fails before training

@@ -45,7 +45,6 @@ from typing import Any
 import torch
 
 from pixyz_zoo import plots
-from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.multimodal import train_modality_classifiers
 from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
@@ -858,9 +857,9 @@ def load_data(ctx: ExperimentContext, s: Mapping[str, Any]) -> dict[str, Multimo
     the models read: Bernoulli images binarised once with the seed), ``truth`` (the same test
     examples as grey levels, the targets of the reconstruction error)."""
     return {
-        "train": load_dataset(s["dataset"], "train", root=ctx.data_root, binarize="none", seed=ctx.seed),
-        "test": load_dataset(s["dataset"], "test", root=ctx.data_root, binarize="fixed", seed=ctx.seed),
-        "truth": load_dataset(s["dataset"], "test", root=ctx.data_root, binarize="none", seed=ctx.seed),
+        "train": ctx.load(s["dataset"], "train", binarize="none"),
+        "test": ctx.load(s["dataset"], "test", binarize="fixed"),
+        "truth": ctx.load(s["dataset"], "test", binarize="none"),
     }
 
 
@@ -888,7 +887,7 @@ def measure_sequences(
     contributions, and whether each finds the modality most informative by construction."""
     from pixyz_zoo.evaluation.interpretation import gradient_contributions, information_ratios
 
-    data = load_dataset(s["sequence_dataset"], "test", root=ctx.data_root, seed=ctx.seed)
+    data = ctx.load(s["sequence_dataset"], "test")
     data = data.subset(slice(0, min(s["n_sequences"], len(data))))
     names = list(model.data_modalities)
     informative = getattr(data, "informative_modality", None)

@@ -44,7 +44,6 @@ import torch
 from matplotlib.figure import Figure
 
 from pixyz_zoo import plots
-from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.multimodal import (
     evaluate_multimodal,
@@ -192,8 +191,8 @@ def prepare(
     """The data of ``s["dataset"]`` (test images binarised with a fixed seed), the likelihood
     weights ``dimension_weights``, the zoo classifiers (trained once, cached under ``OUT/classifiers``)
     and their accuracy on the real test data: (train, test, weights, classifiers, accuracy)."""
-    train = load_dataset(s["dataset"], "train", root=ctx.data_root, seed=ctx.seed)
-    test = load_dataset(s["dataset"], "test", root=ctx.data_root, binarize="fixed", seed=ctx.seed)
+    train = ctx.load(s["dataset"], "train")
+    test = ctx.load(s["dataset"], "test", binarize="fixed")
     classifiers = train_modality_classifiers(
         train, cache_dir=ctx.out / "classifiers", epochs=s["classifier_epochs"], seed=ctx.seed
     )
