@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from pixyz_zoo.datasets.base import MultimodalDataset
-from pixyz_zoo.distributions import GaussianEncoder, decoder_for, standard_normal
+from pixyz_zoo.distributions import GaussianEncoder, MixtureOfExperts, decoder_for, standard_normal
 from pixyz_zoo.evaluation import elbo_estimate, evaluate_log_likelihood, iwae_bound, log_weights
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import VAE, ZooModel
@@ -71,6 +71,47 @@ def test_iwae_increases_with_k_towards_log_px_for_a_poor_proposal():
     # the ELBO estimate is the mean log-weight: IWAE_1 in distribution, and unchanged by K
     assert results[1000]["elbo"] == pytest.approx(results[1]["elbo"], abs=0.1)
     assert results[1000]["elbo"] < bounds[2]
+
+
+def test_mixture_proposal_elbo_equals_quadrature_and_iwae_tends_to_log_px():
+    """A mixture proposal (MMVAE's and MoPoE's posterior): half the exact posterior, half a poor
+    Gaussian. Its ELBO, E_q[log p(x, z) - log q(z|x)] with the mixture's density, is a 1-D integral,
+    computed here on a grid in float64; the evaluator's Monte Carlo ELBO must match it within 5
+    standard errors. IWAE_K estimates the exact log p(x) to within its Monte Carlo error (the mixture
+    has the exact posterior as a component, so every weight is at most 2 p(x))."""
+    torch.manual_seed(0)
+    x = torch.randn(20, 1) * 1.5
+    exact, poor = Posterior(), Posterior(shift=2.0, scale=0.3)
+    experts = [GaussianEncoder(net, cond_var=["x"]) for net in (exact, poor)]
+    mixture = MixtureOfExperts(experts, name="q")
+    model = linear_gaussian()
+    k = 4000
+    log_w = log_weights(model, {"x": x}, k=k, proposal=mixture, max_rows=40_000)
+
+    z = torch.linspace(-12.0, 12.0, 48_001, dtype=torch.float64)
+    xd = x.double()
+    normal = torch.distributions.Normal
+
+    def density(net: Posterior) -> torch.Tensor:  # (examples, grid)
+        loc = xd / (1 + NOISE**2) + net.shift
+        return normal(loc, net.scale).log_prob(z).exp()
+
+    q_mix = 0.5 * density(exact) + 0.5 * density(poor)
+    log_joint = normal(z, NOISE).log_prob(xd) + normal(0.0, 1.0).log_prob(z)
+    integrand = torch.where(q_mix > 0, q_mix * (log_joint - q_mix.log()), torch.zeros_like(q_mix))
+    elbo_exact = torch.trapezoid(integrand, z, dim=1)
+    assert torch.trapezoid(q_mix, z, dim=1).sub(1).abs().max() < 1e-9  # the grid holds the mixture
+
+    standard_error = float(log_w.std(dim=0).pow(2).sum().sqrt()) / math.sqrt(k) / len(x)
+    estimate = float(elbo_estimate(log_w).mean())
+    assert abs(estimate - float(elbo_exact.mean())) < 5 * standard_error, (estimate, elbo_exact.mean())
+    truth = exact_log_px(x)
+    assert float(elbo_exact.mean()) < float(truth.mean()) - 0.1  # a proposal far from exact
+    # IWAE_K: log of the mean ratio w / p(x) away from log p(x), within 5 of its standard errors
+    bounds, ratio = iwae_bound(log_w), (log_w - truth).exp()
+    assert (ratio <= 2 + 1e-4).all()
+    assert ((bounds - truth).abs() < 5 * ratio.std(dim=0) / math.sqrt(k) + 1e-4).all(), bounds - truth
+    assert (elbo_estimate(log_w) < bounds - 0.1).all()
 
 
 def test_estimators_on_known_log_weights():
