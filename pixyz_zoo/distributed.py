@@ -12,8 +12,13 @@ DDP wraps each loss a model differentiates (:meth:`ZooModel.parallel_losses`: th
 in a :class:`LossModule` whose forward evaluates that loss, so the objective stays the expression
 ``print(model)`` shows and the optimiser steps stay the model's own.
 
-Batch-norm statistics are per process (no ``SyncBatchNorm``): a network with batch-norm layers
-normalises over each process's share of the batch, and DDP broadcasts rank 0's running statistics.
+What couples the examples of a batch (``ZooModel.batch_couplings``: a term estimated from the batch
+as a whole, such as beta-TCVAE's minibatch-weighted sampling, FactorVAE's permuted latents and MFM's
+MMD, and batch normalisation, such as JMVAE-GAN's discriminator's) is estimated over each process's
+share, and the trainer says so (:func:`batch_estimate_note`): such a model's N-process step is the
+mean of N steps on B examples each. Every other model's losses are means over examples
+(``tests/test_batch_estimates.py`` checks both for every registered model). There is no
+``SyncBatchNorm``, and DDP broadcasts rank 0's running statistics.
 """
 
 from __future__ import annotations
@@ -90,6 +95,20 @@ def shard(batch: dict[str, torch.Tensor], rank: int, world: int) -> dict[str, to
     """Rank ``rank``'s contiguous share of a global batch (``torch.tensor_split``: equal shares when
     ``world`` divides the batch, else the first shares have one row more)."""
     return {name: torch.tensor_split(t, world)[rank] for name, t in batch.items()}
+
+
+def batch_estimate_note(model: str, couplings: list[str], world: int, batch_size: int) -> str | None:
+    """What data parallelism changes for a model whose training step couples the examples of a batch
+    (``ZooModel.batch_couplings``: a term estimated from the batch as a whole, batch normalisation);
+    None when nothing does or ``world`` is 1. Each process estimates them from its own share, so the
+    step is the mean of ``world`` steps on ``batch_size`` examples, not one step on the global batch."""
+    if not couplings or world < 2:
+        return None
+    return (
+        f"{model}: {'; '.join(couplings)}: estimated over each process's {batch_size} examples, not over "
+        f"the global batch of {world * batch_size}; the {world} processes train like the mean of {world} "
+        f"one-process steps at batch {batch_size}, not like one process at batch {world * batch_size}"
+    )
 
 
 def weighted_mean(value: torch.Tensor, weight: float) -> torch.Tensor:

@@ -19,9 +19,14 @@ from pixyz_zoo.training import (
 )
 
 
-def first_alarm(losses: list[float], epoch_steps: int = 1000, **options) -> int | None:
-    """The step (1-based) at which the check stops, or None (epochs of ``epoch_steps`` steps)."""
+def first_alarm(
+    losses: list[float], epoch_steps: int = 1000, transient: bool = True, **options
+) -> int | None:
+    """The step (1-based) at which the check stops, or None (epochs of ``epoch_steps`` steps;
+    ``transient=False``: without the early-transient rule)."""
     check = DivergenceCheck(**options)
+    if not transient:
+        check.TRANSIENT_STEPS = 0
     for step, loss in enumerate(losses, 1):
         if check.update(loss, epoch_end=step % epoch_steps == 0) is not None:
             return step
@@ -77,6 +82,40 @@ def test_runaway_losses_stop_after_warmup_and_patience():
     assert first_alarm(spike, patience=1) == 51
     # a larger factor tolerates more
     assert first_alarm(noisy([40.0] * 50) + [1000.0] * 5, factor=30) is None
+
+
+# measured per-step training losses (seed 0, trimodal-digits / digits, batch 128 / 64)
+MFM_BATCH_128 = [
+    9.1, 117.12, 127.38, 463.09, 1574.96, 577.82, 181.73, 184.31, 216.62, 166.91, 121.34, 86.77, 66.01,
+    62.87, 88.08, 139.79, 247.39, 162.22, 88.7, 45.12, 31.72, 30.37, 29.21, 45.88, 47.15, 36.57, 38.45,
+    43.61, 39.48, 34.39, 34.8, 35.31, 32.94, 28.94, 25.68, 24.21, 28.46, 33.65, 35.14, 25.54, 20.9,
+]  # fmt: skip
+VAE_LR_03 = [51.3, 4.55e10, 6.07e6, 6.72e4, 4.36e6, 2.24e4, 1.4e4, 2.49e4, 3.31e4, 2.68e4, 3.13e4, 2.61e4]
+
+
+def test_an_early_transient_is_not_a_divergence():
+    """MFM's surrogate regression: the loss runs to 17-170 x its first step's for 10 steps, then
+    trains normally. An early run of far-above steps counts only its steps 100 x farther above, for
+    its first 20 steps: too high a learning rate still stops after the warm-up, and a moderate rise
+    that begins early and stays stops once the transient's steps are over."""
+    assert first_alarm(MFM_BATCH_128) is None
+    assert first_alarm(MFM_BATCH_128, epoch_steps=12) is None
+    assert first_alarm(MFM_BATCH_128, transient=False) == 6  # the rule without the transient
+    assert first_alarm(VAE_LR_03) == 6
+    assert first_alarm(VAE_LR_03, epoch_steps=5) == 5
+    stays = [50.0] + [2000.0] * 40  # far above from step 2, never 100 x farther
+    steps = DivergenceCheck.TRANSIENT_STEPS
+    assert first_alarm(stays) == 2 + steps + 2  # step 2 + 20 transient steps, then 3 strikes
+    assert first_alarm(noisy([40.0] * 10) + [2000.0] * 30) == 13  # a run that begins after the warm-up
+
+
+def test_the_first_epoch_of_mfm_at_batch_128_trains(tmp_path):
+    """The measured transient, through the command line: before the transient rule, the check
+    stopped this run at its 7th step."""
+    out = tmp_path / "run"
+    args = ["train", "mfm", "--dataset", "trimodal-digits", "--batch-size", "128", "--epochs", "1"]
+    assert main([*args, "--out", str(out), "--no-progress", "--no-eval"]) == 0
+    assert (out / CHECKPOINT).exists()
 
 
 def test_check_options_are_validated():

@@ -107,6 +107,9 @@ class ZooModel(Model):
     #: the backward pass after the loss, so under data parallelism such a model averages every
     #: gradient itself after the backward pass (:func:`pixyz_zoo.distributed.average_gradients`)
     gradients_inside_loss: bool = False
+    #: the term of the training loss that is estimated from the batch as a whole rather than averaged
+    #: over its examples (None: every term is a mean over examples); see :meth:`batch_couplings`
+    batch_estimate: str | None = None
     #: mixed precision of a training step's loss evaluation (set by the trainer's ``precision``):
     #: ``torch.bfloat16`` autocasts the forward pass; None keeps float32. Backward, the optimiser step
     #: and the parameters stay float32
@@ -221,6 +224,20 @@ class ZooModel(Model):
         DistributedDataParallel (:mod:`pixyz_zoo.distributed`); models with a step of their own (a
         discriminator's) add it here and evaluate it through :meth:`evaluate_loss`."""
         return {"loss": (self.distributions, self.training_loss_evaluator)}
+
+    def batch_couplings(self) -> list[str]:
+        """What makes a training step's losses more than means over the batch's examples: the loss's
+        own :attr:`batch_estimate` and the batch-normalisation layers of the modules they train.
+        Data-parallel training estimates these over each process's share of the batch
+        (:func:`pixyz_zoo.distributed.batch_estimate_note`)."""
+        couplings = [self.batch_estimate] if self.batch_estimate else []
+        for name, (module, _) in self.parallel_losses().items():
+            norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+            if norms:
+                trained = "the model's networks" if name == "loss" else f"the {name}"
+                layers = f"{len(norms)} layer" + ("s" if len(norms) > 1 else "")
+                couplings.append(f"the batch normalisation of {trained} ({layers})")
+        return couplings
 
     @property
     def training_loss_evaluator(self) -> Callable[..., Any]:

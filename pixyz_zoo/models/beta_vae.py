@@ -96,6 +96,7 @@ class BetaTCVAE(VAE):
 
     name = "beta-tcvae"
     description = "beta-TCVAE (Chen et al. 2018, eq. 4): alpha MI + beta TC + gamma dim-wise KL, MWS"
+    batch_estimate = "log q(z) and log prod_d q(z_d), minibatch-weighted over the batch (sec. 4.1)"
 
     def __init__(
         self,
@@ -178,6 +179,7 @@ class FactorVAE(WithDiscriminator, VAE):
 
     name = "factor-vae"
     description = "FactorVAE (Kim & Mnih 2018, eq. 2): gamma x adversarial total correlation"
+    batch_estimate = "the discriminator's samples of prod_d q(z_d), each dimension permuted across the batch"
 
     def __init__(
         self,

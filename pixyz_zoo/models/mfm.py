@@ -137,6 +137,7 @@ class MFM(ZooModel):
         "(eq. 4), surrogate inference for missing modalities (eq. 5)"
     )
     needs_labels = True
+    batch_estimate = "the MMD between the batch's codes and as many prior samples (eq. 4)"
     likelihood_not_applicable = (
         "MFM's encoders are deterministic (a Wasserstein autoencoder): q(z|X) is a point mass without a "
         "density, so the ELBO and the importance-weighted bound do not apply; see the label accuracy "

@@ -1,0 +1,105 @@
+"""Which losses are means over examples, and which estimate a term from the batch as a whole.
+
+Data-parallel training splits each global batch between the processes and averages their
+gradients: that is the one-process step on the global batch exactly when every loss a step
+differentiates is a mean of per-example terms. A model whose training step couples the
+examples (a term estimated from the batch as a whole: an MMD, a minibatch-weighted density, a
+permutation across the batch; or batch normalisation) names it in ``ZooModel.batch_couplings()``,
+and the data-parallel trainer warns (``distributed.batch_estimate_note``).
+
+The declaration is checked against each registered model's losses: with the random draws fixed (the
+same seed and batch shape), a mean of per-example terms changes by the sum of the changes of two
+examples when both are replaced, so the mixed difference ``L(a', b') - L(a', b) - L(a, b') + L(a, b)``
+is zero up to float rounding; a term that couples the examples makes it non-zero.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixyz_zoo import distributed
+from pixyz_zoo.datasets import load_dataset
+from pixyz_zoo.distributions.shared_parameters import shared_parameters
+from pixyz_zoo.models import MODELS, build_model, model_options
+
+TINY = {"hidden": [16], "z_dim": 2, "style_dim": 2}
+DATASETS = ("digits", "trimodal-digits")
+EPS = torch.finfo(torch.float64).eps
+
+
+def built(name: str):
+    """``name`` with tiny float64 networks on the first dataset it accepts, and that dataset."""
+    for dataset in DATASETS:
+        data = load_dataset(dataset, "test", binarize="fixed")
+        if MODELS[name].needs_labels:
+            data = data.with_labels()
+        options = {k: v for k, v in TINY.items() if k in model_options(name)}
+        if "target" in model_options(name):
+            options["target"] = next(iter(data.modalities))
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)  # float64: rounding far below any coupling
+        try:
+            return build_model(name, data.modalities, **options), data
+        except (ValueError, KeyError):
+            continue
+        finally:
+            torch.set_default_dtype(default)
+    raise AssertionError(f"{name} accepts none of {DATASETS}")
+
+
+def losses(model, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Every loss a training step differentiates, evaluated on ``batch`` with the draws of seed 0."""
+    values = {}
+    for name in model.parallel_losses():
+        torch.manual_seed(0)
+        with shared_parameters():
+            out = model.evaluate_loss(name, model.feed(batch))
+        values[name] = float((out[0] if isinstance(out, tuple) else out).double())
+    return values
+
+
+def mixed_differences(name: str) -> dict[str, tuple[float, float]]:
+    """Per loss: the mixed difference over the two halves A and B of a batch of 8 (each half replaced
+    by 4 other examples), and the loss's size."""
+    torch.manual_seed(0)
+    model, data = built(name)
+    model.prepare(data)  # data statistics the loss reads (beta-TCVAE's dataset size)
+    model.distributions.train()
+    rows = {n: t.double() for n, t in next(iter(data.batches(16))).items() if n in model.modalities}
+
+    def batch(a: bool, b: bool) -> dict[str, torch.Tensor]:
+        halves = [rows_of(8 if a else 0), rows_of(12 if b else 4)]
+        return {n: torch.cat([h[n] for h in halves]) for n in rows}
+
+    def rows_of(start: int) -> dict[str, torch.Tensor]:
+        return {n: t[start : start + 4] for n, t in rows.items()}
+
+    l00, l10, l01, l11 = (losses(model, batch(a, b)) for a, b in ((0, 0), (1, 0), (0, 1), (1, 1)))
+    return {k: (l11[k] - l10[k] - l01[k] + l00[k], max(abs(v[k]) for v in (l00, l10, l01, l11))) for k in l00}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_model_names_exactly_what_couples_the_examples_of_a_batch(name):
+    differences = mixed_differences(name)
+    # float64 rounding of four losses: a few units in the last place of their size
+    coupled = {k: d for k, (d, size) in differences.items() if abs(d) > 1024 * EPS * size}
+    couplings = built(name)[0].batch_couplings()
+    if not couplings:
+        assert not coupled, f"{name}'s losses couple the examples: {coupled}; declare batch_estimate"
+    else:
+        assert coupled, f"{name} names {couplings}, yet every loss is a mean over examples: {differences}"
+
+
+def test_the_couplings_named_and_the_note_under_data_parallelism():
+    assert MODELS["vae"].batch_estimate is None and built("vae")[0].batch_couplings() == []
+    assert built("mfm")[0].batch_couplings() == [MODELS["mfm"].batch_estimate]
+    gan = built("jmvae-gan")[0]
+    assert gan.batch_couplings() == ["the batch normalisation of the discriminator (1 layer)"]
+    note = distributed.batch_estimate_note("mfm", ["the MMD"], 4, 100)
+    assert note == (
+        "mfm: the MMD: estimated over each process's 100 examples, not over the global batch of 400; the 4 "
+        "processes train like the mean of 4 one-process steps at batch 100, not like one process at batch 400"
+    )
+    assert distributed.batch_estimate_note("mfm", ["the MMD"], 1, 100) is None
+    assert distributed.batch_estimate_note("vae", [], 4, 100) is None
