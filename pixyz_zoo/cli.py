@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--iw-samples", type=int, default=IW_SAMPLES, help=f"IWAE importance samples (default {IW_SAMPLES})"
     )
     evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--download", action="store_true", help="let torchvision download missing files")
     evaluate.add_argument(
         "--refine-steps",
         type=int,
@@ -447,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
 
             check_refine_steps(args.refine_steps)
             run, device, progress = args.run_dir, args.device, not args.no_progress
-            metrics = evaluate_run(run, iw_samples=args.iw_samples, device=device, progress=progress)
+            metrics = evaluate_run(
+                run, iw_samples=args.iw_samples, device=device, progress=progress, download=args.download
+            )
             if args.refine_steps:
                 metrics = evaluate_refinement_run(run, args.refine_steps, device, progress=progress)
             report(metrics, run)

@@ -390,14 +390,16 @@ def environment(device: torch.device) -> dict[str, str]:
 
 
 def load_run(
-    run_dir: str | os.PathLike, device: str | None = None
+    run_dir: str | os.PathLike, device: str | None = None, download: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any], ZooModel, MultimodalDataset]:
     """A finished or interrupted run as evaluation needs it: its config, its checkpoint (checked
-    against the config), the model rebuilt on ``device`` (default: the run's) and its test split."""
+    against the config), the model rebuilt on ``device`` (default: the run's) and its test split
+    (``download``: torchvision may fetch data files that have gone, whatever the run's setting)."""
     config = read_config(run_dir)
     payload = load_run_checkpoint(run_dir, config)
     model = model_from_checkpoint(payload, resolve_device(device or config.get("device", "auto")))
-    _, test = load_data(RunSpec.from_config(config))
+    spec = RunSpec.from_config(config)
+    _, test = load_data(spec.replace(download=True) if download else spec)
     return config, payload, model, test
 
 
@@ -407,16 +409,17 @@ def evaluate_run(
     device: str | None = None,
     batch_size: int = 100,
     progress: bool = True,
+    download: bool = False,
 ) -> dict[str, Any]:
     """Measure the run's model on its test split, write ``metrics.json``, draw the figures, write
-    ``report.md``.
+    ``report.md`` (``download``: see :func:`load_run`).
 
     The metrics are written before any figure is drawn, and a figure that cannot be drawn is
     reported (a warning line on stderr naming the figure and the error, and a line in the report)
     instead of failing the evaluation.
     """
     run_dir = Path(run_dir)
-    config, payload, model, test = load_run(run_dir, device)
+    config, payload, model, test = load_run(run_dir, device, download)
 
     metrics: dict[str, Any] = {"epochs_trained": payload["epoch"], "test_examples": len(test)}
     if payload["history"]:

@@ -171,11 +171,11 @@ def test_check_every_sets_the_steps_between_host_reads_and_may_change_on_resume(
     assert "argument --check-every: invalid int value: 'often'" in capsys.readouterr().err
 
 
-def test_download_reaches_both_splits_and_a_resume(tmp_path, monkeypatch):
+def test_download_reaches_both_splits_a_resume_and_an_evaluation(tmp_path, monkeypatch):
     """``--download`` lets the loader fetch the files of both splits (SVHN downloads each split's
-    file on its own). Left out on resume, the data loads as the run did; given, the loader may fetch
-    files that have gone since (the run records the permission). A dataset read from files, with the
-    digits in their place: nothing is fetched here."""
+    file on its own). Left out on resume or evaluation, the data loads as the run did; given, the
+    loader may fetch files that have gone since (a resume records the permission). A dataset read
+    from files, with the digits in their place: nothing is fetched here."""
     import pixyz_zoo.runs
 
     asked: list[tuple[str, bool]] = []
@@ -200,3 +200,11 @@ def test_download_reaches_both_splits_and_a_resume(tmp_path, monkeypatch):
     assert main([*other, "--download", "--no-progress"]) == 0
     assert asked == [("train", True), ("test", True)]
     assert json.loads((tmp_path / "other" / "config.json").read_text())["data"]["download"] is True
+    third = str(tmp_path / "third")  # evaluate: the run's own setting, or --download
+    assert main(["train", "vae", *flags, "--epochs", "1", "--out", third]) == 0
+    asked.clear()
+    assert main(["evaluate", third, "--iw-samples", "2", "--no-progress"]) == 0
+    assert asked == [("train", False), ("test", False)]
+    asked.clear()
+    assert main(["evaluate", third, "--iw-samples", "2", "--no-progress", "--download"]) == 0
+    assert asked == [("train", True), ("test", True)]
