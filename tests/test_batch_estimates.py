@@ -55,7 +55,7 @@ def losses(model, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         torch.manual_seed(0)
         with shared_parameters():
             out = model.evaluate_loss(name, model.feed(batch))
-        values[name] = float((out[0] if isinstance(out, tuple) else out).double())
+        values[name] = float((out[0] if isinstance(out, tuple) else out).detach().double())
     return values
 
 
