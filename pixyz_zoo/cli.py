@@ -392,10 +392,13 @@ def interrupted(args: argparse.Namespace) -> str:
         kept = f"the checkpoint of epoch {len(json.loads((Path(run_dir) / 'history.json').read_text()))}"
     except (OSError, ValueError, TypeError):
         kept = "the checkpoint of the last finished epoch"
-    return (
-        f"interrupted; {kept} is kept in {run_dir}. Continue with: pixyz-zoo train {args.model} "
-        f"--resume {run_dir}"
-    )
+    try:  # a data-parallel run resumes with as many processes as trained it
+        world = int(json.loads((Path(run_dir) / "config.json").read_text())["train"]["world_size"])
+    except (OSError, ValueError, TypeError, KeyError):
+        world = 1
+    launcher = "pixyz-zoo" if world == 1 else f"torchrun --nproc_per_node={world} -m pixyz_zoo"
+    resume = f"{launcher} train {args.model} --resume {run_dir}"
+    return f"interrupted; {kept} is kept in {run_dir}. Continue with: {resume}"
 
 
 def report(metrics: dict[str, Any], run_dir: Path) -> None:
@@ -459,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "reproduce":
             cmd_reproduce(args)
     except KeyboardInterrupt:
-        print(f"\n{interrupted(args)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every process is interrupted: say it once
+            print(f"\n{interrupted(args)}", file=sys.stderr)
         return 130
     except (
         NonFiniteLossError,

@@ -6,6 +6,7 @@ Every run here is tiny (64 training examples of the digits, a 16-unit network, a
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 import pixyz_zoo.runs
-from pixyz_zoo.cli import main
+from pixyz_zoo.cli import interrupted, main
 from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.models import MODELS, build_model, describe_type, model_options, option_types, validate_options
 from pixyz_zoo.models.base import NonFiniteLossError
@@ -275,6 +276,24 @@ def test_ctrl_c_after_a_checkpoint_suggests_a_resume_that_works(tmp_path, capsys
     monkeypatch.undo()
     assert main(["train", "vae", "--resume", str(out), *QUIET]) == 0
     assert torch.load(out / CHECKPOINT, weights_only=True)["epoch"] == 2
+
+
+def test_ctrl_c_under_torchrun_is_reported_once_with_the_torchrun_resume(tmp_path, capsys, monkeypatch):
+    """Every process of a torchrun launch gets the interrupt: rank 0 alone reports it, and a run
+    trained by N processes is continued by N (``config.json``'s ``world_size``)."""
+    interrupt_at_epoch(monkeypatch, 2)
+    out = tmp_path / "run"
+    monkeypatch.setenv("RANK", "1")
+    assert main(["train", "vae", "--epochs", "2", "--out", str(out), *TINY, *QUIET]) == 130
+    assert "interrupted" not in capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    config["train"]["world_size"] = 2
+    (out / "config.json").write_text(json.dumps(config))
+    args = argparse.Namespace(command="train", model="vae", run_dir=out, stage=None)
+    assert interrupted(args) == (
+        f"interrupted; the checkpoint of epoch 1 is kept in {out}. Continue with: "
+        f"torchrun --nproc_per_node=2 -m pixyz_zoo train vae --resume {out}"
+    )
 
 
 def test_ctrl_c_during_evaluation_points_to_evaluate(tmp_path, capsys, monkeypatch):
