@@ -165,9 +165,9 @@ class DivergenceCheck:
     times as far above (``TRANSIENT_FACTOR * factor * (|level| + spread + MIN_SCALE)``); after them,
     or in a run that begins later, every far-above step counts. The level then comes from the first
     step alone, which can be far from the loss's scale a few steps later: MFM's surrogate regression
-    on trimodal-digits at batch 128 takes the loss from 9.1 at the first step to 117..1575 at steps
-    2-11 (up to 156 x (|level| + 1)), then back to 20-90 (the encoders' codes grow in the first Adam
-    steps, and the surrogates regress on them), and it trains normally. The price: a rise of less than
+    on trimodal-digits at batch 128 takes the loss from 9.1 at the first step to 87..1575 at steps
+    2-12 (up to 155 x (|level| + 1)), 45..247 at steps 13-20, then 21..47 (the encoders' codes grow
+    in the first Adam steps, and the surrogates regress on them), and it trains normally. The price: a rise of less than
     ``TRANSIENT_FACTOR`` times that begins early and stays is stopped only after the transient's
     steps, and an epoch that ends within them writes its checkpoint.
 
