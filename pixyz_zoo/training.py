@@ -167,9 +167,9 @@ class DivergenceCheck:
     step alone, which can be far from the loss's scale a few steps later: MFM's surrogate regression
     on trimodal-digits at batch 128 takes the loss from 9.1 at the first step to 87..1575 at steps
     2-12 (up to 155 x (|level| + 1)), 45..247 at steps 13-20, then 21..47 (the encoders' codes grow
-    in the first Adam steps, and the surrogates regress on them), and it trains normally. The price: a rise of less than
-    ``TRANSIENT_FACTOR`` times that begins early and stays is stopped only after the transient's
-    steps, and an epoch that ends within them writes its checkpoint.
+    in the first Adam steps, and the surrogates regress on them), and it trains normally. The price:
+    a rise of less than ``TRANSIENT_FACTOR`` times that begins early and stays is stopped only after
+    the transient's steps, and an epoch that ends within them writes its checkpoint.
 
     The defaults leave a wide margin: over the zoo's models trained normally (the beta-VAE family
     on digits at batch 64 and 16, the multimodal models on trimodal- and attribute-digits, with
