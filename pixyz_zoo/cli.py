@@ -434,10 +434,16 @@ def cmd_graph(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pixyz_zoo import distributed
     from pixyz_zoo.models.base import NonFiniteLossError
     from pixyz_zoo.training import CheckpointError
 
     try:
+        if distributed.launched() and args.command != "train":
+            raise ValueError(
+                f"`{args.command}` runs in one process; only `train` is data-parallel under torchrun. "
+                f"Run it without torchrun: pixyz-zoo {args.command} ..."
+            )
         if args.command == "list":
             cmd_list()
         elif args.command == "train":
@@ -475,7 +481,11 @@ def main(argv: list[str] | None = None) -> int:
         RuntimeError,
     ) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"pixyz-zoo: error: {message}", file=sys.stderr)
+        # under torchrun every process reports its own error: say which
+        where = (
+            f" (rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']})" if distributed.launched() else ""
+        )
+        print(f"pixyz-zoo: error{where}: {message}", file=sys.stderr)
         return 1
     return 0
 

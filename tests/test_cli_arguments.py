@@ -377,3 +377,16 @@ def test_python_api_stays_silent_without_progress(digits_train, capsys):
     model = build_model("vae", digits_train.modalities, z_dim=2, hidden=[8])
     Trainer(model, load_dataset("digits", "test"), epochs=1, batch_size=256, progress=False).fit()
     assert capsys.readouterr().out == ""
+
+
+def test_under_torchrun_only_train_runs_and_errors_name_their_rank(tmp_path, capsys, monkeypatch):
+    """torchrun starts every process with the same command: `evaluate`, `graph`, `list` and
+    `reproduce` would run N times over the same files, so they are refused; each process reports its
+    own error with its rank."""
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    assert main(["evaluate", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    refusal = "`evaluate` runs in one process; only `train` is data-parallel under torchrun"
+    assert f"pixyz-zoo: error (rank 1 of 2): {refusal}" in err
+    assert main(["list"]) == 1 and "Run it without torchrun: pixyz-zoo list" in capsys.readouterr().err
