@@ -273,7 +273,8 @@ def test_edit_attributes_arithmetic():
     torch.manual_seed(0)
     model = LinearPair()
     x = torch.randn(5, 1, 2, 2)
-    edited = edit_attributes(model, {"x": x}, attribute_index=1, value=2.0)
+    with pytest.warns(UserWarning, match=r"value\(s\) 1 = 2 lie outside \[-1, 1\]"):
+        edited = edit_attributes(model, {"x": x}, attribute_index=1, value=2.0)
     w = x.flatten(1)[:, :3]
     w_new = w.clone()
     w_new[:, 1] = 2.0
@@ -283,14 +284,16 @@ def test_edit_attributes_arithmetic():
     assert model.calls[1] == (["w"], ["w"], ["x"], False)  # the mean faces from w only
     # several attributes, the true attributes, clamping, the parts
     w_true = torch.randn(5, 3)
-    parts = edit_attributes(
-        model, {"x": x, "w": w_true}, [0, 2], [-2.0, 1.0], infer_attributes=False, return_parts=True
-    )
+    with pytest.warns(UserWarning, match=r"value\(s\) 0 = -2 lie outside"):
+        parts = edit_attributes(
+            model, {"x": x, "w": w_true}, [0, 2], [-2.0, 1.0], infer_attributes=False, return_parts=True
+        )
     assert parts["w_edited"][:, 0].eq(-2).all() and parts["w_edited"][:, 2].eq(1).all()
     torch.testing.assert_close(parts["w_edited"][:, 1], w_true[:, 1])
     torch.testing.assert_close(parts["edited"], x + parts["x_edited_mean"] - parts["x_mean"])
     torch.testing.assert_close(parts["x_mean"], (w_true @ model.m).view(-1, 1, 2, 2))
-    clamped = edit_attributes(model, {"x": x * 10}, 0, 5.0, clamp=(-1.0, 1.0))
+    with pytest.warns(UserWarning, match=r"value\(s\) 0 = 5 lie outside"):
+        clamped = edit_attributes(model, {"x": x * 10}, 0, 5.0, clamp=(-1.0, 1.0))
     assert clamped.abs().max() <= 1
     # setting an attribute to the value it has leaves the image unchanged
     w_same = torch.cat([torch.full((5, 1), 0.5), torch.randn(5, 2)], 1)
