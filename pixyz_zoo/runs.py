@@ -493,6 +493,17 @@ def draw_run_figures(
     return paths, failures
 
 
+def data_parallel_lines(config: dict[str, Any], model: ZooModel) -> list[str]:
+    """The report's words on a run trained by several processes: the batch per process and the global
+    batch, and what each process estimated from its own share (``ZooModel.batch_couplings``)."""
+    world, batch = config["train"].get("world_size", 1), config["train"]["batch_size"]
+    if world <= 1:
+        return []
+    lines = [f"- data parallel: {world} processes at batch {batch} each (global batch {world * batch})"]
+    note = distributed.batch_estimate_note(config["model"], model.batch_couplings(), world, batch)
+    return lines + ([f"- {note}"] if note else [])
+
+
 def render_report(
     config: dict[str, Any],
     model: ZooModel,
@@ -517,6 +528,7 @@ def render_report(
         f"- data: `{json.dumps(config['data'])}`",
         f"- training: `{json.dumps(config['train'])}`",
         f"- environment: `{json.dumps(config.get('environment', {}))}`",
+        *data_parallel_lines(config, model),
         "",
         "## Test metrics",
         "",

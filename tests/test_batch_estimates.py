@@ -103,3 +103,22 @@ def test_the_couplings_named_and_the_note_under_data_parallelism():
     )
     assert distributed.batch_estimate_note("mfm", ["the MMD"], 1, 100) is None
     assert distributed.batch_estimate_note("vae", [], 4, 100) is None
+
+
+def test_the_report_of_a_data_parallel_run_says_what_each_process_estimated(tmp_path):
+    from pixyz_zoo.runs import data_parallel_lines, render_report
+
+    model = built("mfm")[0]
+    config = {
+        "model": "mfm",
+        "options": {},
+        "data": {"dataset": "trimodal-digits"},
+        "train": {"batch_size": 64, "world_size": 2},
+    }
+    note = distributed.batch_estimate_note("mfm", model.batch_couplings(), 2, 64)
+    lines = ["- data parallel: 2 processes at batch 64 each (global batch 128)", f"- {note}"]
+    assert data_parallel_lines(config, model) == lines
+    report = render_report(config, model, {}, [], {}, tmp_path)
+    assert "\n".join(lines) in report
+    assert data_parallel_lines(config, built("vae")[0]) == lines[:1]
+    assert data_parallel_lines({**config, "train": {"batch_size": 64, "world_size": 1}}, model) == []
