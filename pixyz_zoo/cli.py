@@ -392,8 +392,10 @@ def interrupted(args: argparse.Namespace) -> str:
         kept = f"the checkpoint of epoch {len(json.loads((Path(run_dir) / 'history.json').read_text()))}"
     except (OSError, ValueError, TypeError):
         kept = "the checkpoint of the last finished epoch"
+    from pixyz_zoo.runs import read_config
+
     try:  # a data-parallel run resumes with as many processes as trained it
-        world = int(json.loads((Path(run_dir) / "config.json").read_text())["train"]["world_size"])
+        world = int(read_config(run_dir)["train"]["world_size"])
     except (OSError, ValueError, TypeError, KeyError):
         world = 1
     launcher = "pixyz-zoo" if world == 1 else f"torchrun --nproc_per_node={world} -m pixyz_zoo"

@@ -89,8 +89,13 @@ class ExperimentContext:
         ``RunSpec.from_settings``); the seed, the device, the data root, the precision and the
         download permission default to this context's.
         """
-        context = {"seed": self.seed, "device": self.device, "data_root": self.data_root}
-        context |= {"precision": self.precision, "download": self.download}
+        context = {
+            "seed": self.seed,
+            "device": self.device,
+            "data_root": self.data_root,
+            "precision": self.precision,
+            "download": self.download,
+        }
         spec = RunSpec.from_settings(model, dataset=dataset, **{**context, **settings})
         return fit_run(spec, self.out / "runs" / key, progress=self.progress)
 
