@@ -59,21 +59,19 @@ def losses(model, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     return values
 
 
-def mixed_differences(name: str) -> dict[str, tuple[float, float]]:
+def mixed_differences(model, data) -> dict[str, tuple[float, float]]:
     """Per loss: the mixed difference over the two halves A and B of a batch of 8 (each half replaced
     by 4 other examples), and the loss's size."""
-    torch.manual_seed(0)
-    model, data = built(name)
     model.prepare(data)  # data statistics the loss reads (beta-TCVAE's dataset size)
     model.distributions.train()
     rows = {n: t.double() for n, t in next(iter(data.batches(16))).items() if n in model.modalities}
 
+    def rows_of(start: int) -> dict[str, torch.Tensor]:
+        return {n: t[start : start + 4] for n, t in rows.items()}
+
     def batch(a: bool, b: bool) -> dict[str, torch.Tensor]:
         halves = [rows_of(8 if a else 0), rows_of(12 if b else 4)]
         return {n: torch.cat([h[n] for h in halves]) for n in rows}
-
-    def rows_of(start: int) -> dict[str, torch.Tensor]:
-        return {n: t[start : start + 4] for n, t in rows.items()}
 
     l00, l10, l01, l11 = (losses(model, batch(a, b)) for a, b in ((0, 0), (1, 0), (0, 1), (1, 1)))
     return {k: (l11[k] - l10[k] - l01[k] + l00[k], max(abs(v[k]) for v in (l00, l10, l01, l11))) for k in l00}
@@ -81,10 +79,12 @@ def mixed_differences(name: str) -> dict[str, tuple[float, float]]:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_a_model_names_exactly_what_couples_the_examples_of_a_batch(name):
-    differences = mixed_differences(name)
+    torch.manual_seed(0)
+    model, data = built(name)
+    differences = mixed_differences(model, data)
     # float64 rounding of four losses: a few units in the last place of their size
     coupled = {k: d for k, (d, size) in differences.items() if abs(d) > 1024 * EPS * size}
-    couplings = built(name)[0].batch_couplings()
+    couplings = model.batch_couplings()
     if not couplings:
         assert not coupled, f"{name}'s losses couple the examples: {coupled}; declare batch_estimate"
     else:
