@@ -404,9 +404,16 @@ def interrupted(args: argparse.Namespace) -> str:
 
 
 def report(metrics: dict[str, Any], run_dir: Path) -> None:
+    from pixyz_zoo.runs import OBJECTIVE_TERMS
+
     print("\nTest metrics:")
     for key, value in metrics.items():
-        print(f"  {key:<18} {value:.4f}" if isinstance(value, float) else f"  {key:<18} {value}")
+        if key != OBJECTIVE_TERMS:
+            print(f"  {key:<18} {value:.4f}" if isinstance(value, float) else f"  {key:<18} {value}")
+    if metrics.get(OBJECTIVE_TERMS):
+        print("\nTest objective term by term:")
+        for term in metrics[OBJECTIVE_TERMS]:
+            print(f"  {term['value']:12.4f}  {term['term']}")
     print(f"\nreport: {Path(run_dir) / 'report.md'}")
 
 

@@ -21,6 +21,7 @@ import torch
 from pixyz_zoo import distributed
 from pixyz_zoo.datasets import DATASETS, MultimodalDataset, load_dataset, resolve_data_root
 from pixyz_zoo.evaluation import evaluate_log_likelihood
+from pixyz_zoo.evaluation.objective import objective_term_means
 from pixyz_zoo.models import MODELS, ZooModel, build_model
 from pixyz_zoo.run_spec import DataSpec, Difference, ModelSpec, RunSpec, TrainSpec, plain, spec_differences
 from pixyz_zoo.training import (
@@ -36,6 +37,8 @@ from pixyz_zoo.training import (
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
+#: the key of the test objective's terms in ``metrics.json`` (:func:`objective_term_means`)
+OBJECTIVE_TERMS = "test_objective_terms"
 REPORT = "report.md"
 FIGURES = "figures"
 #: Default importance samples of the evaluation's IWAE bound: the default ``train vae`` then spends
@@ -433,6 +436,7 @@ def evaluate_run(
         metrics[f"test_iwae_{iw_samples}"] = ll[f"iwae_{iw_samples}"]
         metrics["iw_samples"] = iw_samples
     metrics.update(model.test_metrics(test))
+    metrics[OBJECTIVE_TERMS] = objective_term_means(model, test, batch_size)
 
     write_json(run_dir / METRICS, metrics)
 
@@ -443,7 +447,7 @@ def evaluate_run(
 
 
 def draw_run_figures(
-    model: ZooModel, test: MultimodalDataset, history: list[dict[str, float]], figures: Path
+    model: ZooModel, test: MultimodalDataset, history: list[dict[str, Any]], figures: Path
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Draw a run's figures into ``figures``: per modality (in the dataset's declaration order) the
     test examples beside their reconstructions and samples of the model, then the graphical model
@@ -504,11 +508,47 @@ def data_parallel_lines(config: dict[str, Any], model: ZooModel) -> list[str]:
     return lines + ([f"- {note}"] if note else [])
 
 
+def objective_term_lines(terms: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[str]:
+    """The report's tables of the test objective term by term: the final model's (metrics,
+    :func:`objective_term_means`) and each epoch's (``test_terms`` of the history). A formula's ``|``
+    (as in ``q(z|x)``) is escaped so that the table keeps its columns."""
+    if not terms:
+        return []
+    lines = [
+        "",
+        "## Test objective term by term",
+        "",
+        "Each term of the test objective (the model's printed loss, split at its sums), averaged over "
+        "the test examples, with the draws of one evaluation of the whole objective: the terms add up "
+        "to the test loss.",
+        "",
+        "| | term | final model |",
+        "|---|---|---|",
+    ]
+    for i, term in enumerate(terms, 1):
+        formula = term["term"].replace("|", "\\|")
+        lines.append(f"| T{i} | `{formula}` | {term['value']:.4f} |")
+    lines.append(f"| | sum | {sum(t['value'] for t in terms):.4f} |")
+    epochs = [r for r in history if len(r.get("test_terms", ())) == len(terms)]
+    if epochs:
+        lines += [
+            "",
+            "Per epoch (the trainer's test batches; `test loss` in the training history is their sum):",
+            "",
+            "| epoch | " + " | ".join(f"T{i}" for i in range(1, len(terms) + 1)) + " |",
+            "|---" * (len(terms) + 1) + "|",
+        ]
+        lines += [
+            f"| {r['epoch']} | " + " | ".join(f"{v:.4f}" for v in r["test_terms"]) + " |" for r in epochs
+        ]
+    return lines
+
+
 def render_report(
     config: dict[str, Any],
     model: ZooModel,
     metrics: dict[str, Any],
-    history: list[dict[str, float]],
+    history: list[dict[str, Any]],
     figures: dict[str, Path],
     run_dir: Path,
     failures: dict[str, str] | None = None,
@@ -535,11 +575,13 @@ def render_report(
         "| metric | value |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()]
+    shown = {k: v for k, v in metrics.items() if k != OBJECTIVE_TERMS}
+    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in shown.items()]
     lines += [
         "",
         "ELBO and IWAE are in nats per example (log-likelihood lower bounds: higher is better); "
         "losses are the negative training objective averaged per example.",
+        *objective_term_lines(metrics.get(OBJECTIVE_TERMS, []), history),
         "",
         "## Training history",
         "",

@@ -356,7 +356,7 @@ class Trainer:
             else None
         )
         self.epoch = 0
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, Any]] = []
         self.generator = torch.Generator().manual_seed(seed)
         self._fresh = True
 
@@ -382,7 +382,7 @@ class Trainer:
     def _model_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {n: batch[n] for n in self.model.modalities}
 
-    def fit(self) -> list[dict[str, float]]:
+    def fit(self) -> list[dict[str, Any]]:
         """Train until ``epochs`` epochs are done; returns the per-epoch history."""
         self.model.prepare(self.train_data)
         if self._fresh:
@@ -399,7 +399,7 @@ class Trainer:
                 self.callback(self, record)
         return self.history
 
-    def _train_epoch(self) -> dict[str, float]:
+    def _train_epoch(self) -> dict[str, Any]:
         start = time.perf_counter()
         size = self.batch_size * self.world_size  # the global batch, split between the ranks
         n_batches = self.train_data.num_batches(size)
@@ -452,10 +452,11 @@ class Trainer:
         bar.close()
         record = {"epoch": self.epoch + 1, "train_loss": total / count, **self.model.epoch_metrics()}
         if self.test_data is not None:
-            record["test_loss"] = self.test_loss()
+            terms = self.test_terms()
+            record["test_loss"], record["test_terms"] = sum(terms), terms
         record["seconds"] = time.perf_counter() - start
         if self.progress:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "test_terms"))
             line = f"epoch {record['epoch']}/{self.epochs}: {shown}"
             if self.progress is True:
                 tqdm.write(line)
@@ -482,7 +483,14 @@ class Trainer:
         return total, count
 
     def test_loss(self, data: MultimodalDataset | None = None) -> float:
-        """Average test loss (hyperparameters at their final values) over ``data``."""
+        """Average test loss (hyperparameters at their final values) over ``data``: the sum of
+        :meth:`test_terms`."""
+        return sum(self.test_terms(data))
+
+    def test_terms(self, data: MultimodalDataset | None = None) -> list[float]:
+        """The average over ``data`` of each term of the test objective (``model.test_terms``, the
+        loss split at its sums), each batch's terms evaluated in order with the draws of one
+        evaluation of the whole loss."""
         if data is None or data is self.test_data:
             data = self._test_source
         else:
@@ -490,13 +498,16 @@ class Trainer:
         if data is None:
             raise ValueError("no test data given")
         generator = torch.Generator().manual_seed(self.seed + 1)
-        total, count = 0.0, 0
+        totals, count = [0.0] * len(self.model.test_terms), 0
         for batch in data.batches(self.batch_size, generator=generator):
             batch = self._model_batch(batch)
             n = len(next(iter(batch.values())))
-            total += self.model.test_step(batch) * n
+            totals = [
+                total + value * n
+                for total, value in zip(totals, self.model.test_term_values(batch), strict=True)
+            ]
             count += n
-        return total / count
+        return [total / count for total in totals]
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_payload(self) -> dict[str, Any]:

@@ -19,33 +19,11 @@ import pytest
 import torch
 
 from pixyz_zoo import distributed
-from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
-from pixyz_zoo.models import MODELS, build_model, model_options
+from pixyz_zoo.models import MODELS
+from tests.registered_models import built
 
-TINY = {"hidden": [16], "z_dim": 2, "style_dim": 2}
-DATASETS = ("digits", "trimodal-digits")
 EPS = torch.finfo(torch.float64).eps
-
-
-def built(name: str):
-    """``name`` with tiny float64 networks on the first dataset it accepts, and that dataset."""
-    for dataset in DATASETS:
-        data = load_dataset(dataset, "test", binarize="fixed")
-        if MODELS[name].needs_labels:
-            data = data.with_labels()
-        options = {k: v for k, v in TINY.items() if k in model_options(name)}
-        if "target" in model_options(name):
-            options["target"] = next(iter(data.modalities))
-        default = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)  # float64: rounding far below any coupling
-        try:
-            return build_model(name, data.modalities, **options), data
-        except (ValueError, KeyError):
-            continue
-        finally:
-            torch.set_default_dtype(default)
-    raise AssertionError(f"{name} accepts none of {DATASETS}")
 
 
 def losses(model, batch: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -34,6 +34,7 @@ from torch.distributions import Distribution as TorchDistribution
 from pixyz_zoo import distributed
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.losses.evaluation import loss_evaluator
+from pixyz_zoo.losses.terms import Term, additive_terms
 from pixyz_zoo.modalities import Modality, check_batch
 from pixyz_zoo.models.optimizer_steps import fused_adam, masked_step, total_norm, zero_gradients
 
@@ -345,8 +346,35 @@ class ZooModel(Model):
 
     def test_step(self, batch: dict[str, torch.Tensor]) -> float:
         """The test loss on ``batch`` (hyperparameters at their final values), no gradient."""
-        with shared_parameters():
+        with shared_parameters(), self.testing():
             return float(self.test(self.feed(batch)).detach())
+
+    @property
+    def test_terms(self) -> list[Term]:
+        """The test objective split at its sums (:func:`~pixyz_zoo.losses.terms.additive_terms`):
+        ``E_q[-log p(x|z)]`` and ``beta KL[q(z|x)||p(z)]`` for the VAE."""
+        cached = self.__dict__.get("_test_terms")
+        if cached is None or cached[0] is not self.test_loss_cls:
+            cached = (self.test_loss_cls, additive_terms(self.test_loss_cls))
+            self.__dict__["_test_terms"] = cached
+        return cached[1]
+
+    @torch.no_grad()
+    def test_term_values(self, batch: dict[str, torch.Tensor]) -> list[float]:
+        """The value of each of :attr:`test_terms` on ``batch``, evaluated in order: from the random
+        state that :meth:`test_step` starts from, they draw its samples and add up to its value (read
+        from the device once)."""
+        x_dict = self.feed(batch)
+        with shared_parameters(), self.testing():
+            self.distributions.eval()
+            values = [torch.as_tensor(term.loss.eval(x_dict)) for term in self.test_terms]
+        return torch.stack([v.detach().reshape(()).to(self.device, torch.float64) for v in values]).tolist()
+
+    @contextmanager
+    def testing(self) -> Iterator[None]:
+        """The modes a test loss is evaluated in (the distributions are put in evaluation mode by
+        Pixyz's ``Model.test``); models with modules of their own extend it."""
+        yield
 
     def with_loss(self, loss: Loss, hyperparameters: dict[str, float] | None = None) -> ZooModel:
         """A model over the same distributions trained with another loss expression."""

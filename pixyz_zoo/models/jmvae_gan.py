@@ -10,7 +10,8 @@ discriminator ``C64R-C128BR-C256BR-C256BR-F-D1024R-D1S``
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -210,12 +211,13 @@ class JMVAEGAN(WithDiscriminator, JMVAEKL):
             raise NonFiniteLossError(f"the discriminator's loss is {value}")
         return value
 
-    def test_step(self, batch: dict[str, torch.Tensor]) -> float:
-        """The test loss, with the discriminator in evaluation mode (its batch statistics untouched)."""
+    @contextmanager
+    def testing(self) -> Iterator[None]:
+        """The discriminator in evaluation mode too (its batch statistics untouched by a test loss)."""
         training = self.discriminator.training
         self.discriminator.eval()
         try:
-            return super().test_step(batch)
+            yield
         finally:
             self.discriminator.train(training)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 
-def training_curve(history: list[dict[str, float]], title: str | None = None) -> Figure:
+def training_curve(history: list[dict[str, Any]], title: str | None = None) -> Figure:
     """Train and test loss per epoch."""
     fig = Figure(figsize=(5, 3.2), layout="constrained")
     ax = fig.add_subplot()

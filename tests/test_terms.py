@@ -1,0 +1,150 @@
+"""A loss expression split into its terms (``losses.terms``), and the test objective term by term."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from pixyz.distributions import Normal
+from pixyz.losses import LogProb, Parameter
+from pixyz.losses.losses import MinLoss
+
+from pixyz_zoo.evaluation.objective import objective_term_means
+from pixyz_zoo.losses.terms import additive_terms
+from pixyz_zoo.models import MODELS
+from tests.registered_models import built
+
+EPS = torch.finfo(torch.float64).eps
+
+
+def densities():
+    """Two one-dimensional Gaussians over ``x``: log-densities that are not scalars of the batch."""
+    p = Normal(loc=torch.tensor(0.0), scale=torch.tensor(1.0), var=["x"], features_shape=[1], name="p")
+    q = Normal(loc=torch.tensor(1.0), scale=torch.tensor(2.0), var=["x"], features_shape=[1], name="q")
+    return LogProb(p), LogProb(q)
+
+
+def test_sums_differences_negations_and_scalar_factors_are_split_in_order():
+    log_p, log_q = densities()
+    beta = Parameter("beta")
+    loss = (-(log_p - 2 * log_q) + beta * (log_p + log_q) / 2).mean()
+    terms = additive_terms(loss)
+    x = {"x": torch.tensor([[0.5], [-1.0], [2.0]]), "beta": 3.0}
+    lp, lq = (float(term.eval(x).mean()) for term in (log_p, log_q))
+    values = [float(t.loss.eval(x)) for t in terms]
+    assert values == pytest.approx([-lp, 2 * lq, 1.5 * lp, 1.5 * lq], rel=1e-6)
+    assert sum(values) == pytest.approx(float(loss.eval(x)), rel=1e-6)
+    # each formula as Pixyz prints it, without the batch mean the term is evaluated with
+    assert [t.text for t in terms] == [
+        r"- \log p(x)",
+        r"2 \log q(x)",
+        r"\frac{\log p(x) \beta}{2}",
+        r"\frac{\log q(x) \beta}{2}",
+    ]
+    assert all(type(t.loss).__name__ == "BatchMean" for t in terms)
+
+
+def test_what_is_not_a_sum_is_one_term():
+    log_p, log_q = densities()
+    for loss in (log_p * log_q, MinLoss(log_p, log_q), log_p):  # a product of two densities, a min
+        assert [t.loss for t in additive_terms(loss)] == [loss]
+
+
+#: the number of terms of each registered model's test objective (tiny networks on digits or
+#: trimodal-digits): a sum of per-modality ELBOs (MVAE, TELBO) gives one reconstruction and one KL
+#: per subset; an expectation of a sum (beta-TCVAE's decomposition inside E_q) stays one term.
+TERM_COUNTS = {
+    "annealed-vae": 2,
+    "beta-tcvae": 1,
+    "beta-vae": 2,
+    "cmma": 2,
+    "cvae": 2,
+    "factor-vae": 3,
+    "hierarchical-jmvae": 3,
+    "iterative-multimodal": 4,
+    "iterative-vae": 2,
+    "jmvae": 2,
+    "jmvae-gan": 5,
+    "jmvae-kl": 4,
+    "mfm": 3,
+    "mmvae": 1,
+    "mopoe": 4,
+    "mvae": 6,
+    "mvtcae": 4,
+    "refined-vae": 2,
+    "telbo": 6,
+    "translation": 1,
+    "vae": 2,
+}
+
+
+def test_every_registered_model_has_its_term_count():
+    assert set(TERM_COUNTS) == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_terms_add_up_to_the_test_loss_in_the_same_draws(name):
+    torch.manual_seed(0)
+    model, data = built(name)
+    model.prepare(data)
+    batch = {n: t.double() for n, t in next(iter(data.batches(8))).items() if n in model.modalities}
+    model.test_step(batch)  # fills the caches a test evaluation keeps (a refinement's result)
+    torch.manual_seed(1)
+    total = model.test_step(batch)
+    torch.manual_seed(1)
+    values = model.test_term_values(batch)
+    assert len(values) == TERM_COUNTS[name] == len(model.test_terms)
+    assert all(math.isfinite(v) for v in values)
+    assert abs(sum(values) - total) <= 64 * EPS * sum(map(abs, values)), (values, total)
+
+
+def test_the_objective_terms_over_a_test_set_are_batch_size_weighted_means():
+    torch.manual_seed(0)
+    model, data = built("vae")
+    model.distributions.float()  # the dataset's dtype
+    data = data.subset(torch.arange(30))
+    terms = objective_term_means(model, data, batch_size=20)  # batches of 20 and 10
+    assert [t["term"] for t in terms] == [t.text for t in model.test_terms]
+    kl = model.test_terms[1].loss  # the analytic KL: no draw
+    with torch.no_grad():
+        means = [float(kl.eval(model.feed({"x": b["x"]}))) for b in data.batches(20)]
+    assert terms[1]["value"] == pytest.approx((20 * means[0] + 10 * means[1]) / 30, rel=1e-6)
+    assert terms[1]["value"] != pytest.approx(sum(means) / 2, rel=1e-4)  # not a mean of batch means
+
+
+def test_a_gan_model_evaluates_its_terms_with_the_discriminator_in_evaluation_mode():
+    model, data = built("jmvae-gan")
+    batch = {n: t.double() for n, t in next(iter(data.batches(8))).items() if n in model.modalities}
+    model.discriminator.train()
+    seen = []
+    hook = model.discriminator.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    try:
+        model.test_term_values(batch)
+        model.test_step(batch)
+    finally:
+        hook.remove()
+    assert seen and not any(seen)
+    assert model.discriminator.training  # restored
+
+
+def test_the_trainer_records_each_epochs_terms_and_their_sum_is_the_test_loss(digits_train, digits_test):
+    from pixyz_zoo.models import build_model
+    from pixyz_zoo.training import Trainer
+
+    torch.manual_seed(0)
+    model = build_model("mvae", digits_test.with_labels().modalities, hidden=[16], z_dim=2)
+    train, test = digits_train.with_labels().subset(torch.arange(64)), digits_test.with_labels()
+    trainer = Trainer(model, train, test, epochs=1, batch_size=32, progress=False)
+    (record,) = trainer.fit()
+    assert len(record["test_terms"]) == 6 and record["test_loss"] == sum(record["test_terms"])
+    # the same test loss as one evaluation of the whole objective per batch (float32 rounding; that the
+    # terms draw the same samples is checked in float64 above)
+    torch.manual_seed(5)
+    terms = trainer.test_terms()
+    torch.manual_seed(5)
+    batches = test.batches(32, generator=torch.Generator().manual_seed(trainer.seed + 1))
+    whole = sum(model.test_step({n: b[n] for n in model.modalities}) * len(b["y"]) for b in batches) / len(
+        test
+    )
+    assert sum(terms) == pytest.approx(whole, rel=1e-5)
