@@ -148,3 +148,20 @@ def test_the_trainer_records_each_epochs_terms_and_their_sum_is_the_test_loss(di
         test
     )
     assert sum(terms) == pytest.approx(whole, rel=1e-5)
+
+
+def test_the_training_curve_draws_each_term_beside_the_losses():
+    from pixyz_zoo.plots import training_curve
+
+    history = [
+        {"epoch": e, "train_loss": 10.0 / e, "test_loss": 9.0 / e + 0.5, "test_terms": [9.0 / e, 0.5]}
+        for e in (1, 2, 3)
+    ]
+    figure = training_curve(history)
+    losses, terms = figure.axes
+    assert [line.get_label() for line in terms.get_lines()] == ["T1", "T2"]
+    assert list(terms.get_lines()[1].get_ydata()) == [0.5, 0.5, 0.5]
+    assert terms.get_yscale() == "symlog"
+    assert len(training_curve([{k: v for k, v in r.items() if k != "test_terms"} for r in history]).axes) == 1
+    one_term = [{**r, "test_terms": [r["test_loss"]]} for r in history]  # a single term: the test loss
+    assert len(training_curve(one_term).axes) == 1

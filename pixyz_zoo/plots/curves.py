@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 
 def training_curve(history: list[dict[str, Any]], title: str | None = None) -> Figure:
-    """Train and test loss per epoch."""
-    fig = Figure(figsize=(5, 3.2), layout="constrained")
-    ax = fig.add_subplot()
+    """Train and test loss per epoch; beside them, when the history holds them and there are several,
+    each term of the test objective per epoch (``T1..Tn``: the numbering of the run's report), on a
+    symmetric log scale (terms of different sizes and signs)."""
+    terms = [r.get("test_terms") for r in history]
+    by_term = terms[0] is not None and len(terms[0]) > 1 and all(t and len(t) == len(terms[0]) for t in terms)
+    fig = Figure(figsize=(10, 3.2) if by_term else (5, 3.2), layout="constrained")
+    ax = fig.add_subplot(1, 2 if by_term else 1, 1)
     epochs = [r["epoch"] for r in history]
     ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train loss")
     if all("test_loss" in r for r in history):
@@ -22,4 +28,18 @@ def training_curve(history: list[dict[str, Any]], title: str | None = None) -> F
     ax.legend()
     if title:
         ax.set_title(title)
+    if by_term:
+        ax = fig.add_subplot(1, 2, 2)
+        n = len(terms[0])  # type: ignore[arg-type]
+        colors = colormaps["tab10" if n <= 10 else "tab20"].colors  # type: ignore[attr-defined]
+        for i in range(n):
+            values = [t[i] for t in terms]  # type: ignore[index]
+            ax.plot(epochs, values, marker=".", color=colors[i % len(colors)], label=f"T{i + 1}")
+        largest = max(abs(v) for t in terms for v in t) or 1.0  # type: ignore[union-attr]
+        # linear within a decade of 1/100 of the largest term, logarithmic beyond
+        ax.set_yscale("symlog", linthresh=10.0 ** math.floor(math.log10(largest / 100)))
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title("test objective term by term (see the report)", fontsize="medium")
+        ax.legend(fontsize="small", ncol=2 if n > 12 else 1, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
