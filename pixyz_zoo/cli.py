@@ -248,15 +248,27 @@ OPTION_FLAGS = {"lr": "--lr", "clip_grad_norm": "--clip-grad-norm", "z_dim": "--
 
 
 def model_options_from(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
-    """The model options given (``-o`` and the option flags) and the argument that gave each."""
+    """The model options given (``-o`` and the option flags) and the argument that gave each; an
+    option given twice with different values is refused (neither silently wins)."""
     options: dict[str, Any] = {}
     given_by: dict[str, str] = {}
-    for key, value in args.option:
-        options[key], given_by[key] = value, f"-o {key}"
-    for key, flag in OPTION_FLAGS.items():
-        value = getattr(args, key)
-        if value is not None:
-            options[key], given_by[key] = value, flag
+    given = [(key, value, f"-o {key}") for key, value in args.option]
+    given += [
+        (key, getattr(args, key), flag)
+        for key, flag in OPTION_FLAGS.items()
+        if getattr(args, key) is not None
+    ]
+
+    def shown(argument: str, value: Any) -> str:
+        return f"{argument}={value!r}" if argument.startswith("-o") else f"{argument} {value}"
+
+    for key, value, argument in given:
+        if key in options and options[key] != value:
+            raise ValueError(
+                f"the model option {key} is given twice with different values, "
+                f"{shown(given_by[key], options[key])} and {shown(argument, value)}: give it once"
+            )
+        options[key], given_by[key] = value, argument
     return options, given_by
 
 

@@ -142,6 +142,14 @@ def test_resume_refuses_fewer_epochs_than_trained(run, capsys):
             "decoder_scale=0 (expected 'learned', 'per-example', a number > 0 or None)",
         ),
         (["-o", "zdim=3"], "no option(s) ['zdim']"),
+        (
+            ["-o", "z_dim=3", "--z-dim", "5"],
+            "the model option z_dim is given twice with different values, -o z_dim=3 and --z-dim 5: give it",
+        ),
+        (
+            ["-o", "lr=0.01", "-o", "lr=0.02"],
+            "lr is given twice with different values, -o lr=0.01 and -o lr=0.02",
+        ),
     ],
 )
 def test_bad_model_options_are_refused_before_data_is_loaded(tmp_path, capsys, no_data, arguments, expected):
@@ -150,6 +158,11 @@ def test_bad_model_options_are_refused_before_data_is_loaded(tmp_path, capsys, n
     err = capsys.readouterr().err
     assert expected in err, err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_an_option_given_twice_with_one_value_is_taken(tmp_path):
+    assert train(tmp_path / "run", "-o", "z_dim=4") == 0  # TINY gives --z-dim 4 too
+    assert read_config(tmp_path / "run")["options"]["z_dim"] == 4
 
 
 def test_options_are_validated_by_build_model_too(digits_test):
