@@ -519,8 +519,9 @@ def objective_term_lines(terms: list[dict[str, Any]], history: list[dict[str, An
         "## Test objective term by term",
         "",
         "Each term of the test objective (the model's printed loss, split at its sums), averaged over "
-        "the test examples, with the draws of one evaluation of the whole objective: the terms add up "
-        "to the test loss.",
+        "the test examples. A batch's terms are evaluated in order with the draws of one evaluation of "
+        "the whole objective, so they add up to its test loss; `test_loss` above is the same loss over "
+        "the trainer's batches and draws.",
         "",
         "| | term | final model |",
         "|---|---|---|",

@@ -10,6 +10,7 @@ from pixyz.distributions import Normal
 from pixyz.losses import LogProb, Parameter
 from pixyz.losses.losses import MinLoss
 
+from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.evaluation.objective import objective_term_means
 from pixyz_zoo.losses.terms import additive_terms
 from pixyz_zoo.models import MODELS
@@ -93,8 +94,9 @@ def test_the_terms_add_up_to_the_test_loss_in_the_same_draws(name):
     model.prepare(data)
     batch = {n: t.double() for n, t in next(iter(data.batches(8))).items() if n in model.modalities}
     model.test_step(batch)  # fills the caches a test evaluation keeps (a refinement's result)
-    torch.manual_seed(1)
-    total = model.test_step(batch)
+    with torch.no_grad(), shared_parameters(), model.testing():
+        torch.manual_seed(1)
+        total = float(model.test(model.feed(batch)))  # Pixyz's evaluation of the whole expression
     torch.manual_seed(1)
     values = model.test_term_values(batch)
     assert len(values) == TERM_COUNTS[name] == len(model.test_terms)
@@ -141,16 +143,17 @@ def test_the_trainer_records_each_epochs_terms_and_their_sum_is_the_test_loss(di
     trainer = Trainer(model, train, test, epochs=1, batch_size=32, progress=False)
     (record,) = trainer.fit()
     assert len(record["test_terms"]) == 6 and record["test_loss"] == sum(record["test_terms"])
-    # the same test loss as one evaluation of the whole objective per batch (float32 rounding; that the
-    # terms draw the same samples is checked in float64 above)
+    # the same test loss as Pixyz's evaluation of the whole objective on each batch (float32 rounding;
+    # that the terms draw the same samples is checked in float64 above)
     torch.manual_seed(5)
     terms = trainer.test_terms()
     torch.manual_seed(5)
-    batches = test.batches(32, generator=torch.Generator().manual_seed(trainer.seed + 1))
-    whole = sum(model.test_step({n: b[n] for n in model.modalities}) * len(b["y"]) for b in batches) / len(
-        test
-    )
-    assert sum(terms) == pytest.approx(whole, rel=1e-5)
+    whole = 0.0
+    for batch in test.batches(32, generator=torch.Generator().manual_seed(trainer.seed + 1)):
+        with torch.no_grad(), shared_parameters():
+            whole += float(model.test(model.feed({n: batch[n] for n in model.modalities}))) * len(batch["y"])
+    assert sum(terms) == pytest.approx(whole / len(test), rel=1e-5)
+    assert trainer.test_loss() == pytest.approx(sum(terms), rel=1e-3)  # other draws
 
 
 def test_the_training_curve_draws_each_term_beside_the_losses():

@@ -345,9 +345,9 @@ class ZooModel(Model):
         return float(loss)
 
     def test_step(self, batch: dict[str, torch.Tensor]) -> float:
-        """The test loss on ``batch`` (hyperparameters at their final values), no gradient."""
-        with shared_parameters(), self.testing():
-            return float(self.test(self.feed(batch)).detach())
+        """The test loss on ``batch`` (hyperparameters at their final values), no gradient: the sum of
+        :meth:`test_term_values`, which draw what one evaluation of the whole expression draws."""
+        return sum(self.test_term_values(batch))
 
     @property
     def test_terms(self) -> list[Term]:
@@ -361,9 +361,10 @@ class ZooModel(Model):
 
     @torch.no_grad()
     def test_term_values(self, batch: dict[str, torch.Tensor]) -> list[float]:
-        """The value of each of :attr:`test_terms` on ``batch``, evaluated in order: from the random
-        state that :meth:`test_step` starts from, they draw its samples and add up to its value (read
-        from the device once)."""
+        """The value of each of :attr:`test_terms` on ``batch`` (read from the device once), evaluated
+        in order: from one random state, they draw what ``self.test`` (Pixyz's evaluation of the whole
+        expression) draws and add up to its value. The trainer's test loss comes from here; a model
+        evaluated in modes of its own extends :meth:`testing`."""
         x_dict = self.feed(batch)
         with shared_parameters(), self.testing():
             self.distributions.eval()
