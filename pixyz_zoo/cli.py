@@ -442,6 +442,10 @@ def cmd_graph(args: argparse.Namespace) -> None:
     )
     model = build_model(args.model, data.modalities, **dict(args.option))
     print(str(model).split("Optimizer:")[0].rstrip())
+    if len(model.test_terms) > 1:  # numbered as a run's report and training curve number them
+        print("Test objective term by term:")
+        for i, term in enumerate(model.test_terms, 1):
+            print(f"  T{i}: {term.text}")
     fig = plots.draw_graphical_model(
         model.generative,
         model.inference,
