@@ -171,3 +171,38 @@ def test_the_training_curve_draws_each_term_beside_the_losses():
     assert len(training_curve([{k: v for k, v in r.items() if k != "test_terms"} for r in history]).axes) == 1
     one_term = [{**r, "test_terms": [r["test_loss"]]} for r in history]  # a single term: the test loss
     assert len(training_curve(one_term).axes) == 1
+
+
+def test_a_run_whose_history_predates_the_terms_resumes_and_reports(tmp_path, capsys):
+    """A checkpoint written before the history held the terms: the resumed epochs add them, the
+    report's per-epoch table and the figure's panel show what there is."""
+    from pixyz_zoo.cli import main
+    from pixyz_zoo.training import CHECKPOINT, load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    tiny = [
+        "-o",
+        "hidden=[8]",
+        "--z-dim",
+        "2",
+        "--train-examples",
+        "64",
+        "--test-examples",
+        "32",
+        "--no-progress",
+    ]
+    assert main(["train", "vae", "--epochs", "1", "--out", str(run), "--no-eval", *tiny]) == 0
+    payload = load_checkpoint(run)
+    for record in payload["history"]:
+        del record["test_terms"]
+    save_checkpoint(run / CHECKPOINT, payload)
+    assert (
+        main(["train", "vae", "--resume", str(run), "--epochs", "2", "--iw-samples", "2", "--no-progress"])
+        == 0
+    )
+    history = load_checkpoint(run)["history"]
+    assert "test_terms" not in history[0] and len(history[1]["test_terms"]) == 2
+    report = (run / "report.md").read_text()
+    per_epoch = report.split("Per epoch")[1].split("## Training history")[0]
+    assert "\n| 2 | " in per_epoch and "\n| 1 | " not in per_epoch
+    assert (run / "figures" / "training_curve.png").exists()
