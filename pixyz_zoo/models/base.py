@@ -7,6 +7,8 @@ exactly as optimised. Everything else (trainer, evaluation, plots, CLI) uses onl
 - ``train_step(batch)`` / ``test_step(batch)``: one optimisation step / the test loss (the trainer's
   ``train_step(batch, check=False)`` never waits for the device: a NaN/inf loss or gradient skips the
   update on the device and shows in ``step_health``, read at the trainer's checks);
+- ``test_terms`` / ``test_term_values(batch)``: the test objective split at its sums, and each
+  term's value (``test_step`` is their sum);
 - ``encode(batch, given)``: latent means (or samples) inferred from a subset of modalities;
 - ``generate(batch, given, targets)``: the one cross-modal generation path;
 - ``reconstruct(batch)`` and ``sample(n)``: the two special cases of ``generate``.
