@@ -498,16 +498,7 @@ class Trainer:
         if data is None:
             raise ValueError("no test data given")
         generator = torch.Generator().manual_seed(self.seed + 1)
-        totals, count = [0.0] * len(self.model.test_terms), 0
-        for batch in data.batches(self.batch_size, generator=generator):
-            batch = self._model_batch(batch)
-            n = len(next(iter(batch.values())))
-            totals = [
-                total + value * n
-                for total, value in zip(totals, self.model.test_term_values(batch), strict=True)
-            ]
-            count += n
-        return [total / count for total in totals]
+        return self.model.test_term_means(data.batches(self.batch_size, generator=generator))
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_payload(self) -> dict[str, Any]:

@@ -25,15 +25,5 @@ def objective_term_means(model: Any, data: MultimodalDataset, batch_size: int = 
     evaluation of the whole test loss draws and add up to its value (up to float rounding); their
     sum over ``data`` is the test loss of ``data``.
     """
-    terms = model.test_terms
-    sums = [0.0] * len(terms)
-    count = 0
-    for batch in data.batches(batch_size, generator=torch.Generator().manual_seed(0)):
-        batch = {name: batch[name] for name in model.modalities}
-        n = len(next(iter(batch.values())))
-        for i, value in enumerate(model.test_term_values(batch)):
-            sums[i] += value * n
-        count += n
-    if not count:
-        raise ValueError("the test data has no example: nothing to average the objective's terms over")
-    return [{"term": term.text, "value": total / count} for term, total in zip(terms, sums, strict=True)]
+    means = model.test_term_means(data.batches(batch_size, generator=torch.Generator().manual_seed(0)))
+    return [{"term": term.text, "value": mean} for term, mean in zip(model.test_terms, means, strict=True)]

@@ -373,6 +373,21 @@ class ZooModel(Model):
             values = [torch.as_tensor(term.loss.eval(x_dict)) for term in self.test_terms]
         return torch.stack([v.detach().reshape(()).to(self.device, torch.float64) for v in values]).tolist()
 
+    def test_term_means(self, batches: Iterable[dict[str, torch.Tensor]]) -> list[float]:
+        """Each of :attr:`test_terms` averaged over the examples of ``batches`` (each batch weighted
+        by its size; the batches may hold more modalities than the model reads)."""
+        sums, count = [0.0] * len(self.test_terms), 0
+        for batch in batches:
+            batch = {name: batch[name] for name in self.modalities}
+            n = len(next(iter(batch.values())))
+            sums = [
+                total + value * n for total, value in zip(sums, self.test_term_values(batch), strict=True)
+            ]
+            count += n
+        if not count:
+            raise ValueError("no test example: nothing to average the test objective's terms over")
+        return [total / count for total in sums]
+
     @contextmanager
     def testing(self) -> Iterator[None]:
         """The modes a test loss is evaluated in (the distributions are put in evaluation mode by
