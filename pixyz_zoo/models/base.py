@@ -36,7 +36,7 @@ from torch.distributions import Distribution as TorchDistribution
 from pixyz_zoo import distributed
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.losses.evaluation import loss_evaluator
-from pixyz_zoo.losses.terms import Term, additive_terms
+from pixyz_zoo.losses.terms import Term, additive_terms, term_evaluator
 from pixyz_zoo.modalities import Modality, check_batch
 from pixyz_zoo.models.optimizer_steps import fused_adam, masked_step, total_norm, zero_gradients
 
@@ -355,9 +355,15 @@ class ZooModel(Model):
     def test_terms(self) -> list[Term]:
         """The test objective split at its sums (:func:`~pixyz_zoo.losses.terms.additive_terms`):
         ``E_q[-log p(x|z)]`` and ``beta KL[q(z|x)||p(z)]`` for the VAE."""
+        return self._test_term_split()[0]
+
+    def _test_term_split(self) -> tuple[list[Term], Callable[[dict], list[Any]]]:
+        """:attr:`test_terms` and their joint evaluation (:func:`~pixyz_zoo.losses.terms.term_evaluator`),
+        made once per test loss."""
         cached = self.__dict__.get("_test_terms")
         if cached is None or cached[0] is not self.test_loss_cls:
-            cached = (self.test_loss_cls, additive_terms(self.test_loss_cls))
+            loss = self.test_loss_cls
+            cached = (loss, (additive_terms(loss), term_evaluator(loss)))
             self.__dict__["_test_terms"] = cached
         return cached[1]
 
@@ -370,7 +376,7 @@ class ZooModel(Model):
         x_dict = self.feed(batch)
         with shared_parameters(), self.testing():
             self.distributions.eval()
-            values = [torch.as_tensor(term.loss.eval(x_dict)) for term in self.test_terms]
+            values = [torch.as_tensor(v) for v in self._test_term_split()[1](x_dict)]
         return torch.stack([v.detach().reshape(()).to(self.device, torch.float64) for v in values]).tolist()
 
     def test_term_means(self, batches: Iterable[dict[str, torch.Tensor]]) -> list[float]:
