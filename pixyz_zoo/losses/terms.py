@@ -112,7 +112,10 @@ def _expectation(loss: Expectation, values: Values) -> Values:
     def evaluate(x: dict) -> list[Any]:
         samples = [p.sample(x, reparam=reparam, return_all=False) for _ in range(n)]
         per_sample = [values({**x, **sample}) for sample in samples]
-        return [torch.stack(list(term)).mean(dim=0) for term in zip(*per_sample, strict=True)]
+        return [
+            torch.stack([torch.as_tensor(v) for v in term]).mean(dim=0)
+            for term in zip(*per_sample, strict=True)
+        ]
 
     return evaluate
 
