@@ -192,6 +192,7 @@ def test_the_training_curve_draws_each_term_beside_the_losses():
     assert len(training_curve([{k: v for k, v in r.items() if k != "test_terms"} for r in history]).axes) == 1
     one_term = [{**r, "test_terms": [r["test_loss"]]} for r in history]  # a single term: the test loss
     assert len(training_curve(one_term).axes) == 1
+    assert len(training_curve([]).axes) == 1  # no epoch yet: the losses' axes alone
 
 
 def test_a_run_whose_history_predates_the_terms_resumes_and_reports(tmp_path, capsys):

@@ -376,8 +376,10 @@ class ZooModel(Model):
         x_dict = self.feed(batch)
         with shared_parameters(), self.testing():
             self.distributions.eval()
-            values = [torch.as_tensor(v) for v in self._test_term_split()[1](x_dict)]
-        return torch.stack([v.detach().reshape(()).to(self.device, torch.float64) for v in values]).tolist()
+            values = self._test_term_split()[1](x_dict)
+        return torch.stack(
+            [torch.as_tensor(v).detach().reshape(()).to(self.device, torch.float64) for v in values]
+        ).tolist()
 
     def test_term_means(self, batches: Iterable[dict[str, torch.Tensor]]) -> list[float]:
         """Each of :attr:`test_terms` averaged over the examples of ``batches`` (each batch weighted
@@ -396,8 +398,8 @@ class ZooModel(Model):
 
     @contextmanager
     def testing(self) -> Iterator[None]:
-        """The modes a test loss is evaluated in (the distributions are put in evaluation mode by
-        Pixyz's ``Model.test``); models with modules of their own extend it."""
+        """The modes a test loss is evaluated in besides the distributions' evaluation mode (which
+        :meth:`test_term_values` sets); models with modules of their own extend it."""
         yield
 
     def with_loss(self, loss: Loss, hyperparameters: dict[str, float] | None = None) -> ZooModel:

@@ -14,8 +14,9 @@ def training_curve(history: list[dict[str, Any]], title: str | None = None) -> F
     """Train and test loss per epoch; beside them, when the history holds them and there are several,
     each term of the test objective per epoch (``T1..Tn``: the numbering of the run's report), on a
     symmetric log scale (terms of different sizes and signs)."""
-    terms = [r.get("test_terms") for r in history]
-    by_term = terms[0] is not None and len(terms[0]) > 1 and all(t and len(t) == len(terms[0]) for t in terms)
+    terms: list[list[float]] = [r.get("test_terms") or [] for r in history]
+    n = len(terms[0]) if terms else 0
+    by_term = n > 1 and all(len(t) == n for t in terms)
     fig = Figure(figsize=(10, 3.2) if by_term else (5, 3.2), layout="constrained")
     ax = fig.add_subplot(1, 2 if by_term else 1, 1)
     epochs = [r["epoch"] for r in history]
@@ -30,12 +31,11 @@ def training_curve(history: list[dict[str, Any]], title: str | None = None) -> F
         ax.set_title(title)
     if by_term:
         ax = fig.add_subplot(1, 2, 2)
-        n = len(terms[0])  # type: ignore[arg-type]
         colors = colormaps["tab10" if n <= 10 else "tab20"].colors  # type: ignore[attr-defined]
         for i in range(n):
-            values = [t[i] for t in terms]  # type: ignore[index]
+            values = [t[i] for t in terms]
             ax.plot(epochs, values, marker=".", color=colors[i % len(colors)], label=f"T{i + 1}")
-        largest = max(abs(v) for t in terms for v in t) or 1.0  # type: ignore[union-attr]
+        largest = max(abs(v) for t in terms for v in t) or 1.0
         # linear within a decade of 1/100 of the largest term, logarithmic beyond
         ax.set_yscale("symlog", linthresh=10.0 ** math.floor(math.log10(largest / 100)))
         ax.set_xlabel("epoch")
