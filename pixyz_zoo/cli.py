@@ -150,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="also report the test ELBO after 0..T gradient-step refinements of the posterior",
     )
+    evaluate.add_argument(
+        "--refine-rule",
+        default=None,
+        metavar="RULE",
+        help="with --refine-steps: adam (default) or sgd steps on the posterior's mean and log-scale",
+    )
+    evaluate.add_argument(
+        "--refine-lr",
+        type=float,
+        default=None,
+        metavar="LR",
+        help="with --refine-steps: the refinement's step size (default 0.01)",
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     graph = sub.add_parser("graph", help="print a model's factorisation and loss and draw its DAG")
@@ -478,15 +491,16 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.iw_samples < 1:
                 raise ValueError(f"--iw-samples must be an integer >= 1, got {args.iw_samples}")
-            from pixyz_zoo.refinement_runs import check_refine_steps, evaluate_refinement_run
+            from pixyz_zoo.refinement_runs import check_refinement_options, evaluate_refinement_run
 
-            check_refine_steps(args.refine_steps)
+            check_refinement_options(args.refine_steps, args.refine_rule, args.refine_lr)
             run, device, progress = args.run_dir, args.device, not args.no_progress
             metrics = evaluate_run(
                 run, iw_samples=args.iw_samples, device=device, progress=progress, download=args.download
             )
             if args.refine_steps:
-                metrics = evaluate_refinement_run(run, args.refine_steps, device, progress=progress)
+                rule, lr = args.refine_rule or "adam", args.refine_lr
+                metrics = evaluate_refinement_run(run, args.refine_steps, device, rule, lr, progress=progress)
             report(metrics, run)
         elif args.command == "graph":
             cmd_graph(args)

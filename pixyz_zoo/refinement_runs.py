@@ -1,25 +1,38 @@
 """``pixyz-zoo evaluate RUN --refine-steps T``: the bound after 0..T refinement steps of a run's model.
 
 For any run whose model infers a Gaussian posterior, the test ELBO after each of ``0..T``
-gradient steps (Adam on the posterior's mean and log-scale, started from the amortised encoder;
-:func:`~pixyz_zoo.evaluation.amortization.refinement_curve`) is added to the run's
-``metrics.json`` as ``refined_elbo_step_t`` and to ``report.md`` as a table. A model with its own
-learned refinement (``iterative-vae``) also gets ``model_refined_elbo_step_t``: its update
-network's bound after each of its own steps.
+gradient steps (Adam or SGD of a given step size on the posterior's mean and log-scale, started
+from the amortised encoder; :func:`~pixyz_zoo.evaluation.amortization.refinement_curve`) is added
+to the run's ``metrics.json`` as ``refined_elbo_step_t``, to ``report.md`` as a table and drawn in
+``figures/refinement.png``. A model with refinements of its own
+(:meth:`~pixyz_zoo.models.base.ZooModel.own_refinements`: ``iterative-vae``'s learned update,
+``refined-vae``'s steps, ``iterative-multimodal``'s teachers) also gets, per refinement ``LABEL``,
+``LABEL_refined_elbo_step_t``: its bound after each of its own steps, for the ``T`` it was trained
+with or the ``T`` asked for, whichever is larger.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-from pixyz_zoo.distributions.refinement import RefinedGaussian
+from pixyz_zoo.distributions.refinement import METHODS, GradientStep, RefinedGaussian, UpdateRule
 from pixyz_zoo.evaluation.amortization import refinement_curve
 from pixyz_zoo.runs import METRICS, REPORT, load_run, write_json
 
-__all__ = ["check_refine_steps", "evaluate_refinement_run"]
+__all__ = [
+    "check_refine_steps",
+    "check_refinement_options",
+    "check_rule_and_lr",
+    "evaluate_refinement_run",
+    "rule_name",
+]
+
+FIGURE = "refinement"
 
 
 def check_refine_steps(steps: Any) -> int:
@@ -30,6 +43,31 @@ def check_refine_steps(steps: Any) -> int:
             "use 0 (the default) for no refinement"
         )
     return steps
+
+
+def check_rule_and_lr(rule: str | None, lr: float | None) -> None:
+    """``--refine-rule`` and ``--refine-lr`` (``None``: the default), or a clear error."""
+    if rule is not None and rule not in METHODS:
+        raise ValueError(f"--refine-rule takes one of {', '.join(METHODS)}, got {rule!r}")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"--refine-lr takes the refinement's step size, a number > 0, got {lr!r}")
+
+
+def check_refinement_options(steps: Any, rule: str | None, lr: float | None) -> None:
+    """``--refine-steps``, ``--refine-rule`` and ``--refine-lr`` together, or a clear error."""
+    check_refine_steps(steps)
+    check_rule_and_lr(rule, lr)
+    if steps == 0 and (rule is not None or lr is not None):
+        given = " and ".join(flag for flag, value in (("--refine-rule", rule), ("--refine-lr", lr)) if value)
+        verb = "set" if " and " in given else "sets"
+        raise ValueError(f"{given} {verb} how the posterior is refined: give --refine-steps T (T >= 1) too")
+
+
+def rule_name(rule: UpdateRule) -> str:
+    """A refinement rule in words, for reports: ``adam steps of 0.1``, ``learned update``."""
+    if isinstance(rule, GradientStep):
+        return f"{rule.method} steps of {rule.lr:g}"
+    return "learned update" if rule.learned else type(rule).__name__
 
 
 def evaluate_refinement_run(
@@ -43,35 +81,77 @@ def evaluate_refinement_run(
     batch_size: int = 100,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Add the test ELBO after ``0..steps`` refinement steps to the run's metrics and report.
+    """Add the test ELBO after ``0..steps`` refinement steps to the run's metrics, report and figures.
 
-    ``k`` log-weights per example and step estimate each bound (the test batches and their
-    binarisation are those of ``evaluate_run``). Returns the updated metrics.
+    ``rule`` and ``lr``: the gradient steps (default Adam, step size 0.01). ``k`` log-weights per
+    example and step estimate each bound (the test batches and their binarisation are those of
+    ``evaluate_run``). Returns the updated metrics.
     """
     check_refine_steps(steps)
+    check_rule_and_lr(rule, lr)
     run_dir = Path(run_dir)
     _, _, model, test = load_run(run_dir, device)
     common = dict(k=k, batch_size=batch_size, progress=progress)
     curve = refinement_curve(model, test, steps=steps, rule=rule, lr=lr, samples=samples, **common)
+    own: dict[str, tuple[RefinedGaussian, dict[str, Any]]] = {}
+    for label, refined in model.own_refinements().items():
+        longest = max(steps, refined.steps)
+        own[label] = refined, refinement_curve(model, test, steps=longest, rule=refined, **common)
     path = run_dir / METRICS
     metrics: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     metrics = {key: value for key, value in metrics.items() if "refine" not in key}  # a rerun replaces
     metrics.update(refine_rule=curve["rule"], refine_lr=curve["lr"], refine_samples=samples, refine_k=k)
     metrics.update({f"refined_elbo_step_{t}": value for t, value in enumerate(curve["elbo"])})
-    own = None
-    if isinstance(model.inference, RefinedGaussian):
-        own = refinement_curve(model, test, rule="model", **common)
-        metrics.update({f"model_refined_elbo_step_{t}": value for t, value in enumerate(own["elbo"])})
+    for label, (refined, values) in own.items():
+        metrics[f"{label}_refine_rule"] = rule_name(refined.rule)
+        metrics[f"{label}_refine_steps_trained"] = refined.steps
+        metrics.update({f"{label}_refined_elbo_step_{t}": value for t, value in enumerate(values["elbo"])})
     write_json(path, metrics)
+    figure = draw_refinement(run_dir / "figures" / f"{FIGURE}.png", curve, own)
     report = run_dir / REPORT
     if report.exists():
         text = report.read_text().split("\n## Refinement\n")[0].rstrip("\n") + "\n"
-        report.write_text(text + render_refinement(curve, own))
+        report.write_text(text + render_refinement(curve, own, figure is not None))
     return metrics
 
 
-def render_refinement(curve: dict[str, Any], own: dict[str, Any] | None) -> str:
-    """The report section: the test ELBO after each refinement step."""
+def own_heading(label: str, refined: RefinedGaussian) -> str:
+    """A column heading for one of the model's own refinements."""
+    name = "the model's own" if label == "model" else label
+    return f"{name}: {refined.prob_text}, {rule_name(refined.rule)} (T = {refined.steps} in training)"
+
+
+def draw_refinement(
+    path: Path, curve: dict[str, Any], own: dict[str, tuple[RefinedGaussian, dict[str, Any]]]
+) -> Path | None:
+    """``figures/refinement.png``: every curve of the report's table; ``None`` (with a warning
+    line) where it cannot be drawn, since a figure never costs the metrics."""
+    from pixyz_zoo.plots import save_figure
+    from pixyz_zoo.plots.refinement import refinement_curves_figure
+
+    curves = {f"{curve['rule']} steps of {curve['lr']:g} from the amortised posterior": curve["elbo"]}
+    curves.update({own_heading(label, refined): values["elbo"] for label, (refined, values) in own.items()})
+    trained = {refined.steps for refined, _ in own.values()}
+    try:
+        figure = refinement_curves_figure(
+            curves,
+            title="Test ELBO along the refinement",
+            trained_steps=trained.pop() if len(trained) == 1 else None,
+        )
+        return save_figure(figure, path)
+    except Exception as error:
+        message = f"pixyz-zoo: warning: figure {FIGURE} not drawn ({type(error).__name__}: {error})"
+        print(message, file=sys.stderr)
+        return None
+
+
+def render_refinement(
+    curve: dict[str, Any], own: dict[str, tuple[RefinedGaussian, dict[str, Any]]], drawn: bool = False
+) -> str:
+    """The report section: the test ELBO after each refinement step, one column per refinement."""
+    columns = [curve["elbo"], *(values["elbo"] for _, values in own.values())]
+    own_headings = [own_heading(label, refined).replace("|", "\\|") for label, (refined, _) in own.items()]
+    headings = ["gradient steps", *own_headings]  # a "|" of a formula would split its cell
     lines = [
         "",
         "## Refinement",
@@ -79,17 +159,15 @@ def render_refinement(curve: dict[str, Any], own: dict[str, Any] | None) -> str:
         f"Test ELBO (nats per example, {curve['k']} samples per example and step) after t steps of "
         f"{curve['rule']} (step size {curve['lr']}) on the posterior's mean and log-scale, started from "
         "the amortised encoder"
-        + (", and after t steps of the model's own learned refinement" if own is not None else "")
+        + (", and after t steps of each of the model's own refinements" if own else "")
         + ".",
         "",
-        "| t | gradient steps |" + (" learned refinement |" if own is not None else ""),
-        "|---|---|" + ("---|" if own is not None else ""),
+        "| t | " + " | ".join(headings) + " |",
+        "|---|" + "---|" * len(headings),
     ]
-    for t, value in enumerate(curve["elbo"]):
-        learned = ""
-        if own is not None:
-            learned = f" {own['elbo'][t]:.4f} |" if t < len(own["elbo"]) else " |"
-        lines.append(f"| {t} | {value:.4f} |{learned}")
-    if own is not None:
-        lines += [f"| {t} | |  {v:.4f} |" for t, v in enumerate(own["elbo"]) if t >= len(curve["elbo"])]
+    for t in range(max(len(values) for values in columns)):
+        cells = [f"{values[t]:.4f}" if t < len(values) else "" for values in columns]
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    if drawn:
+        lines += ["", f"![refinement](figures/{FIGURE}.png)"]
     return "\n".join(lines) + "\n"

@@ -220,6 +220,31 @@ def test_training_lowers_the_loss_and_prints_the_whole_objective(data):
     assert isinstance(model.teacher_for("m"), RefinedGaussian)
 
 
+def test_own_refinements_are_the_teachers_and_their_curves_start_at_the_initial_encoders(data, batch):
+    from pixyz_zoo.evaluation.amortization import refinement_trajectory
+
+    model = tiny(data)
+    own = model.own_refinements()
+    assert list(own) == [f"teacher_{m}" for m in model.modalities]
+    assert all(own[f"teacher_{m}"] is model.teacher_for(m) for m in model.modalities)
+    assert list(tiny(data, teacher_init="joint").own_refinements()) == ["teacher_joint"]
+    teacher = own["teacher_s"]
+    torch.manual_seed(1)
+    trajectory = refinement_trajectory(model, batch, steps=5, rule=teacher)  # past its T = 2
+    assert len(trajectory) == 6
+    for a, b in zip(trajectory[0], params(model.teacher_initial["s"], batch), strict=True):
+        assert torch.equal(a, b)  # lambda_0: the teacher's own initial encoder q(z|s)
+    torch.manual_seed(1)
+    again = refinement_trajectory(model, batch, rule=teacher)  # its own T by default
+    assert len(again) == 3
+    for a, b in zip(trajectory[2], again[2], strict=True):
+        assert torch.equal(a, b)  # the teacher's own steps (its rule, its objective), same draws
+    assert not torch.equal(trajectory[5][0], trajectory[2][0])
+    torch.manual_seed(1)
+    for a, b in zip(again[2], params(teacher, batch), strict=True):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-6)  # what the teacher gives in the model
+
+
 @pytest.mark.parametrize(
     "option, value",
     [

@@ -395,12 +395,57 @@ def test_cli_evaluate_reports_the_bound_after_each_refinement_step(tmp_path, cap
     out = capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
     assert [f"refined_elbo_step_{t}" in metrics for t in range(5)] == [True] * 4 + [False]
-    assert [f"model_refined_elbo_step_{t}" in metrics for t in range(4)] == [True] * 3 + [False]
-    assert metrics["refine_rule"] == "adam" and "test_elbo" in metrics
+    # its own learned update, trained with T = 2, continued to the T = 3 asked for
+    assert [f"model_refined_elbo_step_{t}" in metrics for t in range(5)] == [True] * 4 + [False]
+    assert metrics["model_refine_rule"] == "learned update" and metrics["model_refine_steps_trained"] == 2
+    assert metrics["refine_rule"] == "adam" and metrics["refine_lr"] == 0.01 and "test_elbo" in metrics
     assert "refined_elbo_step_3" in out
-    assert "## Refinement" in (run / "report.md").read_text()
+    report = (run / "report.md").read_text()
+    assert "## Refinement" in report and "learned update (T = 2 in training)" in report
+    assert "![refinement](figures/refinement.png)" in report and (run / "figures/refinement.png").is_file()
     assert main(["evaluate", str(run), "--refine-steps", "-1", "--no-progress"]) == 1
     assert "--refine-steps takes the number of refinement steps T, an integer >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--refine-lr", "0.1"], "--refine-lr sets how the posterior is refined: give --refine-steps T"),
+        (["--refine-rule", "sgd", "--refine-lr", "0.1"], "--refine-rule and --refine-lr set how"),
+        (["--refine-steps", "2", "--refine-rule", "newton"], "--refine-rule takes one of adam, sgd, got"),
+        (["--refine-steps", "2", "--refine-lr", "0"], "--refine-lr takes the refinement's step size, a"),
+        (["--refine-steps", "2", "--refine-lr", "inf"], "a number > 0, got inf"),
+    ],
+)
+def test_cli_refinement_flags_are_checked_before_any_evaluation(tmp_path, capsys, flags, message):
+    from pixyz_zoo.cli import main
+
+    assert main(["evaluate", str(tmp_path / "no-run"), *flags, "--no-progress"]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "no-run").exists()
+
+
+def test_cli_evaluate_refines_the_teachers_of_a_distilled_model(tmp_path, capsys):
+    from pixyz_zoo.cli import main
+
+    run = tmp_path / "run"
+    train = ["train", "iterative-multimodal", "--dataset", "trimodal-digits", "--epochs", "1"]
+    train += ["--out", str(run)]
+    tiny = ["-o", "z_dim=2", "-o", "hidden=[8]", "-o", "refine_steps=1", "--train-examples", "64"]
+    assert main([*train, *tiny, "--test-examples", "20", "--no-progress", "--no-eval"]) == 0
+    flags = ["--refine-steps", "2", "--refine-rule", "sgd", "--refine-lr", "0.05"]
+    assert main(["evaluate", str(run), "--iw-samples", "2", *flags, "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["refine_rule"] == "sgd" and metrics["refine_lr"] == 0.05
+    assert "model_refined_elbo_step_0" not in metrics  # its inference at test time is not refined
+    for m in ("m", "s", "t"):
+        assert metrics[f"teacher_{m}_refine_rule"] == "adam steps of 0.1"
+        assert metrics[f"teacher_{m}_refine_steps_trained"] == 1
+        assert [f"teacher_{m}_refined_elbo_step_{t}" in metrics for t in range(4)] == [True] * 3 + [False]
+    header = next(line for line in (run / "report.md").read_text().splitlines() if line.startswith("| t |"))
+    assert header.count(" | ") == 4  # t, the gradient steps and one column per teacher
+    assert r"teacher_m: q_{T}(z\|" in header  # a formula's bar is escaped in the table
+    assert (run / "figures/refinement.png").is_file()
 
 
 # ---------------------------------------------------------------------- CUDA
@@ -433,3 +478,19 @@ def test_cuda_memory_of_a_training_step_does_not_grow_with_the_steps(digits_trai
         torch.cuda.synchronize()
         peaks[steps] = torch.cuda.max_memory_allocated() - base
     assert peaks[16] <= 1.1 * peaks[1] + 2**20, peaks
+
+
+def test_own_refinements_name_the_rule_each_model_refines_with(digits_train):
+    from pixyz_zoo.refinement_runs import rule_name
+
+    assert VAE(digits_train.modalities, **TINY).own_refinements() == {}
+    for model, name in [
+        (
+            RefinedVAE(digits_train.modalities, refine_steps=3, refine_rule="sgd", refine_lr=0.2, **TINY),
+            "sgd steps of 0.2",
+        ),
+        (IterativeVAE(digits_train.modalities, refine_steps=2, update_hidden=[8], **TINY), "learned update"),
+    ]:
+        own = model.own_refinements()
+        assert list(own) == ["model"] and own["model"] is model.inference
+        assert rule_name(own["model"].rule) == name

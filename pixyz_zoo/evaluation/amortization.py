@@ -95,11 +95,13 @@ def _refiner(
     model: ZooModel,
     given: Sequence[str] | None,
     steps: int | None,
-    rule: str | UpdateRule,
+    rule: str | UpdateRule | RefinedGaussian,
     lr: float | None,
     samples: int,
     init: str,
 ) -> RefinedGaussian:
+    if isinstance(rule, RefinedGaussian):  # a refinement of the model's own, e.g. a teacher
+        return rule if steps is None else rule.with_steps(check_steps(steps))
     if rule == "model":
         full = given is None or set(given) == set(model.modalities)
         q = model.inference if full else model.inference_for(list(given))
@@ -119,7 +121,7 @@ def refinement_trajectory(
     batch: dict[str, torch.Tensor],
     steps: int | None = None,
     given: Sequence[str] | None = None,
-    rule: str | UpdateRule = "adam",
+    rule: str | UpdateRule | RefinedGaussian = "adam",
     lr: float | None = None,
     samples: int = 1,
     init: str = "encoder",
@@ -127,8 +129,9 @@ def refinement_trajectory(
     """``[(loc_t, scale_t)]`` for ``t = 0..T`` on one batch (detached; e.g. to draw a 2-D trajectory).
 
     ``rule``: ``"adam"``/``"sgd"`` gradient steps from the amortised posterior (``init="encoder"``)
-    or the prior, or ``"model"``: the model's own refinement (the iterative VAE's learned update;
-    ``steps`` defaults to its ``T``).
+    or the prior, ``"model"``: the model's own refinement (the iterative VAE's learned update;
+    ``steps`` defaults to its ``T``), or one of the model's :class:`RefinedGaussian` (e.g. a teacher
+    of :meth:`~pixyz_zoo.models.base.ZooModel.own_refinements`; ``steps`` defaults to its ``T``).
     """
     refiner = _refiner(model, given, steps, rule, lr, samples, init)
     model.distributions.eval()
@@ -141,7 +144,7 @@ def refinement_curve(
     data: MultimodalDataset,
     steps: int | None = None,
     given: Sequence[str] | None = None,
-    rule: str | UpdateRule = "adam",
+    rule: str | UpdateRule | RefinedGaussian = "adam",
     lr: float | None = None,
     samples: int = 1,
     init: str = "encoder",
@@ -155,7 +158,8 @@ def refinement_curve(
 
     Each example's trajectory is computed once; the bound at step ``t`` is the mean of ``k``
     log-weights with the Gaussian ``lambda_t`` as the proposal (``elbo[0]`` is the amortised
-    posterior's ELBO). Returns ``{"elbo": [T+1 values], "steps", "rule", "k", "examples", "seconds"}``.
+    posterior's ELBO; ``rule``: see :func:`refinement_trajectory`). Returns ``{"elbo": [T+1 values],
+    "steps", "rule", "k", "examples", "seconds"}``.
     """
     from pixyz_zoo.progress import tqdm
 
@@ -174,7 +178,7 @@ def refinement_curve(
                 log_w = bound_of_parameters(model, batch, loc, scale, k, given=given, max_rows=max_rows)
                 totals[t] += float(elbo_estimate(log_w).sum())
         count += len(next(iter(batch.values())))
-    rule_text = repr(refiner.rule) if rule == "model" else (rule if isinstance(rule, str) else repr(rule))
+    rule_text = rule if isinstance(rule, str) and rule != "model" else repr(refiner.rule)
     return {
         "elbo": (totals / count).tolist(),
         "steps": refiner.steps,

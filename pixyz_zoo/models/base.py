@@ -34,6 +34,7 @@ from torch import optim
 from torch.distributions import Distribution as TorchDistribution
 
 from pixyz_zoo import distributed
+from pixyz_zoo.distributions.refinement import RefinedGaussian
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.losses.evaluation import loss_evaluator
 from pixyz_zoo.losses.terms import Term, additive_terms, term_evaluator
@@ -438,6 +439,12 @@ class ZooModel(Model):
             f"{list(given)}; pass all of {self.inference.cond_var} or use a multimodal model with "
             "unimodal inference"
         )
+
+    def own_refinements(self) -> dict[str, RefinedGaussian]:
+        """The model's own refined posteriors by label, whose bound evaluation reports step by step:
+        ``{"model": q_T}`` when the model's inference is refined (``iterative-vae``,
+        ``refined-vae``), else none. Models that refine during training only override this."""
+        return {"model": self.inference} if isinstance(self.inference, RefinedGaussian) else {}
 
     @torch.no_grad()
     def encode(

@@ -245,6 +245,10 @@ class DistilledMultimodalVAE(MultimodalVAE):
         teacher = self.teacher_for(modality)
         return StraightThroughRefinement(teacher) if self.teacher_gradient else StopGradient(teacher)
 
+    def own_refinements(self) -> dict[str, RefinedGaussian]:
+        """The refined teachers (training only), ``teacher_m`` per start modality or ``teacher_joint``."""
+        return {f"teacher_{key}": teacher for key, teacher in self.teachers.items()}
+
     def subset_inference(self, given: list[str]) -> Distribution:
         """A student, or the product of the given students' Gaussians (no prior expert)."""
         if len(given) == 1:
