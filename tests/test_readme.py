@@ -1,0 +1,75 @@
+"""The README's examples: its Python runs as written, and its commands are ones the CLI accepts."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from pixyz_zoo.cli import build_parser
+from pixyz_zoo.experiments import EXPERIMENTS, _load_all
+from pixyz_zoo.models import MODELS
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def code_blocks(language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+
+
+def cli_commands() -> list[list[str]]:
+    """Every ``pixyz-zoo`` command of the README's shell blocks (torchrun's included), as arguments."""
+    commands = []
+    for block in code_blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            words = [w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)]  # environment settings
+            if "pixyz-zoo" in words:
+                commands.append(words[words.index("pixyz-zoo") + 1 :])
+            elif words[:1] == ["torchrun"]:
+                commands.append(words[words.index("pixyz_zoo") + 1 :])
+    return commands
+
+
+def test_the_readme_has_the_examples_these_tests_read():
+    assert len(code_blocks("python")) == 1
+    assert len(cli_commands()) >= 20
+
+
+def exact_parser() -> argparse.ArgumentParser:
+    """The CLI's parser, taking flags only as spelled in full (not a prefix of a renamed flag)."""
+    parser = build_parser()
+    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+        for sub in action.choices.values():
+            sub.allow_abbrev = False
+    return parser
+
+
+@pytest.mark.parametrize("arguments", cli_commands(), ids=" ".join)
+def test_every_readme_command_is_one_the_cli_accepts(arguments):
+    args = exact_parser().parse_args(arguments)  # an unknown flag or choice exits here
+    if args.command == "train":
+        assert args.model in MODELS
+    if args.command == "reproduce":
+        _load_all()
+        assert args.experiment in EXPERIMENTS
+        if args.dataset is not None:
+            assert args.dataset in EXPERIMENTS[args.experiment].datasets
+
+
+def test_the_readme_python_example_runs_and_prints_the_terms(monkeypatch, tmp_path):
+    (source,) = code_blocks("python")
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(source, str(README), "exec"), {"__name__": "readme"})
+    out = printed.getvalue()
+    assert r"p(x,z) = p(x|z)p(z)" in out
+    terms = [line for line in out.splitlines() if re.match(r"\s+-?\d+\.\d{3}  ", line)]
+    assert len(terms) == 2 and r"\log p(x|z)" in terms[0] and "4.0 D_{KL}" in terms[1]
+    assert list(tmp_path.iterdir()) == []  # the example writes no file
