@@ -23,9 +23,11 @@ def code_blocks(language: str) -> list[str]:
 
 
 def cli_commands() -> list[list[str]]:
-    """Every ``pixyz-zoo`` command of the README's shell blocks (torchrun's included), as arguments."""
+    """Every ``pixyz-zoo`` command of the README's shell blocks (torchrun's included) and of its
+    text's code spans, as arguments."""
+    spans = re.findall(r"`((?:pixyz-zoo|torchrun) [^`]+)`", README.read_text())
     commands = []
-    for block in code_blocks("bash"):
+    for block in [*code_blocks("bash"), *(span.replace("\n", " ") for span in spans)]:
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             words = [w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)]  # environment settings
@@ -38,7 +40,7 @@ def cli_commands() -> list[list[str]]:
 
 def test_the_readme_has_the_examples_these_tests_read():
     assert len(code_blocks("python")) == 1
-    assert len(cli_commands()) >= 20
+    assert len(cli_commands()) >= 23
 
 
 def exact_parser() -> argparse.ArgumentParser:
