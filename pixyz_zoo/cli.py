@@ -375,7 +375,7 @@ def _train(args: argparse.Namespace) -> None:
         args.run_dir = args.out or Path("runs") / f"{args.model}-{spec.data.dataset}-s{spec.train.seed}"
         check_run_dir(args.run_dir)  # announce the directory only once it can hold this run
         resolve_device(spec.device)
-        if not distributed.launched() or os.environ.get("RANK") == "0":
+        if distributed.launched_rank() == 0:
             print(f"run directory: {args.run_dir}")
         model, _ = train_run(spec, args.run_dir, progress=progress)
     if not distributed.is_main():
@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "reproduce":
             cmd_reproduce(args)
     except KeyboardInterrupt:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every process is interrupted: say it once
+        if distributed.launched_rank() == 0:  # under torchrun every process is interrupted: say it once
             print(f"\n{interrupted(args)}", file=sys.stderr)
         return 130
     except (
@@ -522,7 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         # under torchrun every process reports its own error: say which
         where = (
-            f" (rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']})" if distributed.launched() else ""
+            f" (rank {distributed.launched_rank()} of {os.environ['WORLD_SIZE']})"
+            if distributed.launched()
+            else ""
         )
         print(f"pixyz-zoo: error{where}: {message}", file=sys.stderr)
         return 1

@@ -39,6 +39,12 @@ def launched() -> bool:
     return all(name in os.environ for name in ENV)
 
 
+def launched_rank() -> int:
+    """This process's rank as its launcher set it (``RANK``), 0 where none did: readable before the
+    process group exists and after it is gone (:func:`rank` reads the group)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
