@@ -491,10 +491,16 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.iw_samples < 1:
                 raise ValueError(f"--iw-samples must be an integer >= 1, got {args.iw_samples}")
-            from pixyz_zoo.refinement_runs import check_refinement_options, evaluate_refinement_run
+            from pixyz_zoo.refinement_runs import (
+                check_refinable,
+                check_refinement_options,
+                evaluate_refinement_run,
+            )
 
             check_refinement_options(args.refine_steps, args.refine_rule, args.refine_lr)
             run, device, progress = args.run_dir, args.device, not args.no_progress
+            if args.refine_steps:
+                check_refinable(run, device)
             metrics = evaluate_run(
                 run, iw_samples=args.iw_samples, device=device, progress=progress, download=args.download
             )

@@ -22,10 +22,13 @@ from typing import Any
 
 from pixyz_zoo.distributions.refinement import METHODS, GradientStep, RefinedGaussian, UpdateRule
 from pixyz_zoo.evaluation.amortization import refinement_curve
-from pixyz_zoo.runs import METRICS, REPORT, load_run, write_json
+from pixyz_zoo.models.refinement import amortized_posterior
+from pixyz_zoo.runs import METRICS, REPORT, load_run, load_run_checkpoint, read_config, write_json
+from pixyz_zoo.training import model_from_checkpoint, resolve_device
 
 __all__ = [
     "check_refine_steps",
+    "check_refinable",
     "check_refinement_options",
     "check_rule_and_lr",
     "evaluate_refinement_run",
@@ -61,6 +64,15 @@ def check_refinement_options(steps: Any, rule: str | None, lr: float | None) -> 
         given = " and ".join(flag for flag, value in (("--refine-rule", rule), ("--refine-lr", lr)) if value)
         verb = "set" if " and " in given else "sets"
         raise ValueError(f"{given} {verb} how the posterior is refined: give --refine-steps T (T >= 1) too")
+
+
+def check_refinable(run_dir: str | os.PathLike, device: str | None = None) -> None:
+    """Refuse, before the run is evaluated at all, a run whose model has no Gaussian posterior to
+    refine (a ``TypeError`` that names the models that have one)."""
+    config = read_config(run_dir)
+    payload = load_run_checkpoint(run_dir, config)
+    model = model_from_checkpoint(payload, resolve_device(device or config.get("device", "auto")))
+    amortized_posterior(model)
 
 
 def rule_name(rule: UpdateRule) -> str:

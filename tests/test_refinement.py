@@ -425,6 +425,18 @@ def test_cli_refinement_flags_are_checked_before_any_evaluation(tmp_path, capsys
     assert not (tmp_path / "no-run").exists()
 
 
+def test_cli_refuses_to_refine_a_mixture_posterior_before_evaluating_the_run(tmp_path, capsys):
+    from pixyz_zoo.cli import main
+
+    run = tmp_path / "run"
+    train = ["train", "mopoe", "--dataset", "trimodal-digits", "--epochs", "1", "--out", str(run)]
+    tiny = ["-o", "z_dim=2", "-o", "hidden=[8]", "--train-examples", "32", "--test-examples", "10"]
+    assert main([*train, *tiny, "--no-progress", "--no-eval"]) == 0
+    assert main(["evaluate", str(run), "--iw-samples", "2", "--refine-steps", "2", "--no-progress"]) == 1
+    assert "is a MixtureOfExperts over ['z'], not a Gaussian" in capsys.readouterr().err
+    assert not (run / "metrics.json").exists()  # refused before any evaluation
+
+
 def test_cli_evaluate_refines_the_teachers_of_a_distilled_model(tmp_path, capsys):
     from pixyz_zoo.cli import main
 
