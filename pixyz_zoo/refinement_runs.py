@@ -7,8 +7,8 @@ to the run's ``metrics.json`` as ``refined_elbo_step_t``, to ``report.md`` as a 
 ``figures/refinement.png``. A model with refinements of its own
 (:meth:`~pixyz_zoo.models.base.ZooModel.own_refinements`: ``iterative-vae``'s learned update,
 ``refined-vae``'s steps, ``iterative-multimodal``'s teachers) also gets, per refinement ``LABEL``,
-``LABEL_refined_elbo_step_t``: its bound after each of its own steps, for the ``T`` it was trained
-with or the ``T`` asked for, whichever is larger.
+``LABEL_refined_elbo_step_t``: its bound after each of its own steps, for its own ``T``
+(``LABEL_refine_steps``) or the ``T`` asked for, whichever is larger.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def evaluate_refinement_run(
     metrics.update({f"refined_elbo_step_{t}": value for t, value in enumerate(curve["elbo"])})
     for label, (refined, values) in own.items():
         metrics[f"{label}_refine_rule"] = rule_name(refined.rule)
-        metrics[f"{label}_refine_steps_trained"] = refined.steps
+        metrics[f"{label}_refine_steps"] = refined.steps
         metrics.update({f"{label}_refined_elbo_step_{t}": value for t, value in enumerate(values["elbo"])})
     write_json(path, metrics)
     figure = draw_refinement(run_dir / "figures" / f"{FIGURE}.png", curve, own)
@@ -130,7 +130,7 @@ def evaluate_refinement_run(
 def own_heading(label: str, refined: RefinedGaussian) -> str:
     """A column heading for one of the model's own refinements."""
     name = "the model's own" if label == "model" else label
-    return f"{name}: {refined.prob_text}, {rule_name(refined.rule)} (T = {refined.steps} in training)"
+    return f"{name}: {refined.prob_text}, {rule_name(refined.rule)} (its T = {refined.steps})"
 
 
 def draw_refinement(
@@ -149,6 +149,7 @@ def draw_refinement(
             curves,
             title="Test ELBO along the refinement",
             trained_steps=trained.pop() if len(trained) == 1 else None,
+            trained_label="the model's own T",
         )
         return save_figure(figure, path)
     except Exception as error:

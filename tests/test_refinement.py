@@ -397,11 +397,11 @@ def test_cli_evaluate_reports_the_bound_after_each_refinement_step(tmp_path, cap
     assert [f"refined_elbo_step_{t}" in metrics for t in range(5)] == [True] * 4 + [False]
     # its own learned update, trained with T = 2, continued to the T = 3 asked for
     assert [f"model_refined_elbo_step_{t}" in metrics for t in range(5)] == [True] * 4 + [False]
-    assert metrics["model_refine_rule"] == "learned update" and metrics["model_refine_steps_trained"] == 2
+    assert metrics["model_refine_rule"] == "learned update" and metrics["model_refine_steps"] == 2
     assert metrics["refine_rule"] == "adam" and metrics["refine_lr"] == 0.01 and "test_elbo" in metrics
     assert "refined_elbo_step_3" in out
     report = (run / "report.md").read_text()
-    assert "## Refinement" in report and "learned update (T = 2 in training)" in report
+    assert "## Refinement" in report and "learned update (its T = 2)" in report
     assert "![refinement](figures/refinement.png)" in report and (run / "figures/refinement.png").is_file()
     assert main(["evaluate", str(run), "--refine-steps", "-1", "--no-progress"]) == 1
     assert "--refine-steps takes the number of refinement steps T, an integer >= 0" in capsys.readouterr().err
@@ -452,7 +452,7 @@ def test_cli_evaluate_refines_the_teachers_of_a_distilled_model(tmp_path, capsys
     assert "model_refined_elbo_step_0" not in metrics  # its inference at test time is not refined
     for m in ("m", "s", "t"):
         assert metrics[f"teacher_{m}_refine_rule"] == "adam steps of 0.1"
-        assert metrics[f"teacher_{m}_refine_steps_trained"] == 1
+        assert metrics[f"teacher_{m}_refine_steps"] == 1
         assert [f"teacher_{m}_refined_elbo_step_{t}" in metrics for t in range(4)] == [True] * 3 + [False]
     header = next(line for line in (run / "report.md").read_text().splitlines() if line.startswith("| t |"))
     assert header.count(" | ") == 4  # t, the gradient steps and one column per teacher

@@ -19,13 +19,14 @@ def refinement_curves_figure(
     marks: Sequence[int] = (1, 2, 5, 16),
     title: str | None = None,
     trained_steps: int | None = None,
+    trained_label: str = "training",
 ) -> Figure:
     """The bound after each refinement step ``t = 0..T``, one curve per entry of ``curves``.
 
     ``groups`` maps a curve to its model (curves of one model share a colour; a curve's label is
     its key); ``ceilings`` maps a model to its ``L[q*]``, drawn as a dashed line of that colour.
     The steps in ``marks`` get a marker; ``trained_steps``: a grey line at the ``T`` the refined
-    models were trained with.
+    models were trained with (labelled ``T = ... (trained_label)``).
     """
     groups = dict(groups or {label: label for label in curves})
     models = list(dict.fromkeys([*groups.values(), *(ceilings or {})]))
@@ -44,7 +45,7 @@ def refinement_curves_figure(
     for model, value in (ceilings or {}).items():
         ax.axhline(value, color=colours[model], linestyle=(0, (1, 3)), linewidth=1.5, label=f"{model}: L[q*]")
     if trained_steps is not None:
-        ax.axvline(trained_steps, color="grey", linewidth=1, label=f"T = {trained_steps} (training)")
+        ax.axvline(trained_steps, color="grey", linewidth=1, label=f"T = {trained_steps} ({trained_label})")
     ax.set_xlabel("refinement step t")
     ax.set_ylabel("test ELBO after t steps (nats per example)")
     ax.set_title(title or "The bound along the refinement, with q* as each model's ceiling")
