@@ -21,6 +21,7 @@ from pixyz_zoo.distributions.refinement import (
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.evaluation.amortization import refinement_curve
 from pixyz_zoo.losses.iterative import IterativeInferenceLoss
+from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import VAE, build_model
 from pixyz_zoo.models.iterative import IterativeVAE, RefinedVAE
 from pixyz_zoo.models.refinement import elbo_refinement_loss, refined_inference
@@ -506,3 +507,26 @@ def test_own_refinements_name_the_rule_each_model_refines_with(digits_train):
         own = model.own_refinements()
         assert list(own) == ["model"] and own["model"] is model.inference
         assert rule_name(own["model"].rule) == name
+
+
+def test_conditioning_variables_have_a_fixed_order_whatever_the_loss_lists():
+    """Pixyz's expectations list their inputs in set order, which changes with the process's string
+    hashing: the refined posterior's conditioning variables (and so its printed formula) are its
+    initial distribution's, then the loss's others sorted."""
+
+    class Listed(Loss):
+        def __init__(self, names: list[str]) -> None:
+            super().__init__(input_var=names)
+
+        @property
+        def _symbol(self):
+            return sympy.Symbol("F")
+
+        def forward(self, x_dict, **kwargs):
+            return x_dict["mu_z"].sum(-1), {}
+
+    initial = VAE({"x": Modality("x", (3,), "gaussian")}, z_dim=2, hidden=[4]).q
+    orders = [["t", "mu_z", "b", "sigma_z", "x"], ["b", "x", "sigma_z", "t", "mu_z"]]
+    refined = [RefinedGaussian(initial, Listed(names), 1, GradientStep(0.1)) for names in orders]
+    assert [q.cond_var for q in refined] == [["x", "b", "t"]] * 2
+    assert refined[0].prob_text == refined[1].prob_text == "q_{T}(z|x,b,t)"

@@ -287,7 +287,9 @@ class RefinedGaussian(SharedParameters, Normal):
                 "E(posterior, -LogProb(p_x)) + KullbackLeibler(posterior, prior)"
             )
         cond_var = list(initial.cond_var)
-        cond_var += [v for v in loss.input_var if v not in parameters and v not in cond_var and v != var]
+        # the loss's other inputs in a fixed order (Pixyz's expectations list them in set order,
+        # which changes with the process's string hashing)
+        cond_var += sorted(set(loss.input_var) - parameters - set(cond_var) - {var})
         super().__init__(var=[var], cond_var=cond_var, name=name or f"{initial.name}_{{T}}")
         self.steps = check_steps(steps)
         self.initial = initial
