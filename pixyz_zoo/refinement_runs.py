@@ -23,7 +23,16 @@ from typing import Any
 from pixyz_zoo.distributions.refinement import METHODS, GradientStep, RefinedGaussian, UpdateRule
 from pixyz_zoo.evaluation.amortization import refinement_curve
 from pixyz_zoo.models.refinement import amortized_posterior
-from pixyz_zoo.runs import METRICS, REPORT, load_run, load_run_checkpoint, read_config, write_json
+from pixyz_zoo.runs import (
+    FIGURES,
+    METRICS,
+    REFINEMENT_FIGURE,
+    REPORT,
+    load_run,
+    load_run_checkpoint,
+    read_config,
+    write_json,
+)
 from pixyz_zoo.training import model_from_checkpoint, resolve_device
 
 __all__ = [
@@ -34,8 +43,6 @@ __all__ = [
     "evaluate_refinement_run",
     "rule_name",
 ]
-
-FIGURE = "refinement"
 
 
 def check_refine_steps(steps: Any) -> int:
@@ -119,7 +126,7 @@ def evaluate_refinement_run(
         metrics[f"{label}_refine_steps"] = refined.steps
         metrics.update({f"{label}_refined_elbo_step_{t}": value for t, value in enumerate(values["elbo"])})
     write_json(path, metrics)
-    figure = draw_refinement(run_dir / "figures" / f"{FIGURE}.png", curve, own)
+    figure = draw_refinement(run_dir / FIGURES / REFINEMENT_FIGURE, curve, own)
     report = run_dir / REPORT
     if report.exists():
         text = report.read_text().split("\n## Refinement\n")[0].rstrip("\n") + "\n"
@@ -153,7 +160,7 @@ def draw_refinement(
         )
         return save_figure(figure, path)
     except Exception as error:
-        message = f"pixyz-zoo: warning: figure {FIGURE} not drawn ({type(error).__name__}: {error})"
+        message = f"pixyz-zoo: warning: figure {path.stem} not drawn ({type(error).__name__}: {error})"
         print(message, file=sys.stderr)
         return None
 
@@ -182,5 +189,5 @@ def render_refinement(
         cells = [f"{values[t]:.4f}" if t < len(values) else "" for values in columns]
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     if drawn:
-        lines += ["", f"![refinement](figures/{FIGURE}.png)"]
+        lines += ["", f"![refinement]({FIGURES}/{REFINEMENT_FIGURE})"]
     return "\n".join(lines) + "\n"

@@ -41,6 +41,8 @@ METRICS = "metrics.json"
 OBJECTIVE_TERMS = "test_objective_terms"
 REPORT = "report.md"
 FIGURES = "figures"
+#: drawn by ``evaluate --refine-steps`` (:mod:`pixyz_zoo.refinement_runs`) with the metrics it adds
+REFINEMENT_FIGURE = "refinement.png"
 #: Default importance samples of the evaluation's IWAE bound: the default ``train vae`` then spends
 #: less time evaluating than training (benchmarks/iwae_cost.py, "default_train_vae").
 IW_SAMPLES = 500
@@ -439,6 +441,7 @@ def evaluate_run(
     metrics[OBJECTIVE_TERMS] = objective_term_means(model, test, batch_size)
 
     write_json(run_dir / METRICS, metrics)
+    (run_dir / FIGURES / REFINEMENT_FIGURE).unlink(missing_ok=True)  # its metrics are gone with the old ones
 
     paths, failures = draw_run_figures(model, test, payload["history"], run_dir / FIGURES)
     report = render_report(config, model, metrics, payload["history"], paths, run_dir, failures)

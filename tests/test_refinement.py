@@ -404,6 +404,11 @@ def test_cli_evaluate_reports_the_bound_after_each_refinement_step(tmp_path, cap
     report = (run / "report.md").read_text()
     assert "## Refinement" in report and "learned update (its T = 2)" in report
     assert "![refinement](figures/refinement.png)" in report and (run / "figures/refinement.png").is_file()
+    # evaluated again without refinement: no refinement metric, section or figure is left over
+    assert main(["evaluate", str(run), "--iw-samples", "2", "--no-progress"]) == 0
+    assert not [key for key in json.loads((run / "metrics.json").read_text()) if "refine" in key]
+    assert "## Refinement" not in (run / "report.md").read_text()
+    assert not (run / "figures/refinement.png").exists()
     assert main(["evaluate", str(run), "--refine-steps", "-1", "--no-progress"]) == 1
     assert "--refine-steps takes the number of refinement steps T, an integer >= 0" in capsys.readouterr().err
 
