@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import re
 import shlex
 from pathlib import Path
@@ -38,9 +39,23 @@ def cli_commands() -> list[list[str]]:
     return commands
 
 
+def notebook_commands() -> list[tuple[str, list[str]]]:
+    """Every ``pixyz-zoo`` command the notebooks show (markdown, or a code cell's comment or string)."""
+    commands = []
+    for path in sorted((README.parent / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            source = re.sub(r"\\\n\s*", " ", "".join(cell["source"]))
+            for match in re.finditer(
+                r"pixyz-zoo ((?:train|evaluate|graph|list|reproduce)\b[^`\n#'\"]*)", source
+            ):
+                commands.append((path.stem, shlex.split(match.group(1))))
+    return commands
+
+
 def test_the_readme_has_the_examples_these_tests_read():
     assert len(code_blocks("python")) == 1
     assert len(cli_commands()) >= 23
+    assert len(notebook_commands()) >= 20
 
 
 def exact_parser() -> argparse.ArgumentParser:
@@ -62,6 +77,16 @@ def test_every_readme_command_is_one_the_cli_accepts(arguments):
         assert args.experiment in EXPERIMENTS
         if args.dataset is not None:
             assert args.dataset in EXPERIMENTS[args.experiment].datasets
+
+
+@pytest.mark.parametrize(
+    "notebook, arguments", notebook_commands(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_notebook_command_is_one_the_cli_accepts(notebook, arguments):
+    args = exact_parser().parse_args(arguments)
+    if args.command == "reproduce":
+        _load_all()
+        assert args.experiment in EXPERIMENTS, notebook
 
 
 def test_the_readme_python_example_runs_and_prints_the_terms(monkeypatch, tmp_path):
