@@ -17,6 +17,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -428,13 +429,28 @@ def interrupted(args: argparse.Namespace) -> str:
     return f"interrupted; {kept} is kept in {run_dir}. Continue with: {resume}"
 
 
+#: ``refined_elbo_step_t`` (gradient steps) and ``LABEL_refined_elbo_step_t`` (a model's own refinement)
+REFINED_STEP = re.compile(r"(?:(\w+?)_)?refined_elbo_step_(\d+)$")
+
+
 def report(metrics: dict[str, Any], run_dir: Path) -> None:
     from pixyz_zoo.runs import OBJECTIVE_TERMS
 
     print("\nTest metrics:")
+    curves: dict[str, dict[int, float]] = {}  # evaluate --refine-steps: one column per refinement
     for key, value in metrics.items():
-        if key != OBJECTIVE_TERMS:
+        refined = REFINED_STEP.match(key)
+        if refined:
+            curves.setdefault(refined.group(1) or "gradient steps", {})[int(refined.group(2))] = value
+        elif key != OBJECTIVE_TERMS:
             print(f"  {key:<18} {value:.4f}" if isinstance(value, float) else f"  {key:<18} {value}")
+    if curves:
+        columns = [(label, steps, max(len(label), 12)) for label, steps in curves.items()]
+        print("\nTest ELBO after t refinement steps:")
+        print("     t  " + "  ".join(f"{label:>{w}}" for label, _, w in columns))
+        for t in range(max(max(steps) for steps in curves.values()) + 1):
+            cells = [f"{steps[t]:>{w}.4f}" if t in steps else " " * w for _, steps, w in columns]
+            print(f"  {t:>4}  " + "  ".join(cells))
     if metrics.get(OBJECTIVE_TERMS):
         print("\nTest objective term by term:")
         for term in metrics[OBJECTIVE_TERMS]:

@@ -400,7 +400,7 @@ def test_cli_evaluate_reports_the_bound_after_each_refinement_step(tmp_path, cap
     assert [f"model_refined_elbo_step_{t}" in metrics for t in range(5)] == [True] * 4 + [False]
     assert metrics["model_refine_rule"] == "learned update" and metrics["model_refine_steps"] == 2
     assert metrics["refine_rule"] == "adam" and metrics["refine_lr"] == 0.01 and "test_elbo" in metrics
-    assert "refined_elbo_step_3" in out
+    assert "Test ELBO after t refinement steps:" in out and "\n     3  " in out  # steps 0..3 in a table
     report = (run / "report.md").read_text()
     assert "## Refinement" in report and "learned update (its T = 2)" in report
     assert "![refinement](figures/refinement.png)" in report and (run / "figures/refinement.png").is_file()
@@ -443,6 +443,13 @@ def test_cli_refuses_to_refine_a_mixture_posterior_before_evaluating_the_run(tmp
     assert not (run / "metrics.json").exists()  # refused before any evaluation
 
 
+def steps(run) -> list[list[float]]:
+    """Per step t, the refined bounds of ``metrics.json``: gradient steps, then each teacher."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    labels = ["", "teacher_m_", "teacher_s_", "teacher_t_"]
+    return [[metrics[f"{label}refined_elbo_step_{t}"] for label in labels] for t in range(3)]
+
+
 def test_cli_evaluate_refines_the_teachers_of_a_distilled_model(tmp_path, capsys):
     from pixyz_zoo.cli import main
 
@@ -453,6 +460,15 @@ def test_cli_evaluate_refines_the_teachers_of_a_distilled_model(tmp_path, capsys
     assert main([*train, *tiny, "--test-examples", "20", "--no-progress", "--no-eval"]) == 0
     flags = ["--refine-steps", "2", "--refine-rule", "sgd", "--refine-lr", "0.05"]
     assert main(["evaluate", str(run), "--iw-samples", "2", *flags, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("Test ELBO after t refinement steps:") :].splitlines()
+    assert table[1].split() == ["t", "gradient", "steps", "teacher_m", "teacher_s", "teacher_t"]
+    # steps 0..2 (the T asked for; the teachers' own T is 1) of every column, then the table ends
+    assert [row.split() for row in table[2:6]][:3] == [
+        [str(t), *(f"{metrics_value:.4f}" for metrics_value in row)] for t, row in enumerate(steps(run))
+    ]
+    assert table[5] == ""
+    assert "refined_elbo_step" not in out  # the steps are in the table, not one line each
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["refine_rule"] == "sgd" and metrics["refine_lr"] == 0.05
     assert "model_refined_elbo_step_0" not in metrics  # its inference at test time is not refined
