@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,12 @@ from pixyz_zoo.runs import (
     METRICS,
     REFINEMENT_FIGURE,
     REPORT,
+    attempt_figure,
     load_run,
-    load_run_checkpoint,
-    read_config,
+    load_run_model,
+    markdown_cell,
     write_json,
 )
-from pixyz_zoo.training import model_from_checkpoint, resolve_device
 
 __all__ = [
     "check_refine_steps",
@@ -76,10 +75,7 @@ def check_refinement_options(steps: Any, rule: str | None, lr: float | None) -> 
 def check_refinable(run_dir: str | os.PathLike, device: str | None = None) -> None:
     """Refuse, before the run is evaluated at all, a run whose model has no Gaussian posterior to
     refine (a ``TypeError`` that names the models that have one)."""
-    config = read_config(run_dir)
-    payload = load_run_checkpoint(run_dir, config)
-    model = model_from_checkpoint(payload, resolve_device(device or config.get("device", "auto")))
-    amortized_posterior(model)
+    amortized_posterior(load_run_model(run_dir, device)[2])
 
 
 def rule_name(rule: UpdateRule) -> str:
@@ -144,25 +140,23 @@ def draw_refinement(
     path: Path, curve: dict[str, Any], own: dict[str, tuple[RefinedGaussian, dict[str, Any]]]
 ) -> Path | None:
     """``figures/refinement.png``: every curve of the report's table; ``None`` (with a warning
-    line) where it cannot be drawn, since a figure never costs the metrics."""
+    line) where it cannot be drawn (:func:`~pixyz_zoo.runs.attempt_figure`)."""
     from pixyz_zoo.plots import save_figure
     from pixyz_zoo.plots.refinement import refinement_curves_figure
 
     curves = {f"{curve['rule']} steps of {curve['lr']:g} from the amortised posterior": curve["elbo"]}
     curves.update({own_heading(label, refined): values["elbo"] for label, (refined, values) in own.items()})
     trained = {refined.steps for refined, _ in own.values()}
-    try:
+    marked = trained.pop() if len(trained) == 1 else None
+
+    def draw() -> Path:
+        title = "Test ELBO along the refinement"
         figure = refinement_curves_figure(
-            curves,
-            title="Test ELBO along the refinement",
-            trained_steps=trained.pop() if len(trained) == 1 else None,
-            trained_label="the model's own T",
+            curves, title=title, trained_steps=marked, trained_label="the model's own T"
         )
         return save_figure(figure, path)
-    except Exception as error:
-        message = f"pixyz-zoo: warning: figure {path.stem} not drawn ({type(error).__name__}: {error})"
-        print(message, file=sys.stderr)
-        return None
+
+    return attempt_figure(path.stem, draw)
 
 
 def render_refinement(
@@ -170,8 +164,7 @@ def render_refinement(
 ) -> str:
     """The report section: the test ELBO after each refinement step, one column per refinement."""
     columns = [curve["elbo"], *(values["elbo"] for _, values in own.values())]
-    own_headings = [own_heading(label, refined).replace("|", "\\|") for label, (refined, _) in own.items()]
-    headings = ["gradient steps", *own_headings]  # a "|" of a formula would split its cell
+    headings = ["gradient steps", *(markdown_cell(own_heading(label, r)) for label, (r, _) in own.items())]
     lines = [
         "",
         "## Refinement",

@@ -400,12 +400,24 @@ def load_run(
     """A finished or interrupted run as evaluation needs it: its config, its checkpoint (checked
     against the config), the model rebuilt on ``device`` (default: the run's) and its test split
     (``download``: torchvision may fetch data files that have gone, whatever the run's setting)."""
-    config = read_config(run_dir)
-    payload = load_run_checkpoint(run_dir, config)
-    model = model_from_checkpoint(payload, resolve_device(device or config.get("device", "auto")))
+    config, payload, model = load_run_model(run_dir, device)
     spec = RunSpec.from_config(config)
     _, test = load_data(spec.replace(download=True) if download else spec)
     return config, payload, model, test
+
+
+def load_run_model(
+    run_dir: str | os.PathLike, device: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any], ZooModel]:
+    """A run's config, its checkpoint (checked against the config) and the model rebuilt on
+    ``device`` (default: the run's), without its data."""
+    config = read_config(run_dir)
+    payload = load_run_checkpoint(run_dir, config)
+    return (
+        config,
+        payload,
+        model_from_checkpoint(payload, resolve_device(device or config.get("device", "auto"))),
+    )
 
 
 def evaluate_run(
@@ -449,6 +461,24 @@ def evaluate_run(
     return metrics
 
 
+def attempt_figure(name: str, function: Any, failures: dict[str, str] | None = None) -> Any:
+    """``function()``, or ``None`` where it raises: a figure never costs the metrics. The error goes
+    to ``failures[name]`` and, as a warning line naming the figure, to stderr."""
+    try:
+        return function()
+    except Exception as error:
+        failure = f"{type(error).__name__}: {error}"
+        if failures is not None:
+            failures[name] = failure
+        print(f"pixyz-zoo: warning: figure {name} not drawn ({failure})", file=sys.stderr)
+        return None
+
+
+def markdown_cell(text: str) -> str:
+    """Text for a Markdown table cell (a ``|``, as in ``q(z|x)``, would end the cell)."""
+    return text.replace("|", "\\|")
+
+
 def draw_run_figures(
     model: ZooModel, test: MultimodalDataset, history: list[dict[str, Any]], figures: Path
 ) -> tuple[dict[str, Path], dict[str, str]]:
@@ -461,27 +491,22 @@ def draw_run_figures(
     paths: dict[str, Path] = {}
     failures: dict[str, str] = {}
 
-    def attempt(name: str, function: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except Exception as error:  # a figure never costs the metrics: report it and go on
-            failures[name] = f"{type(error).__name__}: {error}"
-            print(f"pixyz-zoo: warning: figure {name} not drawn ({failures[name]})", file=sys.stderr)
-            return None
-
     def save(name: str, draw: Any, *args: Any, **kwargs: Any) -> None:
         """``draw(*args, **kwargs)`` saved as ``figures/NAME.png``."""
-        path = attempt(name, lambda: plots.save_figure(draw(*args, **kwargs), figures / f"{name}.png"))
+        path = attempt_figure(
+            name, lambda: plots.save_figure(draw(*args, **kwargs), figures / f"{name}.png"), failures
+        )
         if path is not None:
             paths[name] = path
 
     shown = test.first(32)
-    recon = attempt("reconstructions", lambda: model.reconstruct(shown))
+    recon = attempt_figure("reconstructions", lambda: model.reconstruct(shown), failures)
     # a conditional model (CVAE, CMMA) samples given its condition, taken from test examples
     conditions = [c for c in model.generative.cond_var if c in model.modalities]
-    samples = attempt(
+    samples = attempt_figure(
         "samples",
         lambda: model.generate(test.first(64), given=conditions) if conditions else model.sample(64),
+        failures,
     )
     given_text = f" given the test examples' {', '.join(conditions)}" if conditions else ""
     generated = set(model.modalities_in_generative())
@@ -530,7 +555,7 @@ def objective_term_lines(terms: list[dict[str, Any]], history: list[dict[str, An
         "|---|---|---|",
     ]
     for i, term in enumerate(terms, 1):
-        formula = term["term"].replace("|", "\\|")
+        formula = markdown_cell(term["term"])
         lines.append(f"| T{i} | `{formula}` | {term['value']:.4f} |")
     lines.append(f"| | sum | {sum(t['value'] for t in terms):.4f} |")
     epochs = [r for r in history if len(r.get("test_terms", ())) == len(terms)]

@@ -74,6 +74,7 @@ from pixyz_zoo.experiments.multimodal_benchmark import (
 from pixyz_zoo.experiments.multimodal_benchmark import settings as benchmark_settings
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.models.refinement import elbo_refinement_loss, refined_inference
+from pixyz_zoo.runs import markdown_cell
 
 #: the slides' comparison: label -> registered model
 COMPARED = {
@@ -717,11 +718,6 @@ def _steps(n: int, what: str) -> str:
     return f"{n} {what}{'s' * (n != 1)}"
 
 
-def _cell(text: str) -> str:
-    """Text for a Markdown table cell (a ``|`` would end the cell)."""
-    return text.replace("|", "\\|")
-
-
 def side_by_side(table: SlideTable, rows: Mapping[str, Mapping[str, float]], digits: int = 3) -> str:
     """A slides' table: per column the number measured here, then the slides' number."""
     header = ["model"]
@@ -747,9 +743,9 @@ def gaps_table(results: Mapping[str, Any]) -> str:
         if not gaps:
             missing.append(f"- {label}: not measured ({results['errors'][label].get('gaps', 'no result')})")
             continue
-        body.append([label, _cell("q*(z|X)"), gaps["optimal"]["elbo"], 0.0])
-        body.append([label, _cell(f"log p(X) (IWAE-{gaps['k']}, q* proposal)"), gaps["log_px"], None])
-        body += [[label, _cell(name), v["elbo"], v["gap"]] for name, v in gaps["posteriors"].items()]
+        body.append([label, markdown_cell("q*(z|X)"), gaps["optimal"]["elbo"], 0.0])
+        body.append([label, markdown_cell(f"log p(X) (IWAE-{gaps['k']}, q* proposal)"), gaps["log_px"], None])
+        body += [[label, markdown_cell(name), v["elbo"], v["gap"]] for name, v in gaps["posteriors"].items()]
     table = markdown_table(["model", "posterior", "L(X) (nats)", "gap to q* (nats)"], body, digits=2)
     return table + ("\n\n" + "\n".join(missing) if missing else "")
 
@@ -763,7 +759,7 @@ def summary_table(
     for key, row in summaries.items():
         cells: list[Any] = [key]
         if texts is not None:
-            cells.append(_cell(texts.get(key, "the default")))
+            cells.append(markdown_cell(texts.get(key, "the default")))
         body.append(cells + [row.get(c) if _finite(row.get(c)) else None for c in columns])
     return markdown_table(header, body)
 
