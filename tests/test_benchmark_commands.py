@@ -17,27 +17,22 @@ from pathlib import Path
 import pytest
 
 from tests.test_benchmarks_scripts import load_script
-from tests.test_readme import exact_parser
+from tests.test_readme import check_cli_command, cli_commands_in, joined
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 CUDA_CHECKS = BENCHMARKS / "cuda_checks.sh"
 RECORDS = sorted(BENCHMARKS.glob("*.md"))
 SCRIPT = re.compile(r"python (?:\S+/)?benchmarks/(\w+)\.py([^`\n#]*)")
-CLI = re.compile(r"pixyz-zoo ((?:train|evaluate|graph|list|reproduce)\b[^`\n#]*)")
 
 
-def joined(path: Path) -> str:
-    """The file's text with shell line continuations joined."""
-    return re.sub(r"\\\n\s*", " ", path.read_text())
+def documented_scripts() -> list[tuple[str, tuple[str, ...]]]:
+    """``(record, (script name, its arguments))`` for every benchmark command of the records."""
+    return [(path.name, m.groups()) for path in RECORDS for m in SCRIPT.finditer(joined(path.read_text()))]
 
 
-def documented(pattern: re.Pattern) -> list[tuple[str, tuple[str, ...]]]:
-    found = []
-    for path in RECORDS:
-        for match in pattern.finditer(joined(path)):
-            found.append((path.name, match.groups()))
-    return found
+def documented_cli() -> list[tuple[str, list[str]]]:
+    return [(path.name, words) for path in RECORDS for words in cli_commands_in(path.read_text())]
 
 
 class Parsed(Exception):
@@ -60,7 +55,7 @@ def parse_with_script(monkeypatch, name: str, argv: list[str]) -> argparse.Names
 def cuda_check_commands() -> list[tuple[str, list[str]]]:
     """``record NAME SCRIPT ARGS...`` lines of cuda_checks.sh, with the flags ``record`` adds."""
     commands = []
-    for line in joined(CUDA_CHECKS).splitlines():
+    for line in joined(CUDA_CHECKS.read_text()).splitlines():
         words = shlex.split(line, comments=True)
         if words[:1] == ["record"] and len(words) > 2:
             commands.append(
@@ -70,22 +65,24 @@ def cuda_check_commands() -> list[tuple[str, list[str]]]:
 
 
 def test_the_records_and_checks_have_the_commands_these_tests_read():
-    assert len(documented(SCRIPT)) >= 20 and len(documented(CLI)) >= 8
+    assert len(documented_scripts()) >= 20 and len(documented_cli()) >= 8
     assert len(cuda_check_commands()) == 4
 
 
-@pytest.mark.parametrize("record, match", documented(SCRIPT), ids=lambda v: v if isinstance(v, str) else v[0])
+@pytest.mark.parametrize(
+    "record, match", documented_scripts(), ids=lambda v: v if isinstance(v, str) else v[0]
+)
 def test_every_documented_benchmark_command_parses(monkeypatch, record, match):
     name, rest = match
     assert (BENCHMARKS / f"{name}.py").is_file(), f"{record} runs benchmarks/{name}.py, which is gone"
     parse_with_script(monkeypatch, name, shlex.split(rest))
 
 
-@pytest.mark.parametrize("record, match", documented(CLI), ids=lambda v: v if isinstance(v, str) else v[0])
-def test_every_documented_pixyz_zoo_command_in_the_records_parses(record, match):
-    (rest,) = match
-    words = [w for w in shlex.split(rest) if not re.fullmatch(r"[A-Z_]+=\S*", w)]
-    exact_parser().parse_args(words)
+@pytest.mark.parametrize(
+    "record, arguments", documented_cli(), ids=lambda v: v if isinstance(v, str) else v[0]
+)
+def test_every_documented_pixyz_zoo_command_in_the_records_parses(record, arguments):
+    check_cli_command(arguments)
 
 
 @pytest.mark.parametrize("name, argv", cuda_check_commands(), ids=lambda v: v if isinstance(v, str) else "")

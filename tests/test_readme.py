@@ -23,15 +23,32 @@ def code_blocks(language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
 
 
+CLI_COMMAND = re.compile(r"pixyz-zoo ((?:train|evaluate|graph|list|reproduce)\b[^`\n#'\"]*)")
+
+
+def joined(text: str) -> str:
+    """``text`` with its shell line continuations joined."""
+    return re.sub(r"\\\n\s*", " ", text)
+
+
+def without_settings(words: list[str]) -> list[str]:
+    """A command's words without its environment settings (``PIXYZ_ZOO_DATA=...``)."""
+    return [w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)]
+
+
+def cli_commands_in(text: str) -> list[list[str]]:
+    """The arguments of every ``pixyz-zoo`` command in ``text`` that ends its line or code span."""
+    return [without_settings(shlex.split(m.group(1))) for m in CLI_COMMAND.finditer(joined(text))]
+
+
 def cli_commands() -> list[list[str]]:
     """Every ``pixyz-zoo`` command of the README's shell blocks (torchrun's included) and of its
-    text's code spans, as arguments."""
+    text's code spans (which may wrap), as arguments."""
     spans = re.findall(r"`((?:pixyz-zoo|torchrun) [^`]+)`", README.read_text())
     commands = []
     for block in [*code_blocks("bash"), *(span.replace("\n", " ") for span in spans)]:
-        for line in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(line, comments=True)
-            words = [w for w in words if not re.fullmatch(r"[A-Z_]+=\S*", w)]  # environment settings
+        for line in joined(block).splitlines():
+            words = without_settings(shlex.split(line, comments=True))
             if "pixyz-zoo" in words:
                 commands.append(words[words.index("pixyz-zoo") + 1 :])
             elif words[:1] == ["torchrun"]:
@@ -41,15 +58,12 @@ def cli_commands() -> list[list[str]]:
 
 def notebook_commands() -> list[tuple[str, list[str]]]:
     """Every ``pixyz-zoo`` command the notebooks show (markdown, or a code cell's comment or string)."""
-    commands = []
-    for path in sorted((README.parent / "notebooks").glob("*.ipynb")):
-        for cell in json.loads(path.read_text())["cells"]:
-            source = re.sub(r"\\\n\s*", " ", "".join(cell["source"]))
-            for match in re.finditer(
-                r"pixyz-zoo ((?:train|evaluate|graph|list|reproduce)\b[^`\n#'\"]*)", source
-            ):
-                commands.append((path.stem, shlex.split(match.group(1))))
-    return commands
+    return [
+        (path.stem, words)
+        for path in sorted((README.parent / "notebooks").glob("*.ipynb"))
+        for cell in json.loads(path.read_text())["cells"]
+        for words in cli_commands_in("".join(cell["source"]))
+    ]
 
 
 def test_the_readme_has_the_examples_these_tests_read():
@@ -67,8 +81,8 @@ def exact_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@pytest.mark.parametrize("arguments", cli_commands(), ids=" ".join)
-def test_every_readme_command_is_one_the_cli_accepts(arguments):
+def check_cli_command(arguments: list[str]) -> None:
+    """``arguments`` parse, and name a registered model or experiment (and a dataset it accepts)."""
     args = exact_parser().parse_args(arguments)  # an unknown flag or choice exits here
     if args.command == "train":
         assert args.model in MODELS
@@ -79,14 +93,16 @@ def test_every_readme_command_is_one_the_cli_accepts(arguments):
             assert args.dataset in EXPERIMENTS[args.experiment].datasets
 
 
+@pytest.mark.parametrize("arguments", cli_commands(), ids=" ".join)
+def test_every_readme_command_is_one_the_cli_accepts(arguments):
+    check_cli_command(arguments)
+
+
 @pytest.mark.parametrize(
     "notebook, arguments", notebook_commands(), ids=lambda v: v if isinstance(v, str) else ""
 )
 def test_every_notebook_command_is_one_the_cli_accepts(notebook, arguments):
-    args = exact_parser().parse_args(arguments)
-    if args.command == "reproduce":
-        _load_all()
-        assert args.experiment in EXPERIMENTS, notebook
+    check_cli_command(arguments)
 
 
 def test_the_readme_python_example_runs_and_prints_the_terms(monkeypatch, tmp_path):
