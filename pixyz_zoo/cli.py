@@ -17,7 +17,6 @@ import argparse
 import ast
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -429,21 +428,15 @@ def interrupted(args: argparse.Namespace) -> str:
     return f"interrupted; {kept} is kept in {run_dir}. Continue with: {resume}"
 
 
-#: ``refined_elbo_step_t`` (gradient steps) and ``LABEL_refined_elbo_step_t`` (a model's own refinement)
-REFINED_STEP = re.compile(r"(?:(\w+?)_)?refined_elbo_step_(\d+)$")
-
-
 def report(metrics: dict[str, Any], run_dir: Path) -> None:
+    from pixyz_zoo.refinement_runs import REFINED_STEP, refined_bounds
     from pixyz_zoo.runs import OBJECTIVE_TERMS
 
     print("\nTest metrics:")
-    curves: dict[str, dict[int, float]] = {}  # evaluate --refine-steps: one column per refinement
     for key, value in metrics.items():
-        refined = REFINED_STEP.match(key)
-        if refined:
-            curves.setdefault(refined.group(1) or "gradient steps", {})[int(refined.group(2))] = value
-        elif key != OBJECTIVE_TERMS:
+        if key != OBJECTIVE_TERMS and not REFINED_STEP.match(key):
             print(f"  {key:<18} {value:.4f}" if isinstance(value, float) else f"  {key:<18} {value}")
+    curves = refined_bounds(metrics)  # evaluate --refine-steps: one column per refinement
     if curves:
         columns = [(label, steps, max(len(label), 12)) for label, steps in curves.items()]
         print("\nTest ELBO after t refinement steps:")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "check_refinement_options",
     "check_rule_and_lr",
     "evaluate_refinement_run",
+    "refined_bounds",
     "rule_name",
 ]
 
@@ -128,6 +130,21 @@ def evaluate_refinement_run(
         text = report.read_text().split("\n## Refinement\n")[0].rstrip("\n") + "\n"
         report.write_text(text + render_refinement(curve, own, figure is not None))
     return metrics
+
+
+#: ``refined_elbo_step_t`` (gradient steps) and ``LABEL_refined_elbo_step_t`` (a model's own refinement)
+REFINED_STEP = re.compile(r"(?:(\w+?)_)?refined_elbo_step_(\d+)$")
+
+
+def refined_bounds(metrics: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """The refined bounds of :func:`evaluate_refinement_run`'s metrics: ``{"gradient steps" or
+    LABEL: {t: bound}}``, in the order of the metrics."""
+    curves: dict[str, dict[int, float]] = {}
+    for key, value in metrics.items():
+        refined = REFINED_STEP.match(key)
+        if refined:
+            curves.setdefault(refined.group(1) or "gradient steps", {})[int(refined.group(2))] = value
+    return curves
 
 
 def own_heading(label: str, refined: RefinedGaussian) -> str:
