@@ -22,6 +22,7 @@ from typing import Any
 
 from pixyz_zoo.distributions.refinement import METHODS, GradientStep, RefinedGaussian, UpdateRule
 from pixyz_zoo.evaluation.amortization import refinement_curve
+from pixyz_zoo.markdown import markdown_cell, markdown_table
 from pixyz_zoo.models.refinement import amortized_posterior
 from pixyz_zoo.runs import (
     FIGURES,
@@ -31,7 +32,6 @@ from pixyz_zoo.runs import (
     attempt_figure,
     load_run,
     load_run_model,
-    markdown_cell,
     write_json,
 )
 
@@ -192,12 +192,10 @@ def render_refinement(
         + (", and after t steps of each of the model's own refinements" if own else "")
         + ".",
         "",
-        "| t | " + " | ".join(headings) + " |",
-        "|---|" + "---|" * len(headings),
     ]
-    for t in range(max(len(values) for values in columns)):
-        cells = [f"{values[t]:.4f}" if t < len(values) else "" for values in columns]
-        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    steps = range(max(len(values) for values in columns))
+    rows = [[t, *(values[t] if t < len(values) else "" for values in columns)] for t in steps]
+    lines.append(markdown_table(["t", *headings], rows, digits=4))
     if drawn:
         lines += ["", f"![refinement]({FIGURES}/{REFINEMENT_FIGURE})"]
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from pixyz_zoo import distributed
 from pixyz_zoo.datasets import DATASETS, MultimodalDataset, load_dataset, resolve_data_root
 from pixyz_zoo.evaluation import evaluate_log_likelihood
 from pixyz_zoo.evaluation.objective import objective_term_means
+from pixyz_zoo.markdown import markdown_cell, markdown_table
 from pixyz_zoo.models import MODELS, ZooModel, build_model
 from pixyz_zoo.run_spec import DataSpec, Difference, ModelSpec, RunSpec, TrainSpec, plain, spec_differences
 from pixyz_zoo.training import (
@@ -474,11 +475,6 @@ def attempt_figure(name: str, function: Any, failures: dict[str, str] | None = N
         return None
 
 
-def markdown_cell(text: str) -> str:
-    """Text for a Markdown table cell (a ``|``, as in ``q(z|x)``, would end the cell)."""
-    return text.replace("|", "\\|")
-
-
 def draw_run_figures(
     model: ZooModel, test: MultimodalDataset, history: list[dict[str, Any]], figures: Path
 ) -> tuple[dict[str, Path], dict[str, str]]:
@@ -551,25 +547,19 @@ def objective_term_lines(terms: list[dict[str, Any]], history: list[dict[str, An
         "the whole objective, so they add up to its test loss; `test_loss` above is the same loss over "
         "the trainer's batches and draws.",
         "",
-        "| | term | final model |",
-        "|---|---|---|",
     ]
-    for i, term in enumerate(terms, 1):
-        formula = markdown_cell(term["term"])
-        lines.append(f"| T{i} | `{formula}` | {term['value']:.4f} |")
-    lines.append(f"| | sum | {sum(t['value'] for t in terms):.4f} |")
+    rows = [[f"T{i}", f"`{markdown_cell(term['term'])}`", term["value"]] for i, term in enumerate(terms, 1)]
+    rows.append(["", "sum", sum(t["value"] for t in terms)])
+    lines.append(markdown_table(["", "term", "final model"], rows, digits=4))
     epochs = [r for r in history if len(r.get("test_terms", ())) == len(terms)]
     if epochs:
         lines += [
             "",
             "Per epoch (the trainer's test batches; `test loss` in the training history is their sum):",
             "",
-            "| epoch | " + " | ".join(f"T{i}" for i in range(1, len(terms) + 1)) + " |",
-            "|---" * (len(terms) + 1) + "|",
         ]
-        lines += [
-            f"| {r['epoch']} | " + " | ".join(f"{v:.4f}" for v in r["test_terms"]) + " |" for r in epochs
-        ]
+        header = ["epoch", *(f"T{i}" for i in range(1, len(terms) + 1))]
+        lines.append(markdown_table(header, [[r["epoch"], *r["test_terms"]] for r in epochs], digits=4))
     return lines
 
 
@@ -601,12 +591,7 @@ def render_report(
         "",
         "## Test metrics",
         "",
-        "| metric | value |",
-        "|---|---|",
-    ]
-    shown = {k: v for k, v in metrics.items() if k != OBJECTIVE_TERMS}
-    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in shown.items()]
-    lines += [
+        markdown_table(["metric", "value"], [[k, v] for k, v in metrics.items() if k != OBJECTIVE_TERMS], 4),
         "",
         "ELBO and IWAE are in nats per example (log-likelihood lower bounds: higher is better); "
         "losses are the negative training objective averaged per example.",
@@ -614,12 +599,11 @@ def render_report(
         "",
         "## Training history",
         "",
-        "| epoch | train loss | test loss | seconds |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['epoch']} | {r['train_loss']:.4f} | {r.get('test_loss', nan):.4f} | {r['seconds']:.1f} |"
-        for r in history
+        markdown_table(
+            ["epoch", "train loss", "test loss", "seconds"],
+            [[r["epoch"], r["train_loss"], r.get("test_loss", nan), f"{r['seconds']:.1f}"] for r in history],
+            digits=4,
+        ),
     ]
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({path.relative_to(run_dir)})" for name, path in figures.items()]

@@ -61,6 +61,7 @@ from torch import nn
 
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.classifier import ModalityClassifier, train_classifier
+from pixyz_zoo.markdown import markdown_table
 from pixyz_zoo.modalities import Modality, nonempty_subsets
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
@@ -744,8 +745,6 @@ def multimodal_table(
     """A Markdown table of several :func:`evaluate_multimodal` dicts: one row per model (the keys
     of ``results``), one column per metric. ``keys`` picks columns: exact keys
     (``"coherence[m->s]"``) or metric families (``"coherence"``, ``"probe"``); default: all."""
-    from pixyz_zoo.experiments import markdown_table
-
     all_keys: list[str] = []
     for metrics in results.values():
         all_keys += [k for k in metrics if k not in all_keys]

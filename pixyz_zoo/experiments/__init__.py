@@ -237,21 +237,6 @@ def experiment_names() -> list[str]:
     return sorted(EXPERIMENTS)
 
 
-def markdown_table(header: list[str], rows: list[list[Any]], digits: int = 3) -> str:
-    """A Markdown table; floats are printed with ``digits`` decimals, None as a dash."""
-
-    def cell(value: Any) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, float):
-            return f"{value:.{digits}f}"
-        return str(value)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def image(caption: str, path: str | None) -> str:
     """A Markdown image link ``![caption](path)``; a note when the figure could not be drawn."""
     if path is None:
@@ -276,7 +261,6 @@ __all__ = [
     "experiment_names",
     "details",
     "image",
-    "markdown_table",
     "read_results",
     "default_out",
     "register_experiment",

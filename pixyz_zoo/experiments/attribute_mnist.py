@@ -31,7 +31,8 @@ from matplotlib.figure import Figure
 from pixyz_zoo import plots
 from pixyz_zoo.datasets.attribute_mnist import COMBINED_LABELS, combined_label
 from pixyz_zoo.evaluation.classifier import cross_modal_accuracy, train_classifier
-from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, image, register_experiment
+from pixyz_zoo.markdown import markdown_table
 
 MODELS = {"JMVAE-kl": "jmvae-kl", "TELBO": "telbo"}
 GROUPS = [["x"], ["y1", "y2"]]

@@ -74,7 +74,8 @@ from scipy.stats import spearmanr
 from pixyz_zoo import plots
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation import compute_all, kl_per_dimension, representation_from_model
-from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, image, register_experiment
+from pixyz_zoo.markdown import markdown_table
 from pixyz_zoo.models import ZooModel, build_model
 from pixyz_zoo.runs import write_json
 from pixyz_zoo.training import CHECKPOINT, resolve_device

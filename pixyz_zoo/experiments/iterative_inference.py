@@ -68,7 +68,8 @@ from pixyz_zoo.evaluation.amortization import (
     refinement_trajectory,
 )
 from pixyz_zoo.evaluation.likelihood import elbo_estimate
-from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, image, register_experiment
+from pixyz_zoo.markdown import markdown_table
 from pixyz_zoo.models import ZooModel, build_model
 from pixyz_zoo.runs import write_json
 from pixyz_zoo.training import CHECKPOINT

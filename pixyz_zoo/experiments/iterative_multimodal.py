@@ -64,7 +64,7 @@ from pixyz_zoo.evaluation.multimodal import (
     evaluate_multimodal,
     multimodal_table,
 )
-from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, details, image, register_experiment
 from pixyz_zoo.experiments.multimodal_benchmark import (
     TRIMODAL_DATASETS,
     coherence_figure,
@@ -72,9 +72,9 @@ from pixyz_zoo.experiments.multimodal_benchmark import (
     summary_row,
 )
 from pixyz_zoo.experiments.multimodal_benchmark import settings as benchmark_settings
+from pixyz_zoo.markdown import markdown_cell, markdown_table
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.models.refinement import elbo_refinement_loss, refined_inference
-from pixyz_zoo.runs import markdown_cell
 
 #: the slides' comparison: label -> registered model
 COMPARED = {

@@ -40,7 +40,8 @@ from matplotlib.figure import Figure
 from pixyz_zoo import plots
 from pixyz_zoo.evaluation.classifier import cross_modal_accuracy, train_classifier
 from pixyz_zoo.evaluation.conditional import conditional_log_likelihood
-from pixyz_zoo.experiments import ExperimentContext, image, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, image, register_experiment
+from pixyz_zoo.markdown import markdown_table
 from pixyz_zoo.models import ZooModel, model_options
 
 # Suzuki & Matsuo, Table 1: test conditional log-likelihoods on MNIST (nats per example).

@@ -66,8 +66,9 @@ from matplotlib.figure import Figure
 from pixyz_zoo import plots
 from pixyz_zoo.evaluation.editing import edit_attributes
 from pixyz_zoo.evaluation.sharpness import laplacian_variance
-from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, details, image, register_experiment
 from pixyz_zoo.experiments.jmvae import COLUMNS, ITERATIVE, JOINT_MODELS, _fit, _step_sweep, _table_1
+from pixyz_zoo.markdown import markdown_table
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.plots.latents import latent_pca_figure
 

@@ -47,8 +47,9 @@ import torch
 from pixyz_zoo import plots
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.multimodal import train_modality_classifiers
-from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, details, image, register_experiment
 from pixyz_zoo.experiments.multimodal_benchmark import TRIMODAL_DATASETS
+from pixyz_zoo.markdown import markdown_table
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.plots.factors import swapped_pairs
 

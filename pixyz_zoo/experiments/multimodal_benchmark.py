@@ -52,7 +52,8 @@ from pixyz_zoo.evaluation.multimodal import (
     subset_key,
     train_modality_classifiers,
 )
-from pixyz_zoo.experiments import ExperimentContext, details, image, markdown_table, register_experiment
+from pixyz_zoo.experiments import ExperimentContext, details, image, register_experiment
+from pixyz_zoo.markdown import markdown_table
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.models.jmvae import dimension_weights
 
