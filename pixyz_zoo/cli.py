@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             cmd_train(args)
         elif args.command == "evaluate":
-            from pixyz_zoo.runs import evaluate_run
+            from pixyz_zoo.runs import evaluate_run, load_run_model, load_test_split
 
             if args.iw_samples < 1:
                 raise ValueError(f"--iw-samples must be an integer >= 1, got {args.iw_samples}")
@@ -507,15 +507,17 @@ def main(argv: list[str] | None = None) -> int:
             )
 
             check_refinement_options(args.refine_steps, args.refine_rule, args.refine_lr)
-            run, device, progress = args.run_dir, args.device, not args.no_progress
+            run, progress = args.run_dir, not args.no_progress
+            config, payload, model = load_run_model(run, args.device)
             if args.refine_steps:
-                check_refinable(run, device)
-            metrics = evaluate_run(
-                run, iw_samples=args.iw_samples, device=device, progress=progress, download=args.download
-            )
+                check_refinable(model)
+            loaded = config, payload, model, load_test_split(config, args.download)
+            metrics = evaluate_run(run, iw_samples=args.iw_samples, progress=progress, loaded=loaded)
             if args.refine_steps:
                 rule, lr = args.refine_rule or "adam", args.refine_lr
-                metrics = evaluate_refinement_run(run, args.refine_steps, device, rule, lr, progress=progress)
+                metrics = evaluate_refinement_run(
+                    run, args.refine_steps, rule=rule, lr=lr, progress=progress, loaded=loaded
+                )
             report(metrics, run)
         elif args.command == "graph":
             cmd_graph(args)

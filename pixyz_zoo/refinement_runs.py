@@ -23,15 +23,16 @@ from typing import Any
 from pixyz_zoo.distributions.refinement import METHODS, GradientStep, RefinedGaussian, UpdateRule
 from pixyz_zoo.evaluation.amortization import refinement_curve
 from pixyz_zoo.markdown import markdown_cell, markdown_table
+from pixyz_zoo.models import ZooModel
 from pixyz_zoo.models.refinement import amortized_posterior
 from pixyz_zoo.runs import (
     FIGURES,
     METRICS,
     REFINEMENT_FIGURE,
     REPORT,
+    LoadedRun,
     attempt_figure,
     load_run,
-    load_run_model,
     write_json,
 )
 
@@ -74,10 +75,10 @@ def check_refinement_options(steps: Any, rule: str | None, lr: float | None) -> 
         raise ValueError(f"{given} {verb} how the posterior is refined: give --refine-steps T (T >= 1) too")
 
 
-def check_refinable(run_dir: str | os.PathLike, device: str | None = None) -> None:
-    """Refuse, before the run is evaluated at all, a run whose model has no Gaussian posterior to
-    refine (a ``TypeError`` that names the models that have one)."""
-    amortized_posterior(load_run_model(run_dir, device)[2])
+def check_refinable(model: ZooModel) -> None:
+    """Refuse, before a run is evaluated at all, a model that has no Gaussian posterior to refine (a
+    ``TypeError`` that names the models that have one)."""
+    amortized_posterior(model)
 
 
 def rule_name(rule: UpdateRule) -> str:
@@ -97,17 +98,18 @@ def evaluate_refinement_run(
     k: int = 10,
     batch_size: int = 100,
     progress: bool = True,
+    loaded: LoadedRun | None = None,
 ) -> dict[str, Any]:
     """Add the test ELBO after ``0..steps`` refinement steps to the run's metrics, report and figures.
 
     ``rule`` and ``lr``: the gradient steps (default Adam, step size 0.01). ``k`` log-weights per
     example and step estimate each bound (the test batches and their binarisation are those of
-    ``evaluate_run``). Returns the updated metrics.
+    ``evaluate_run``). ``loaded``: as in ``evaluate_run``. Returns the updated metrics.
     """
     check_refine_steps(steps)
     check_rule_and_lr(rule, lr)
     run_dir = Path(run_dir)
-    _, _, model, test = load_run(run_dir, device)
+    _, _, model, test = loaded or load_run(run_dir, device)
     common = dict(k=k, batch_size=batch_size, progress=progress)
     curve = refinement_curve(model, test, steps=steps, rule=rule, lr=lr, samples=samples, **common)
     own: dict[str, tuple[RefinedGaussian, dict[str, Any]]] = {}

@@ -395,16 +395,22 @@ def environment(device: torch.device) -> dict[str, str]:
     return env
 
 
-def load_run(
-    run_dir: str | os.PathLike, device: str | None = None, download: bool = False
-) -> tuple[dict[str, Any], dict[str, Any], ZooModel, MultimodalDataset]:
+#: what :func:`load_run` returns: the run's config, its checkpoint, the model and the test split
+LoadedRun = tuple[dict[str, Any], dict[str, Any], ZooModel, MultimodalDataset]
+
+
+def load_run(run_dir: str | os.PathLike, device: str | None = None, download: bool = False) -> LoadedRun:
     """A finished or interrupted run as evaluation needs it: its config, its checkpoint (checked
     against the config), the model rebuilt on ``device`` (default: the run's) and its test split
     (``download``: torchvision may fetch data files that have gone, whatever the run's setting)."""
     config, payload, model = load_run_model(run_dir, device)
+    return config, payload, model, load_test_split(config, download)
+
+
+def load_test_split(config: dict[str, Any], download: bool = False) -> MultimodalDataset:
+    """The test split of the run made with ``config`` (``download``: see :func:`load_run`)."""
     spec = RunSpec.from_config(config)
-    _, test = load_data(spec.replace(download=True) if download else spec)
-    return config, payload, model, test
+    return load_data(spec.replace(download=True) if download else spec)[1]
 
 
 def load_run_model(
@@ -428,16 +434,18 @@ def evaluate_run(
     batch_size: int = 100,
     progress: bool = True,
     download: bool = False,
+    loaded: LoadedRun | None = None,
 ) -> dict[str, Any]:
     """Measure the run's model on its test split, write ``metrics.json``, draw the figures, write
-    ``report.md`` (``download``: see :func:`load_run`).
+    ``report.md`` (``download``: see :func:`load_run`; ``loaded``: what :func:`load_run` returned for
+    this run, when the caller has it already: ``device`` and ``download`` then do nothing).
 
     The metrics are written before any figure is drawn, and a figure that cannot be drawn is
     reported (a warning line on stderr naming the figure and the error, and a line in the report)
     instead of failing the evaluation.
     """
     run_dir = Path(run_dir)
-    config, payload, model, test = load_run(run_dir, device, download)
+    config, payload, model, test = loaded or load_run(run_dir, device, download)
 
     metrics: dict[str, Any] = {"epochs_trained": payload["epoch"], "test_examples": len(test)}
     if payload["history"]:
@@ -624,7 +632,10 @@ __all__ = [
     "data_for_model",
     "evaluate_run",
     "fit_run",
+    "LoadedRun",
     "load_run",
+    "load_run_model",
+    "load_test_split",
     "load_run_checkpoint",
     "read_config",
     "resume_conflicts",

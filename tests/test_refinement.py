@@ -383,7 +383,21 @@ def test_refined_models_rebuild_from_their_checkpoint(digits_train, name):
     assert_same(snapshot(model), snapshot(again))
 
 
-def test_cli_evaluate_reports_the_bound_after_each_refinement_step(tmp_path, capsys):
+def count_calls(monkeypatch, module, name: str) -> list[int]:
+    """Count the calls of ``module.name`` (one item appended per call)."""
+    calls: list[int] = []
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_cli_evaluate_reports_the_bound_after_each_refinement_step(tmp_path, capsys, monkeypatch):
+    from pixyz_zoo import runs
     from pixyz_zoo.cli import main
 
     run = tmp_path / "run"
@@ -392,7 +406,12 @@ def test_cli_evaluate_reports_the_bound_after_each_refinement_step(tmp_path, cap
         main([*args, "-o", "z_dim=3", "-o", "hidden=[8]", "-o", "refine_steps=2", "-o", "update_hidden=[8]"])
         == 0
     )
+    builds, loads = (
+        count_calls(monkeypatch, runs, "model_from_checkpoint"),
+        count_calls(monkeypatch, runs, "load_data"),
+    )
     assert main(["evaluate", str(run), "--iw-samples", "2", "--refine-steps", "3", "--no-progress"]) == 0
+    assert (len(builds), len(loads)) == (1, 1)  # the evaluation and the refinement share one loaded run
     out = capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
     assert [f"refined_elbo_step_{t}" in metrics for t in range(5)] == [True] * 4 + [False]
@@ -431,16 +450,18 @@ def test_cli_refinement_flags_are_checked_before_any_evaluation(tmp_path, capsys
     assert not (tmp_path / "no-run").exists()
 
 
-def test_cli_refuses_to_refine_a_mixture_posterior_before_evaluating_the_run(tmp_path, capsys):
+def test_cli_refuses_to_refine_a_mixture_posterior_before_evaluating_the_run(tmp_path, capsys, monkeypatch):
+    from pixyz_zoo import runs
     from pixyz_zoo.cli import main
 
     run = tmp_path / "run"
     train = ["train", "mopoe", "--dataset", "trimodal-digits", "--epochs", "1", "--out", str(run)]
     tiny = ["-o", "z_dim=2", "-o", "hidden=[8]", "--train-examples", "32", "--test-examples", "10"]
     assert main([*train, *tiny, "--no-progress", "--no-eval"]) == 0
+    loads = count_calls(monkeypatch, runs, "load_data")
     assert main(["evaluate", str(run), "--iw-samples", "2", "--refine-steps", "2", "--no-progress"]) == 1
     assert "is a MixtureOfExperts over ['z'], not a Gaussian" in capsys.readouterr().err
-    assert not (run / "metrics.json").exists()  # refused before any evaluation
+    assert not (run / "metrics.json").exists() and not loads  # refused before any evaluation or data
 
 
 def steps(run) -> list[list[float]]:
