@@ -36,6 +36,22 @@ def test_experiments_are_registered():
         ExperimentContext("unused", setting="huge")
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["nope"], "unknown experiment 'nope'; available: attribute-mnist, beta-vae"),
+        (["beta-vae", "--dataset", "digits"], "experiment 'beta-vae' cannot run on dataset 'digits'"),
+    ],
+)
+def test_cli_refuses_an_unknown_experiment_or_dataset_before_naming_an_output(
+    tmp_path, capsys, argv, message
+):
+    assert main(["reproduce", *argv, "--smoke", "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert message in captured.err and "output directory" not in captured.out
+    assert not (tmp_path / "out").exists()
+
+
 def test_reproduce_jmvae_quick_writes_table_findings_and_figures(tmp_path, capsys):
     out = tmp_path / "jmvae"
     assert main(["reproduce", "jmvae", "--quick", "--out", str(out), "--no-progress"]) == 0

@@ -206,6 +206,15 @@ def reproduce(
     """Run the experiment ``name`` in ``setting`` (full, quick, smoke); returns its results (also
     in ``OUT/results.json``). ``dataset``: one of the experiment's ``datasets`` instead of the
     setting's default (None). ``precision`` and ``download``: see :class:`ExperimentContext`."""
+    experiment = check_experiment(name, dataset)
+    out = Path(out) if out is not None else default_out(name, setting, dataset)
+    context = ExperimentContext(out, setting, device, data_root, seed, progress, dataset, precision, download)
+    return experiment.run(context)
+
+
+def check_experiment(name: str, dataset: str | None = None) -> Experiment:
+    """The registered experiment ``name``, or a clear error when there is none or when it does not
+    take ``dataset`` (None: the setting's default)."""
     _load_all()
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
@@ -220,9 +229,7 @@ def reproduce(
             f"experiment {name!r} cannot run on dataset {dataset!r}: {choice}. "
             "Choose one of those, or leave --dataset out for the setting's default."
         )
-    out = Path(out) if out is not None else default_out(name, setting, dataset)
-    context = ExperimentContext(out, setting, device, data_root, seed, progress, dataset, precision, download)
-    return EXPERIMENTS[name].run(context)
+    return experiment
 
 
 def default_out(name: str, setting: str = "full", dataset: str | None = None) -> Path:
@@ -258,6 +265,7 @@ __all__ = [
     "EXPERIMENTS",
     "Experiment",
     "ExperimentContext",
+    "check_experiment",
     "experiment_names",
     "details",
     "image",
