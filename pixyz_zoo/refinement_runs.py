@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pixyz_zoo.distributions.refinement import METHODS, GradientStep, RefinedGaussian, UpdateRule
+from pixyz_zoo.distributions.refinement import METHODS, RefinedGaussian
 from pixyz_zoo.evaluation.amortization import refinement_curve
 from pixyz_zoo.markdown import markdown_cell, markdown_table
 from pixyz_zoo.models import ZooModel
@@ -43,7 +43,6 @@ __all__ = [
     "check_rule_and_lr",
     "evaluate_refinement_run",
     "refined_bounds",
-    "rule_name",
 ]
 
 
@@ -81,13 +80,6 @@ def check_refinable(model: ZooModel) -> None:
     amortized_posterior(model)
 
 
-def rule_name(rule: UpdateRule) -> str:
-    """A refinement rule in words, for reports: ``adam steps of 0.1``, ``learned update``."""
-    if isinstance(rule, GradientStep):
-        return f"{rule.method} steps of {rule.lr:g}"
-    return "learned update" if rule.learned else type(rule).__name__
-
-
 def evaluate_refinement_run(
     run_dir: str | os.PathLike,
     steps: int,
@@ -119,10 +111,10 @@ def evaluate_refinement_run(
     path = run_dir / METRICS
     metrics: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     metrics = {key: value for key, value in metrics.items() if "refine" not in key}  # a rerun replaces
-    metrics.update(refine_rule=curve["rule"], refine_lr=curve["lr"], refine_samples=samples, refine_k=k)
+    metrics.update(refine_rule=rule, refine_lr=curve["lr"], refine_samples=samples, refine_k=k)
     metrics.update({f"refined_elbo_step_{t}": value for t, value in enumerate(curve["elbo"])})
     for label, (refined, values) in own.items():
-        metrics[f"{label}_refine_rule"] = rule_name(refined.rule)
+        metrics[f"{label}_refine_rule"] = refined.rule.description
         metrics[f"{label}_refine_steps"] = refined.steps
         metrics.update({f"{label}_refined_elbo_step_{t}": value for t, value in enumerate(values["elbo"])})
     write_json(path, metrics)
@@ -152,7 +144,7 @@ def refined_bounds(metrics: dict[str, Any]) -> dict[str, dict[int, float]]:
 def own_heading(label: str, refined: RefinedGaussian) -> str:
     """A column heading for one of the model's own refinements."""
     name = "the model's own" if label == "model" else label
-    return f"{name}: {refined.prob_text}, {rule_name(refined.rule)} (its T = {refined.steps})"
+    return f"{name}: {refined.prob_text}, {refined.rule.description} (its T = {refined.steps})"
 
 
 def draw_refinement(
@@ -163,7 +155,7 @@ def draw_refinement(
     from pixyz_zoo.plots import save_figure
     from pixyz_zoo.plots.refinement import refinement_curves_figure
 
-    curves = {f"{curve['rule']} steps of {curve['lr']:g} from the amortised posterior": curve["elbo"]}
+    curves = {f"{curve['rule']} from the amortised posterior": curve["elbo"]}
     curves.update({own_heading(label, refined): values["elbo"] for label, (refined, values) in own.items()})
     trained = {refined.steps for refined, _ in own.values()}
     marked = trained.pop() if len(trained) == 1 else None
@@ -188,8 +180,8 @@ def render_refinement(
         "",
         "## Refinement",
         "",
-        f"Test ELBO (nats per example, {curve['k']} samples per example and step) after t steps of "
-        f"{curve['rule']} (step size {curve['lr']}) on the posterior's mean and log-scale, started from "
+        f"Test ELBO (nats per example, {curve['k']} samples per example and step) after t "
+        f"{curve['rule']} on the posterior's mean and log-scale, started from "
         "the amortised encoder"
         + (", and after t steps of each of the model's own refinements" if own else "")
         + ".",

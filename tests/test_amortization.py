@@ -94,9 +94,11 @@ def test_refinement_curve_of_the_models_own_refinement(digits_test):
     torch.manual_seed(0)
     model = build_model("iterative-vae", digits_test.modalities, refine_steps=2, **TINY)
     curve = refinement_curve(model, digits_test.subset(slice(0, 30)), rule="model", k=3)
-    assert len(curve["elbo"]) == 3 and "LearnedUpdate" in curve["rule"]
+    assert len(curve["elbo"]) == 3 and curve["rule"] == "learned update"
     longer = refinement_curve(model, digits_test.subset(slice(0, 30)), rule="model", steps=4, k=3)
     assert len(longer["elbo"]) == 5
+    steps = refinement_curve(model, digits_test.subset(slice(0, 10)), rule="sgd", lr=0.05, steps=1, k=2)
+    assert steps["rule"] == "sgd steps of 0.05"  # the rule in words, as the reports write it
     vae = VAE(digits_test.modalities, **TINY)
     with pytest.raises(ValueError, match="rule='model' uses the model's own refinement.*use rule='adam'"):
         refinement_curve(vae, digits_test, rule="model")

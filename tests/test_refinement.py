@@ -536,8 +536,6 @@ def test_cuda_memory_of_a_training_step_does_not_grow_with_the_steps(digits_trai
 
 
 def test_own_refinements_name_the_rule_each_model_refines_with(digits_train):
-    from pixyz_zoo.refinement_runs import rule_name
-
     assert VAE(digits_train.modalities, **TINY).own_refinements() == {}
     for model, name in [
         (
@@ -548,7 +546,7 @@ def test_own_refinements_name_the_rule_each_model_refines_with(digits_train):
     ]:
         own = model.own_refinements()
         assert list(own) == ["model"] and own["model"] is model.inference
-        assert rule_name(own["model"].rule) == name
+        assert own["model"].rule.description == name
 
 
 def test_conditioning_variables_have_a_fixed_order_whatever_the_loss_lists():

@@ -121,6 +121,8 @@ class UpdateRule(nn.Module):
 
     #: short LaTeX/text description used by ``print(model)``
     text = "U"
+    #: the rule in words, for reports and figures (``adam steps of 0.1``, ``learned update``)
+    description = "update rule"
 
     @property
     def learned(self) -> bool:
@@ -160,6 +162,7 @@ class GradientStep(UpdateRule):
             raise ValueError(f"the refinement step size lr must be > 0, got {lr}")
         self.lr, self.method, self.betas, self.eps = float(lr), method, tuple(betas), float(eps)
         self.text = rf"\text{{{method.upper()}}}(\eta={self.lr:g})"
+        self.description = f"{method} steps of {self.lr:g}"
 
     def forward(self, loc, log_scale, grad_loc, grad_log_scale, state):
         if self.method == "sgd":
@@ -213,6 +216,7 @@ class LearnedUpdate(UpdateRule):
             self.net[-1].bias[2 * z_dim :].fill_(gate_bias)
         self.z_dim = z_dim
         self.text = r"\text{gated update network}"
+        self.description = "learned update"
 
     def forward(self, loc, log_scale, grad_loc, grad_log_scale, state):
         features = torch.cat([_normalise(t) for t in (grad_loc, grad_log_scale, loc, log_scale)], dim=-1)

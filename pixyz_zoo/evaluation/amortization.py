@@ -178,11 +178,10 @@ def refinement_curve(
                 log_w = bound_of_parameters(model, batch, loc, scale, k, given=given, max_rows=max_rows)
                 totals[t] += float(elbo_estimate(log_w).sum())
         count += len(next(iter(batch.values())))
-    rule_text = rule if isinstance(rule, str) and rule != "model" else repr(refiner.rule)
     return {
         "elbo": (totals / count).tolist(),
         "steps": refiner.steps,
-        "rule": rule_text,
+        "rule": refiner.rule.description,
         "lr": getattr(refiner.rule, "lr", None),
         "samples": samples,
         "k": k,
