@@ -69,6 +69,28 @@ def test_an_expectation_is_split_at_the_sums_of_its_integrand_with_its_draws_sha
     assert alone[0] == pytest.approx(values[0], rel=1e-6) and alone[1] != pytest.approx(values[1], rel=1e-3)
 
 
+def test_the_zero_that_python_sum_starts_with_is_no_term():
+    """``sum(losses)`` is ``0 + l1 + l2``: Pixyz's printed formula leaves the 0 out, and so do the terms
+    (inside an expectation too, and as either operand of a difference)."""
+    log_p, log_q = densities()
+    q = Normal(loc="m", scale=torch.tensor(1.0), cond_var=["m"], var=["x"], features_shape=[1], name="r")
+    loss = (E(q, -sum([log_p, log_q])) + (0 - log_q) + (log_p - 0)).mean()
+    terms, evaluate = additive_terms(loss), term_evaluator(loss)
+    assert [t.text for t in terms] == [
+        r"\mathbb{E}_{r(x|m)} \left[- \log p(x) \right]",
+        r"\mathbb{E}_{r(x|m)} \left[- \log q(x) \right]",
+        r"- \log q(x)",
+        r"\log p(x)",
+    ]
+    x = {"m": torch.randn(4, 1), "x": torch.randn(4, 1)}
+    torch.manual_seed(0)
+    value = float(loss.eval(x))
+    torch.manual_seed(0)
+    assert sum(float(v) for v in evaluate(x)) == pytest.approx(value, rel=1e-6)
+    assert additive_terms((0 + log_p).mean())[0].text == r"\log p(x)"  # a lone term stays one
+    assert len(additive_terms((1 + log_p).mean())) == 2  # any other constant is a term
+
+
 def test_what_is_not_a_sum_is_one_term():
     log_p, log_q = densities()
     for loss in (log_p * log_q, MinLoss(log_p, log_q), log_p):  # a product of two densities, a min

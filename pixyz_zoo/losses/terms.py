@@ -13,7 +13,9 @@ an expression at its sums:
   gives ``E_q[-log p(x|z)]`` and ``E_q[-log p(y|z)]``), except that a scalar factor inside it is
   not distributed: ``alpha (log q(z|x) - log q(z))`` stays one term, beta-TCVAE's mutual information.
 
-Everything else (a KL, the zoo's own losses, a product of two losses, a subclass) is one term.
+Everything else (a KL, the zoo's own losses, a product of two losses, a subclass) is one term. A
+constant 0 in a sum (Python's ``sum`` of losses starts with it) is no term: the printed formula
+leaves it out too.
 
 :func:`term_evaluator` evaluates all the terms in one pass that draws what ``loss.eval`` draws, in
 the same order: a sum's operands left to right, and an expectation's samples once for all the terms
@@ -73,6 +75,13 @@ def _split(loss: Loss, inside: bool = False) -> tuple[list[Loss], Values]:
     """The terms of ``loss`` and the function evaluating them together (``inside`` an expectation:
     a scalar factor is not distributed)."""
     kind = type(loss)
+    if kind in (AddLoss, SubLoss) and _is_zero(loss.loss1):  # Python's sum() starts at 0
+        terms, values = _split(loss.loss2, inside)
+        if kind is AddLoss:
+            return terms, values
+        return [-term for term in terms], lambda x: [-v for v in values(x)]
+    if kind in (AddLoss, SubLoss) and _is_zero(loss.loss2):
+        return _split(loss.loss1, inside)
     if kind in (AddLoss, SubLoss) and loss.loss1 is not None and loss.loss2 is not None:
         (first, values1), (second, values2) = _split(loss.loss1, inside), _split(loss.loss2, inside)
         if kind is AddLoss:  # the left operand first, as Pixyz evaluates it
@@ -118,6 +127,13 @@ def _expectation(loss: Expectation, values: Values) -> Values:
         ]
 
     return evaluate
+
+
+def _is_zero(loss: Loss | None) -> bool:
+    """The constant 0 (as in ``sum(losses)``, which starts at 0): a term of nothing, which Pixyz's
+    printed formula leaves out too."""
+    value = getattr(loss, "original_value", None) if type(loss) is ValueLoss else None
+    return isinstance(value, int | float) and value == 0
 
 
 def _is_scalar(loss: Loss | None) -> bool:
