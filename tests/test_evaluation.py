@@ -41,6 +41,19 @@ def linear_gaussian(shift=0.0, scale=None) -> ZooModel:
     )
 
 
+def test_a_declared_modality_no_part_of_the_model_reads_is_refused_with_the_fix():
+    """A dataset's label passed with ``dataset.modalities`` to a model of its image alone: refused when
+    the model is built (the evaluation would look for it as an observed variable)."""
+    q = GaussianEncoder(Posterior(), cond_var=["x"])
+    p_x = decoder_for(X, nn.Identity(), scale=NOISE)
+    loss = (-p_x.log_prob().expectation(q)).mean()
+    label = Modality("y", (10,), "categorical")
+    with pytest.raises(ValueError) as error:
+        ZooModel(loss, [q, p_x], {"x": X, "y": label}, generative=p_x * standard_normal("z", 1), inference=q)
+    assert "modalities ['y'] are declared but no part of the model reads them" in str(error.value)
+    assert "Declare only those, e.g. modalities={m: data.modalities[m] for m in ['x']}" in str(error.value)
+
+
 def exact_log_px(x: torch.Tensor) -> torch.Tensor:
     return torch.distributions.Normal(0.0, math.sqrt(1 + NOISE**2)).log_prob(x).flatten()
 

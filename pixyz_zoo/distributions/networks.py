@@ -130,15 +130,21 @@ class MultiInputNet(nn.Module):
 
 
 def encoder_network(
-    modalities: Sequence[Modality], out_dim: int, arch: str = "mlp", hidden: Sequence[int] = (512, 512)
+    modalities: Modality | Sequence[Modality],
+    out_dim: int,
+    arch: str = "mlp",
+    hidden: Sequence[int] = (512, 512),
 ) -> nn.Module:
-    """A network from the given modalities to ``out_dim`` features (``2 * z_dim`` for a Gaussian).
+    """A network from the given modalities (one, or several in the encoder's ``cond_var`` order) to
+    ``out_dim`` features (``2 * z_dim`` for a Gaussian).
 
     ``arch="mlp"``: an MLP for one modality; for several, one ``hidden`` ReLU MLP body per
     modality, their last features concatenated, then a linear head: the JMVAE paper's MNIST
     encoder ``(D512R-D512R, D512R-D512R)`` followed by ``f_mu``, ``f_sigma`` (sec. 4.2.1).
     ``arch="conv"``: a conv body per image modality, an MLP body per other one, then an MLP head.
     """
+    if isinstance(modalities, Modality):
+        modalities = [modalities]
     if arch == "mlp":
         if len(modalities) == 1 or not hidden:
             return MLP(sum(m.dim for m in modalities), out_dim, hidden)

@@ -80,6 +80,23 @@ def argument_validation(enabled: bool) -> Iterator[None]:
         TorchDistribution.set_default_validate_args(previous)
 
 
+def check_modalities_used(
+    modalities: dict[str, Modality], generative: Distribution, inference: Distribution, loss: Loss
+) -> None:
+    """Refuse a declared modality that neither the generative model, the inference nor the loss reads
+    (e.g. a dataset's label passed with ``dataset.modalities`` to a model of its image alone): the
+    evaluation would look for it as an observed variable of the model."""
+    used = {*generative.var, *generative.cond_var, *inference.cond_var, *loss.input_var}
+    unused = [name for name in modalities if name not in used]
+    if unused:
+        kept = [name for name in modalities if name in used]
+        raise ValueError(
+            f"modalities {unused} are declared but no part of the model reads them: the generative "
+            f"model {generative.prob_text}, the inference {inference.prob_text} and the loss use "
+            f"{kept}. Declare only those, e.g. modalities={{m: data.modalities[m] for m in {kept}}}"
+        )
+
+
 class ZooModel(Model):
     """A Pixyz model with the zoo's surface.
 
@@ -144,6 +161,7 @@ class ZooModel(Model):
         self.modalities = dict(modalities)
         self.generative = generative
         self.inference = inference
+        check_modalities_used(self.modalities, generative, inference, loss)
         self.hyperparameters = dict(hyperparameters or {})
         self.annealed = frozenset(annealed)
         unknown = self.annealed - set(self.hyperparameters)
