@@ -82,7 +82,9 @@ def gaussian_mutual_information(
     I)`` is independent noise added to ``b`` in closed form (``Cov(b) + noise^2 I``). Computed in
     float64 from the canonical correlations ``rho_i``: ``-1/2 sum log(1 - rho_i^2)``. Directions
     whose variance is below ``rtol`` times the largest are dropped (a constant variable carries no
-    information: 0). With ``noise = 0`` an exactly linear relation gives ``inf``.
+    information: 0). With ``noise = 0`` an exactly linear relation gives ``inf``: a canonical
+    correlation within ``rtol`` of 1 counts as 1 (float64 rounding leaves an exact one a little
+    below 1, by an amount that depends on the machine's linear algebra kernels).
     """
     a = torch.as_tensor(a).detach().reshape(len(a), -1).double().cpu()
     b = torch.as_tensor(b).detach().reshape(len(b), -1).double().cpu()
@@ -107,7 +109,7 @@ def gaussian_mutual_information(
         keep = values > rtol * top
         whiten.append(vectors[:, keep] / values[keep].sqrt())
     rho = torch.linalg.svdvals(whiten[0].T @ cov_ab @ whiten[1]).clamp(max=1.0)
-    if bool((rho >= 1.0).any()):
+    if bool((rho >= 1.0 - rtol).any()):
         return math.inf
     return float(-0.5 * torch.log1p(-(rho**2)).sum())
 
