@@ -460,7 +460,8 @@ def test_cli_refuses_to_refine_a_mixture_posterior_before_evaluating_the_run(tmp
     assert main([*train, *tiny, "--no-progress", "--no-eval"]) == 0
     loads = count_calls(monkeypatch, runs, "load_data")
     assert main(["evaluate", str(run), "--iw-samples", "2", "--refine-steps", "2", "--no-progress"]) == 1
-    assert "is a MixtureOfExperts over ['z'], not a Gaussian" in capsys.readouterr().err
+    message = "the inference of mopoe, q(z|m,s,t) is a MixtureOfExperts over ['z'], not a Gaussian"
+    assert message in capsys.readouterr().err
     assert not (run / "metrics.json").exists() and not loads  # refused before any evaluation or data
 
 

@@ -69,7 +69,8 @@ def amortized_posterior(
     q = model.inference if set(given) == set(model.modalities) else model.inference_for(given)
     if unwrap and isinstance(q, RefinedGaussian):
         q = q.initial
-    require_gaussian(q, f"the inference of {model.name} from {given},")
+    subset = f" from {given}" if set(given) != set(model.modalities) else ""  # the model's own inference
+    require_gaussian(q, f"the inference of {model.name}{subset},")
     if len(model.latents) != 1:
         raise TypeError(
             f"{model.name} has the latents {model.latents}; refinement handles models with one Gaussian "
