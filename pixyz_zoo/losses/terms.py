@@ -76,10 +76,7 @@ def _split(loss: Loss, inside: bool = False) -> tuple[list[Loss], Values]:
     a scalar factor is not distributed)."""
     kind = type(loss)
     if kind in (AddLoss, SubLoss) and _is_zero(loss.loss1):  # Python's sum() starts at 0
-        terms, values = _split(loss.loss2, inside)
-        if kind is AddLoss:
-            return terms, values
-        return [-term for term in terms], lambda x: [-v for v in values(x)]
+        return _split(loss.loss2 if kind is AddLoss else -loss.loss2, inside)
     if kind in (AddLoss, SubLoss) and _is_zero(loss.loss2):
         return _split(loss.loss1, inside)
     if kind in (AddLoss, SubLoss) and loss.loss1 is not None and loss.loss2 is not None:
