@@ -599,7 +599,9 @@ def render_report(
         "",
         "## Test metrics",
         "",
-        markdown_table(["metric", "value"], [[k, v] for k, v in metrics.items() if k != OBJECTIVE_TERMS], 4),
+        markdown_table(
+            ["metric", "value"], [[k, v] for k, v in metrics.items() if k != OBJECTIVE_TERMS], digits=4
+        ),
         "",
         "ELBO and IWAE are in nats per example (log-likelihood lower bounds: higher is better); "
         "losses are the negative training objective averaged per example.",
