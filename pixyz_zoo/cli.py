@@ -354,7 +354,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from pixyz_zoo import distributed
     from pixyz_zoo.run_spec import RunSpec
-    from pixyz_zoo.runs import check_run_dir, evaluate_run, resume_run, train_run
+    from pixyz_zoo.runs import check_model_fits_data, check_run_dir, evaluate_run, resume_run, train_run
     from pixyz_zoo.training import resolve_device
 
     # every argument is checked before any data is loaded or anything is written
@@ -376,6 +376,7 @@ def _train(args: argparse.Namespace) -> None:
         args.run_dir = args.out or Path("runs") / f"{args.model}-{spec.data.dataset}-s{spec.train.seed}"
         check_run_dir(args.run_dir)  # announce the directory only once it can hold this run
         resolve_device(spec.device)
+        check_model_fits_data(spec)
         if distributed.launched_rank() == 0:
             print(f"run directory: {args.run_dir}")
         model, _ = train_run(spec, args.run_dir, progress=progress)
@@ -454,15 +455,17 @@ def report(metrics: dict[str, Any], run_dir: Path) -> None:
 
 def cmd_graph(args: argparse.Namespace) -> None:
     from pixyz_zoo import plots
-    from pixyz_zoo.datasets import load_dataset
+    from pixyz_zoo.datasets import DATASETS, load_dataset
     from pixyz_zoo.models import build_model, validate_options
 
     validate_options(args.model, dict(args.option))  # before loading the data
     from pixyz_zoo.runs import data_for_model
 
-    data = data_for_model(
-        args.model, dict(args.option), load_dataset(args.dataset, "test", root=args.data_root)
-    )
+    # the modalities a dataset read from files declares (no file needed), else its test split's
+    data = DATASETS[args.dataset].without_examples()
+    if data is None:
+        data = load_dataset(args.dataset, "test", root=args.data_root)
+    data = data_for_model(args.model, dict(args.option), data)
     model = build_model(args.model, data.modalities, **dict(args.option))
     print(str(model).split("Optimizer:")[0].rstrip())
     if len(model.test_terms) > 1:  # numbered as a run's report and training curve number them

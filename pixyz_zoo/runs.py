@@ -188,16 +188,36 @@ def load_data(spec: RunSpec | dict[str, Any]) -> tuple[MultimodalDataset, Multim
     data, seed = spec.data, spec.train.seed
     kwargs = dict(root=data.root, binarize=data.binarize, seed=seed)
     if DATASETS[data.dataset].offline:
-        # generated without files: load once per process (an experiment trains many runs on it)
-        key = (data.dataset, str(resolve_data_root(data.root)), data.binarize, seed)
-        train, test = _load_offline(*key, "train"), _load_offline(*key, "test")
+        train, test = _offline_split(spec, "train"), _offline_split(spec, "test")
     else:
         train = load_dataset(data.dataset, "train", download=data.download, **kwargs)
         test = load_dataset(data.dataset, "test", download=data.download, **kwargs)
-    if data.modalities is not None:  # the run reads only these modalities of the dataset
-        train, test = (d.select(list(data.modalities)) for d in (train, test))
-    train, test = (data_for_model(spec.model.name, spec.model.options, d) for d in (train, test))
+    train, test = (as_the_run_reads(spec, d) for d in (train, test))
     return _first(train, data.train_examples), _first(test, data.test_examples)
+
+
+def as_the_run_reads(spec: RunSpec, dataset: MultimodalDataset) -> MultimodalDataset:
+    """``dataset`` with only the modalities the run reads (``--modalities``), as its model reads it
+    (:func:`data_for_model`)."""
+    if spec.data.modalities is not None:
+        dataset = dataset.select(list(spec.data.modalities))
+    return data_for_model(spec.model.name, spec.model.options, dataset)
+
+
+def check_model_fits_data(spec: RunSpec) -> None:
+    """Refuse a run whose model does not fit its dataset (a joint model on one modality, CVAE on
+    three, MFM without a class label, an unknown ``--modalities`` name), before any file is read:
+    the model is built on the dataset as the run reads it, described by its registration
+    (:meth:`~pixyz_zoo.datasets.DatasetInfo.without_examples`), or loaded when it needs no file.
+    A dataset that declares nothing (CelebA, CUB) is checked when it is loaded."""
+    info = DATASETS[spec.data.dataset]
+    dataset = info.without_examples()
+    if dataset is None:
+        if not info.offline:
+            return
+        dataset = _offline_split(spec, "test")
+    dataset = as_the_run_reads(spec, dataset)
+    build_model(spec.model.name, dataset.modalities, **spec.model.options)
 
 
 def data_for_model(model: str, options: dict[str, Any], dataset: MultimodalDataset) -> MultimodalDataset:
@@ -230,6 +250,15 @@ def _has_labels(name: str, label: str) -> bool:
     return dataset.labels is not None or (label in dataset.modalities and dataset.modalities[label].is_label)
 
 
+def _offline_split(spec: RunSpec, split: str) -> MultimodalDataset:
+    """A split of the run's offline dataset: generated without files, loaded once per process (an
+    experiment trains many runs on it)."""
+    data = spec.data
+    return _load_offline(
+        data.dataset, str(resolve_data_root(data.root)), data.binarize, spec.train.seed, split
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def _load_offline(name: str, root: str, binarize: str, seed: int, split: str) -> MultimodalDataset:
     return load_dataset(name, split, root=root, binarize=binarize, seed=seed)
@@ -258,11 +287,12 @@ def train_run(
     ``config.json`` records the number of processes (``world_size``).
     """
     run_dir = Path(run_dir)
-    # the spec was checked when it was made; the directory and the device are checked before any data
-    # is loaded or anything is written
+    # the spec was checked when it was made; the directory, the device and the model's fit to the
+    # dataset are checked before any data is loaded or anything is written
     check_run_dir(run_dir)
     dev = resolve_device(distributed.init_from_env(spec.device))
     spec = spec.replace(world_size=distributed.world_size())
+    check_model_fits_data(spec)
     train, test = load_data(spec)
     seed_everything(spec.train.seed)
     net = build_model(spec.model.name, train.modalities, **spec.model.options).to(dev)

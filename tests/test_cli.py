@@ -131,6 +131,17 @@ def test_graph_prints_formulas_and_draws(tmp_path, capsys):
     assert "  T3:" not in text
 
 
+def test_graph_of_a_dataset_whose_files_are_absent(tmp_path, capsys):
+    """A dataset read from files declares its modalities: its graph needs none of the files."""
+    out, empty = tmp_path / "g.png", tmp_path / "no-files"
+    empty.mkdir()
+    args = ["graph", "mfm", "--dataset", "mnist-svhn-text", "--data-root", str(empty), "--out", str(out)]
+    assert main([*args, "-o", "hidden=[8]"]) == 0
+    text = capsys.readouterr().out
+    assert "p(y|z_{y})" in text and "p(s|z_{y},z_{a_s})" in text  # the class label, from the declared classes
+    assert out.exists() and not any(empty.iterdir())
+
+
 def test_module_entry_point():
     result = subprocess.run(
         [sys.executable, "-m", "pixyz_zoo.cli", "list"], capture_output=True, text=True, timeout=120

@@ -227,6 +227,45 @@ def test_a_model_refuses_a_dataset_it_does_not_accept_before_writing_anything(
     assert not run.exists()
 
 
+@pytest.mark.parametrize(
+    "model,dataset,options,message",
+    [
+        ("cvae", "mnist-svhn-text", [], "exactly 2 modalities, got ['m', 's', 't']"),
+        ("mopoe", "dsprites", [], "two or more modalities jointly, got ['x']"),
+        ("mfm", "dsprites", [], "has neither a label modality 'y' nor class labels"),
+        ("mopoe", "mnist", ["--modalities", "x"], "two or more modalities jointly, got ['x']"),
+        ("vae", "fashion-mnist", ["--modalities", "q"], "dataset 'fashion-mnist' has no modality ['q']"),
+        ("jmvae-gan", "polymnist", [], "one image modality adversarially and the data has 5"),
+    ],
+)
+def test_a_model_refuses_a_dataset_before_its_files_are_read(
+    model: str, dataset: str, options: list[str], message: str, tmp_path: Path, capsys
+) -> None:
+    """The data root is empty: had the run read (or fetched) a file first, it would have failed on it."""
+    run, empty = tmp_path / "run", tmp_path / "no-files"
+    empty.mkdir()
+    args = ["train", model, "--dataset", dataset, "--data-root", str(empty), "--out", str(run), *options]
+    assert main([*args, "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert message in err and "missing" not in err and "Traceback" not in err, err
+    assert "run directory" not in out and not run.exists() and not any(empty.iterdir())
+
+
+def test_the_library_refuses_a_model_that_does_not_fit_before_reading_files(tmp_path: Path) -> None:
+    from pixyz_zoo.run_spec import RunSpec
+
+    spec = RunSpec.from_settings("cvae", dataset="trimodal-mnist", data_root=str(tmp_path))
+    with pytest.raises(ValueError, match="exactly 2 modalities"):
+        runs.train_run(spec, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    # a fitting run goes on to read the files, and names the missing ones
+    spec = RunSpec.from_settings(
+        "cvae", dataset="trimodal-mnist", data_root=str(tmp_path), modalities=["m", "t"]
+    )
+    with pytest.raises(FileNotFoundError, match="MNIST"):
+        runs.train_run(spec, tmp_path / "run")
+
+
 def test_a_figure_that_cannot_be_drawn_is_reported_and_the_metrics_kept(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, cached_data
 ) -> None:

@@ -70,3 +70,54 @@ def test_data_root_setting(monkeypatch, tmp_path):
     assert resolve_data_root() == tmp_path
     assert resolve_data_root("elsewhere").name == "elsewhere"
     assert DATASETS["digits"].offline and not DATASETS["mnist"].offline
+
+
+# ------------------------------------------------------------- what a dataset read from files declares
+DECLARED = sorted(name for name, info in DATASETS.items() if info.modalities is not None)
+
+
+def test_every_dataset_read_from_files_declares_what_it_holds():
+    """A run is checked against these declarations before the files are read (runs.check_model_fits_data);
+    CelebA's attribute names and CUB's vocabulary come from the files, so they declare nothing."""
+    undeclared = {name for name, info in DATASETS.items() if not info.offline and info.modalities is None}
+    assert undeclared == {"celeba", "cub"}
+    assert not [name for name, info in DATASETS.items() if info.offline and info.modalities is not None]
+    empty = DATASETS["trimodal-mnist"].without_examples()
+    assert len(empty) == 0 and list(empty.modalities) == ["m", "s", "t"]
+    assert empty.with_labels().modalities["y"].labels == tuple("0123456789")
+    mnist = DATASETS["mnist"].without_examples()  # its label is a modality already
+    assert mnist.labels is None and mnist.with_labels() is mnist
+
+
+def write_files(name: str, root, monkeypatch) -> None:
+    """Files in the layout ``name`` reads (made-up pixels; the published md5 sums switched off)."""
+    from pixyz_zoo.datasets import dsprites, mnist
+    from pixyz_zoo.datasets import multimodal_digits as md
+    from tests.fake_files import write_mnist_svhn
+    from tests.test_datasets_mnist import write_fake
+    from tests.test_ground_truth import write_fake_dsprites
+
+    monkeypatch.setattr(mnist, "MNIST_MD5", {})
+    monkeypatch.setattr(mnist, "FASHION_MNIST_MD5", {})
+    monkeypatch.setattr(md, "SVHN_MD5", {})
+    if name == "dsprites":
+        write_fake_dsprites(root, image_shape=(64, 64))
+        monkeypatch.setattr(dsprites, "DSPRITES_TEST_SIZE", 20)
+    elif name == "fashion-mnist":
+        write_fake(root, "FashionMNIST", n_train=20, n_test=20)
+    elif name == "mnist-svhn-text":
+        for split in ("train", "test"):
+            labels = torch.arange(20) % 10
+            write_mnist_svhn(root, split, labels.numpy(), labels.flip(0).numpy())
+    else:  # the MNIST files and what is made of them
+        write_fake(root, "MNIST", n_train=20, n_test=200)
+
+
+@pytest.mark.parametrize("name", DECLARED)
+def test_a_dataset_loads_as_it_declares(name, tmp_path, monkeypatch):
+    write_files(name, tmp_path, monkeypatch)
+    loaded = load_dataset(name, "test", root=str(tmp_path))
+    declared = DATASETS[name].without_examples()
+    assert loaded.modalities == declared.modalities  # names, order, shapes, likelihoods, labels
+    assert loaded.classes == declared.classes
+    assert (loaded.labels is None) == (declared.labels is None)

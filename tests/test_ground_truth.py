@@ -229,14 +229,16 @@ def test_procedural_dsprites_is_registered_offline(monkeypatch):
 FAKE_SIZES = (1, 3, 2, 4, 3, 2)  # color, shape, scale, orientation, posX, posY
 
 
-def write_fake_dsprites(folder: Path, compressed: bool = True, shuffle: bool = False) -> tuple[Path, dict]:
+def write_fake_dsprites(
+    folder: Path, compressed: bool = True, shuffle: bool = False, image_shape: tuple[int, int] = (12, 16)
+) -> tuple[Path, dict]:
     """A tiny npz in the real dSprites format (same keys, a small factor grid, 12x16 images)."""
     classes = np.array(list(itertools.product(*[range(s) for s in FAKE_SIZES])), dtype=np.int64)
     if shuffle:
         classes = classes[::-1].copy()
     rng = np.random.default_rng(0)
     arrays = {
-        "imgs": (rng.random((len(classes), 12, 16)) < 0.3).astype(np.uint8),
+        "imgs": (rng.random((len(classes), *image_shape)) < 0.3).astype(np.uint8),
         "latents_classes": classes,
         "latents_values": classes * np.array([1.0, 1.0, 0.5, 0.1, 0.25, 0.5]) + [1, 1, 0.5, 0, 0, 0],
         "metadata": np.array({"latents_sizes": np.array(FAKE_SIZES)}, dtype=object),

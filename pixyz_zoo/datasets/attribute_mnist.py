@@ -43,6 +43,8 @@ LAYOUT_SEED = 0
 _SPLIT_OFFSET = {"train": 0, "test": 1}
 POSITION = Modality("y1", (2,), "categorical", labels=POSITION_LABELS)
 DIGIT = Modality("y2", (2,), "categorical", labels=DIGIT_LABELS)
+#: the image of ``attribute-mnist``: a 28x28 MNIST digit on a 28x56 canvas
+MNIST_CANVAS = Modality("x", (1, 28, 56), "bernoulli")
 
 
 def place_on_canvas(images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -108,6 +108,19 @@ class MultimodalDataset(Dataset):
             for n in self._binarized:
                 self.tensors[n] = torch.bernoulli(self.tensors[n], generator=g)
 
+    @classmethod
+    def without_examples(
+        cls, name: str, modalities: Iterable[Modality], classes: tuple[str, ...] | None = None
+    ) -> MultimodalDataset:
+        """A dataset ``name`` with these modalities and no examples; ``classes``: the names of its
+        examples' classes (``labels``), None when its examples carry none. It describes a dataset
+        whose files are not read (what a model built on it would read), see
+        :meth:`~pixyz_zoo.datasets.DatasetInfo.without_examples`."""
+        modalities = {m.name: m for m in modalities}
+        tensors = {n: torch.empty(0, *m.shape) for n, m in modalities.items()}
+        labels = None if classes is None else torch.empty(0, dtype=torch.long)
+        return cls(name, tensors, modalities, labels=labels, classes=classes or ())
+
     def __len__(self) -> int:
         return len(next(iter(self.tensors.values())))
 

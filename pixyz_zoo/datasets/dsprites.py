@@ -49,12 +49,15 @@ import torch
 
 from pixyz_zoo.datasets.base import DATA_ROOT_ENV, resolve_data_root
 from pixyz_zoo.datasets.ground_truth import GroundTruthData, GroundTruthDataset, mixed_radix_strides
+from pixyz_zoo.modalities import Modality
 
 # ---------------------------------------------------------------------------------- the factor grid
 SHAPE_NAMES = ("square", "ellipse", "heart")
 DSPRITES_FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 DSPRITES_FACTOR_SIZES = (3, 6, 40, 32, 32)
 DSPRITES_IMAGE_SIZE = 64
+#: what models read of dSprites: the ``(1, 64, 64)`` image in {0, 1}
+DSPRITES_IMAGE = Modality("x", (1, DSPRITES_IMAGE_SIZE, DSPRITES_IMAGE_SIZE), "bernoulli")
 DSPRITES_TRAIN_SIZE = 20_000
 DSPRITES_TEST_SIZE = 2_000
 #: The train/test subsets are drawn from this seed, whatever the training seed.

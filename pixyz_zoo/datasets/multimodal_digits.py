@@ -461,7 +461,7 @@ def load_polymnist(
         name = f"m{k}"
         # invert the crop's colours where the digit has ink: crop (1 - a) + (1 - crop) a
         tensors[name] = torch.addcmul(crop, images[chosen[:, k]], 1 - 2 * crop)
-        modalities[name] = Modality(name, (3, size, size), "laplace")
+        modalities[name] = polymnist_modality(name, size)
         sources[name] = chosen[:, k]
     name = POLY_NAMES[source] if n_modalities == 5 else f"{POLY_NAMES[source]}-{n_modalities}"
     dataset = MultimodalDataset(
@@ -469,6 +469,11 @@ def load_polymnist(
     )
     dataset.source_index = sources
     return dataset
+
+
+def polymnist_modality(name: str, size: int) -> Modality:
+    """One PolyMNIST modality: a ``(3, size, size)`` image in [0, 1], Laplace likelihood."""
+    return Modality(name, (3, size, size), "laplace")
 
 
 def load_polymnist_mnist(
