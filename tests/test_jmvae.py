@@ -346,6 +346,19 @@ def test_generation_from_every_subset_to_every_modality(digits_train, name):
     assert model.reconstruct(batch)["x"].shape == (5, 1, 8, 8)
 
 
+@pytest.mark.parametrize("name", [*JOINT_MODELS, "mfm"])
+def test_inferring_from_a_modality_the_batch_lacks_names_it(digits_train, name):
+    model = build_model(name, digits_train.modalities, **options(name))
+    only_y = {"y": digits_train.first(3)["y"]}
+    message = r"inferred from \['x'\], but the batch lacks \['x'\] \(it holds \['y'\]\)"
+    with pytest.raises(KeyError, match=message):
+        model.generate(only_y, given=["x"], targets=["y"], n=3)
+    with pytest.raises(KeyError, match=message):
+        model.encode(only_y, given=["x"])
+    with pytest.raises(KeyError, match="lacks \\['x'\\]"):
+        model.encode(only_y)  # every modality by default
+
+
 @pytest.mark.parametrize("name", ["jmvae", "jmvae-kl", "telbo", "mvae", "mmvae", "mopoe", "mvtcae"])
 def test_three_modalities(digits_train, name):
     mods = with_parity(digits_train.modalities)

@@ -445,6 +445,17 @@ class ZooModel(Model):
             raise KeyError(f"unknown modality {unknown}; this model has {sorted(self.modalities)}")
         return given
 
+    def _check_given_batch(self, batch: dict[str, torch.Tensor], given: list[str]) -> None:
+        """The modalities ``given`` are in ``batch``, each as its declaration says."""
+        missing = [g for g in given if g not in batch]
+        if missing:
+            raise KeyError(
+                f"the latents are inferred from {given}, but the batch lacks {missing} (it holds "
+                f"{sorted(batch)}); pass those in the batch, or name only what it holds as given"
+            )
+        for name in given:
+            self.modalities[name].check(batch[name])
+
     def inference_for(self, given: Sequence[str]) -> Distribution:
         """The distribution of the latents given the modalities ``given``.
 
@@ -470,8 +481,7 @@ class ZooModel(Model):
     ) -> dict[str, torch.Tensor]:
         """Latents inferred from ``given`` (default: every modality): means, or one sample."""
         given = self._check_given(self.modalities if given is None else given)
-        for name in given:
-            self.modalities[name].check(batch[name])
+        self._check_given_batch(batch, given)
         self.distributions.eval()
         q = self.inference_for(given)
         inputs = self._to_device({g: batch[g] for g in given})
@@ -564,8 +574,7 @@ class ZooModel(Model):
         if given:
             if batch is None:
                 raise ValueError(f"inferring the latents from {given} needs a batch holding them")
-            for name in given:
-                self.modalities[name].check(batch[name])
+            self._check_given_batch(batch, given)
             inputs = {
                 g: batch[g].to(self.device).repeat(n_samples, *([1] * (batch[g].dim() - 1))) for g in given
             }

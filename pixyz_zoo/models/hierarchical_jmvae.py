@@ -178,8 +178,7 @@ class HierarchicalJMVAE(ZooModel):
         given = self._check_given(self.modalities if given is None else given)
         if set(given) != set(self.modalities):
             return super().encode(batch, given, sample)
-        for name in given:
-            self.modalities[name].check(batch[name])
+        self._check_given_batch(batch, given)
         self.distributions.eval()
         inputs = self._to_device({g: batch[g] for g in given})
         if sample:

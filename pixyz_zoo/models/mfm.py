@@ -426,10 +426,7 @@ class MFM(ZooModel):
         From a proper subset, the factors it cannot compute come from its surrogate encoder (eq. 5).
         """
         given = self._observed(given)
-        for name in given:
-            if name not in batch:
-                raise KeyError(f"the batch lacks {name!r}; it has {sorted(batch)}")
-            self.modalities[name].check(batch[name])
+        self._check_given_batch(batch, given)
         inputs = self._to_device({g: batch[g] for g in given})
         codes: dict[str, torch.Tensor] = {}
         for z, q in self.encoders.items():
