@@ -193,7 +193,7 @@ def load_data(spec: RunSpec | dict[str, Any]) -> tuple[MultimodalDataset, Multim
         train = load_dataset(data.dataset, "train", download=data.download, **kwargs)
         test = load_dataset(data.dataset, "test", download=data.download, **kwargs)
     train, test = (as_the_run_reads(spec, d) for d in (train, test))
-    return _first(train, data.train_examples), _first(test, data.test_examples)
+    return _first(train, data.train_examples, "train"), _first(test, data.test_examples, "test")
 
 
 def as_the_run_reads(spec: RunSpec, dataset: MultimodalDataset) -> MultimodalDataset:
@@ -208,15 +208,17 @@ def check_model_fits_data(spec: RunSpec) -> None:
     """Refuse a run whose model does not fit its dataset (a joint model on one modality, CVAE on
     three, MFM without a class label, an unknown ``--modalities`` name), before any file is read:
     the model is built on the dataset as the run reads it, described by its registration
-    (:meth:`~pixyz_zoo.datasets.DatasetInfo.without_examples`), or loaded when it needs no file.
+    (:meth:`~pixyz_zoo.datasets.DatasetInfo.without_examples`). An offline dataset is loaded (no
+    file needed; the run reuses it), which also checks ``--train-examples`` and ``--test-examples``.
     A dataset that declares nothing (CelebA, CUB) is checked when it is loaded."""
     info = DATASETS[spec.data.dataset]
-    dataset = info.without_examples()
-    if dataset is None:
-        if not info.offline:
+    if info.offline:
+        dataset = load_data(spec)[0]
+    else:
+        dataset = info.without_examples()
+        if dataset is None:
             return
-        dataset = _offline_split(spec, "test")
-    dataset = as_the_run_reads(spec, dataset)
+        dataset = as_the_run_reads(spec, dataset)
     build_model(spec.model.name, dataset.modalities, **spec.model.options)
 
 
@@ -264,12 +266,15 @@ def _load_offline(name: str, root: str, binarize: str, seed: int, split: str) ->
     return load_dataset(name, split, root=root, binarize=binarize, seed=seed)
 
 
-def _first(dataset: MultimodalDataset, n: int | None) -> MultimodalDataset:
-    """The first ``n`` examples of ``dataset`` (all of them when ``n`` is None)."""
+def _first(dataset: MultimodalDataset, n: int | None, split: str) -> MultimodalDataset:
+    """The first ``n`` examples of the ``split`` split ``dataset`` (all of them when ``n`` is None)."""
     if n is None:
         return dataset
     if not 1 <= n <= len(dataset):
-        raise ValueError(f"asked for {n} examples of {dataset.name!r}, which has {len(dataset)}")
+        raise ValueError(
+            f"{split}_examples (--{split}-examples) must be at most {len(dataset)}, the {split} examples of "
+            f"{dataset.name!r}, got {n}; leave it out to use them all"
+        )
     return dataset.subset(slice(0, n))
 
 

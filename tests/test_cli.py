@@ -131,6 +131,17 @@ def test_graph_prints_formulas_and_draws(tmp_path, capsys):
     assert "  T3:" not in text
 
 
+@pytest.mark.parametrize("split,size", [("train", 1438), ("test", 359)])
+def test_more_examples_than_the_split_holds_are_refused_before_the_run_starts(split, size, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "vae", f"--{split}-examples", "5000", "--out", str(run), "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    expected = (
+        f"{split}_examples (--{split}-examples) must be at most {size}, the {split} examples of 'digits'"
+    )
+    assert expected in err and "run directory" not in out and not run.exists()
+
+
 def test_graph_of_a_dataset_whose_files_are_absent(tmp_path, capsys):
     """A dataset read from files declares its modalities: its graph needs none of the files."""
     out, empty = tmp_path / "g.png", tmp_path / "no-files"
