@@ -277,3 +277,13 @@ def test_save_figure_creates_parents_and_closes(tmp_path: Path) -> None:
     path = save_figure(fig, target)
     assert path == target.with_suffix(".png") and path.exists() and path.stat().st_size > 1000
     assert not plt.fignum_exists(fig.number)
+
+
+def test_siblings_are_drawn_left_to_right_as_the_factorisation_names_them() -> None:
+    p = Decoder("m", "z") * Decoder("s", "z") * Decoder("t", "z") * prior()
+    structure = graphical_model_edges(p, Encoder(["m", "s", "t"]))
+    caption = structure["captions"][0]
+    assert caption == "p(t,s,m,z) = p(t|z)p(s|z)p(m|z)p(z)"
+    assert p.prob_text == "p(m,z,s,t)"  # Pixyz's own order
+    x = {name: node["position"][0] for name, node in structure["nodes"].items()}
+    assert x["t"] < x["s"] < x["m"]

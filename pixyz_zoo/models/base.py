@@ -36,6 +36,7 @@ from torch.distributions import Distribution as TorchDistribution
 from pixyz_zoo import distributed
 from pixyz_zoo.distributions.refinement import RefinedGaussian
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
+from pixyz_zoo.distributions.text import joint_prob_text, joint_text
 from pixyz_zoo.losses.evaluation import loss_evaluator
 from pixyz_zoo.losses.terms import Term, additive_terms, term_evaluator
 from pixyz_zoo.modalities import Modality, check_batch
@@ -92,7 +93,7 @@ def check_modalities_used(
         kept = [name for name in modalities if name in used]
         raise ValueError(
             f"modalities {unused} are declared but no part of the model reads them: the generative "
-            f"model {generative.prob_text}, the inference {inference.prob_text} and the loss use "
+            f"model {joint_prob_text(generative)}, the inference {inference.prob_text} and the loss use "
             f"{kept}. Declare only those, e.g. modalities={{m: data.modalities[m] for m in {kept}}}"
         )
 
@@ -185,7 +186,7 @@ class ZooModel(Model):
     def __str__(self) -> str:
         text = (
             f"{type(self).__name__}: {self.description}\n"
-            f"Generative model:\n  {self.generative.prob_joint_factorized_and_text}\n"
+            f"Generative model:\n  {joint_text(self.generative)}\n"
             f"Inference model:\n  {self.inference.prob_joint_factorized_and_text}\n"
         )
         if self.hyperparameters:

@@ -19,6 +19,8 @@ from matplotlib.mathtext import MathTextParser
 from matplotlib.patches import Circle, FancyArrowPatch
 from pixyz.utils import convert_latex_name
 
+from pixyz_zoo.distributions.text import joint_text
+
 __all__ = ["draw_graphical_model", "graphical_model_edges"]
 
 _DX = 2.2  # horizontal distance between nodes of one layer
@@ -152,8 +154,8 @@ def graphical_model_edges(
     generative_factors = _factors(generative, "generative")
     inference_factors = [(dist, factor) for dist in inference_list for factor in _factors(dist, "inference")]
 
-    order: list[str] = []
-    for factor in generative_factors:
+    order: list[str] = []  # as the printed factorisation names them (siblings drawn left to right so)
+    for factor in reversed(generative_factors):
         for name in [*factor.cond_var, *factor.var]:
             if name not in order:
                 order.append(name)
@@ -219,7 +221,7 @@ def graphical_model_edges(
                 }
             )
 
-    captions = [generative.prob_joint_factorized_and_text]
+    captions = [joint_text(generative)]
     captions += [dist.prob_joint_factorized_and_text for dist in inference_list]
     return {
         "generative": generative_edges,
