@@ -267,7 +267,8 @@ def _load_offline(name: str, root: str, binarize: str, seed: int, split: str) ->
 
 
 def _first(dataset: MultimodalDataset, n: int | None, split: str) -> MultimodalDataset:
-    """The first ``n`` examples of the ``split`` split ``dataset`` (all of them when ``n`` is None)."""
+    """The first ``n`` examples of ``dataset``, the run's ``split`` split (all of them when ``n`` is
+    None)."""
     if n is None:
         return dataset
     if not 1 <= n <= len(dataset):
