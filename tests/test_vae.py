@@ -5,7 +5,7 @@ from pixyz.losses import KullbackLeibler, LogProb
 from torch import distributions as td
 
 from pixyz_zoo.evaluation import evaluate_log_likelihood
-from pixyz_zoo.models import VAE, build_model
+from pixyz_zoo.models import MODELS, VAE, build_model
 from pixyz_zoo.training import Trainer
 
 
@@ -108,3 +108,9 @@ def test_each_network_runs_once_per_step_and_nothing_is_reused_across_steps(digi
     model.train_step(batch)  # same tensor again: fresh parameters after the optimiser step
     after = model.q.get_params({"x": batch["x"]})["loc"]
     assert not torch.equal(before, after)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_model_without_modalities_says_so(name):
+    with pytest.raises(ValueError, match="modalit"):
+        build_model(name, {})

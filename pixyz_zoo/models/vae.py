@@ -35,6 +35,11 @@ def pick_image_modality(modalities: dict[str, Modality], observed: str | None) -
         if observed not in modalities:
             raise KeyError(f"observed={observed!r} is not a modality of the data: {sorted(modalities)}")
         return modalities[observed]
+    if not modalities:
+        raise ValueError(
+            "the model needs a modality to observe and got none; pass the dataset's, e.g. "
+            "VAE(train.modalities) with train = load_dataset('digits', 'train')"
+        )
     for modality in modalities.values():
         if modality.is_image:
             return modality
