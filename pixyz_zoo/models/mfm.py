@@ -254,7 +254,8 @@ class MFM(ZooModel):
         self.decoders[label] = CategoricalDecoder(
             network, label, cond_var=self.discriminative_latents, name="p"
         )
-        generative = _product([*self.decoders.values(), *self.priors.values()])
+        # multiplied from the priors up: printed p(x_1|..)..p(x_M|..)p(y|z_y)p(z_y)p(z_a^1)..p(z_a^M)
+        generative = _product([*reversed(self.priors.values()), *reversed(self.decoders.values())])
 
         # ------------------------------------------------------------ inference (eq. 3)
         # deterministic encoders: z_y = E_y(x_1..x_M), z_a^m = E_m(x_m)
