@@ -33,6 +33,16 @@ def test_conv_preset_refuses_unknown_size():
         ConvEncoderNet((1, 16, 16), 4)
 
 
+@pytest.mark.parametrize(
+    "build", [lambda: ConvEncoderNet((1, 28, 56), 4), lambda: ConvDecoderNet(4, (1, 28, 56))]
+)
+def test_conv_presets_refuse_a_non_square_image_and_name_the_fix(build):
+    with pytest.raises(
+        ValueError, match=r"square images, got 28x56. Use the MLP architecture \(--arch mlp\)"
+    ):
+        build()
+
+
 def test_gaussian_encoder_matches_its_network():
     x = Modality("x", (1, 8, 8), "bernoulli")
     q = GaussianEncoder(encoder_network([x], 2 * 3, hidden=(16,)), cond_var=["x"])

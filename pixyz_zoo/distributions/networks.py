@@ -44,8 +44,14 @@ class MLP(nn.Module):
         return self.net(h)
 
 
-def _conv_channels(size: int) -> list[int]:
-    """Channels of the strided conv stack for a square image of side ``size``."""
+def _conv_channels(image_shape: Sequence[int]) -> list[int]:
+    """Channels of the strided conv stack for a square ``(C, size, size)`` image."""
+    _, size, width = image_shape
+    if size != width:
+        raise ValueError(
+            f"convolutional presets take square images, got {size}x{width}. Use the MLP architecture "
+            "(--arch mlp) or pass your own network"
+        )
     if size == 8:
         return [32, 64]  # 8 -> 4 -> 2
     if size in (28, 32):
@@ -64,11 +70,9 @@ class ConvEncoderNet(nn.Module):
     def __init__(self, image_shape: Sequence[int], out_dim: int, hidden: int = 256) -> None:
         super().__init__()
         c, h, w = image_shape
-        if h != w:
-            raise ValueError(f"convolutional presets take square images, got {h}x{w}")
         layers: list[nn.Module] = []
         last = c
-        for ch in _conv_channels(h):
+        for ch in _conv_channels(image_shape):
             layers += [nn.Conv2d(last, ch, 4, stride=2, padding=1 if h != 28 or ch != 128 else 2)]
             layers.append(nn.ReLU())
             last = ch
@@ -90,7 +94,7 @@ class ConvDecoderNet(nn.Module):
     def __init__(self, in_dim: int, image_shape: Sequence[int], hidden: int = 256) -> None:
         super().__init__()
         c, h, w = image_shape
-        channels = _conv_channels(h)[::-1]
+        channels = _conv_channels(image_shape)[::-1]
         start = 2 if h == 8 else 4
         self.start_shape = (channels[0], start, start)
         self.fc = nn.Sequential(
