@@ -114,3 +114,13 @@ def test_each_network_runs_once_per_step_and_nothing_is_reused_across_steps(digi
 def test_a_model_without_modalities_says_so(name):
     with pytest.raises(ValueError, match="modalit"):
         build_model(name, {})
+
+
+@pytest.mark.parametrize("name", ["vae", "jmvae-kl", "mfm"])
+def test_a_convolutional_architecture_without_an_image_is_refused(name):
+    from pixyz_zoo.datasets import load_dataset
+
+    sequences = load_dataset("multimodal-sequences", "test").modalities
+    with pytest.raises(ValueError, match="arch='conv' builds convolutional networks .* use arch='mlp'"):
+        build_model(name, sequences, arch="conv", hidden=[8])
+    build_model(name, sequences, arch="mlp", hidden=[8])

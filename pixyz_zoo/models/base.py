@@ -98,6 +98,17 @@ def check_modalities_used(
         )
 
 
+def check_architecture(arch: str | None, modalities: dict[str, Modality]) -> None:
+    """Refuse a convolutional architecture for a model of no image: its networks would all be MLPs
+    (``arch="conv"`` gives image modalities conv bodies and the others MLP bodies)."""
+    if arch in ("conv", "celeba") and not any(m.is_image for m in modalities.values()):
+        shapes = ", ".join(f"{name}: {m.shape}" for name, m in modalities.items())
+        raise ValueError(
+            f"arch={arch!r} builds convolutional networks for image modalities (C, H, W), and the model's "
+            f"modalities have none ({shapes}): use arch='mlp'"
+        )
+
+
 class ZooModel(Model):
     """A Pixyz model with the zoo's surface.
 
@@ -172,6 +183,7 @@ class ZooModel(Model):
         self.config = dict(config or {})
         self.config.setdefault("lr", lr)
         self.config.setdefault("clip_grad_norm", clip_grad_norm)
+        check_architecture(self.config.get("arch"), self.modalities)
         #: what evaluates each of :meth:`parallel_losses` instead of its own function (set by the
         #: data-parallel trainer to DistributedDataParallel wrappers; empty: evaluated directly)
         self.loss_evaluators: dict[str, Callable[..., Any]] = {}
