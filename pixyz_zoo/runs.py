@@ -58,6 +58,10 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG
+    if Path(run_dir).is_file() and (Path(run_dir).parent / CONFIG).exists():
+        raise FileNotFoundError(
+            f"{run_dir} is a file of the run directory {Path(run_dir).parent}: pass the directory"
+        )
     if not path.exists():
         raise FileNotFoundError(
             f"{run_dir} is not a run directory: {path} is missing. Pass the --out directory of a "

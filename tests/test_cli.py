@@ -91,6 +91,13 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
     assert main(args) == 0
     assert main(args) == 1
     assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+    # a file of the run given instead of its directory
+    for command in (
+        ["evaluate", str(run / "checkpoint.pt")],
+        [*args[:2], "--resume", str(run / "config.json")],
+    ):
+        assert main(command) == 1
+        assert f"is a file of the run directory {run}: pass the directory" in capsys.readouterr().err
 
 
 def test_errors_are_reported_without_traceback(tmp_path, capsys):
