@@ -159,7 +159,8 @@ def test_a_dataset_choice_is_checked_and_gets_its_own_output_directory(tmp_path,
     with pytest.raises(ValueError, match="accepts trimodal-mnist, trimodal-digits, mnist-svhn-text"):
         reproduce("multimodal-benchmark", out=tmp_path / "x", setting="smoke", dataset="polymnist")
     assert main(["reproduce", "jmvae", "--smoke", "--dataset", "digits", "--out", str(tmp_path / "y")]) == 1
-    assert "fixed by the paper" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fixed by the paper it reproduces. Leave --dataset out" in err and "Choose one" not in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "runs").exists()
     assert main(["list"]) == 0
     assert "--dataset: trimodal-mnist, trimodal-digits, mnist-svhn-text" in capsys.readouterr().out

@@ -220,14 +220,12 @@ def check_experiment(name: str, dataset: str | None = None) -> Experiment:
         raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
     experiment = EXPERIMENTS[name]
     if dataset is not None and dataset not in experiment.datasets:
-        choice = (
-            f"it accepts {', '.join(experiment.datasets)}"
-            if experiment.datasets
-            else "its datasets are fixed by the paper it reproduces"
-        )
+        if experiment.datasets:
+            advice = f"it accepts {', '.join(experiment.datasets)}. Choose one of those, or leave --dataset out"
+        else:
+            advice = "its datasets are fixed by the paper it reproduces. Leave --dataset out"
         raise ValueError(
-            f"experiment {name!r} cannot run on dataset {dataset!r}: {choice}. "
-            "Choose one of those, or leave --dataset out for the setting's default."
+            f"experiment {name!r} cannot run on dataset {dataset!r}: {advice} for the setting's default."
         )
     return experiment
 
