@@ -221,7 +221,8 @@ def check_experiment(name: str, dataset: str | None = None) -> Experiment:
     experiment = EXPERIMENTS[name]
     if dataset is not None and dataset not in experiment.datasets:
         if experiment.datasets:
-            advice = f"it accepts {', '.join(experiment.datasets)}. Choose one of those, or leave --dataset out"
+            accepted = ", ".join(experiment.datasets)
+            advice = f"it accepts {accepted}. Choose one of those, or leave --dataset out"
         else:
             advice = "its datasets are fixed by the paper it reproduces. Leave --dataset out"
         raise ValueError(
