@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("model", choices=sorted(MODELS))
     graph.add_argument("--dataset", default="digits", choices=sorted(DATASETS))
     graph.add_argument("--data-root", default=None)
+    graph.add_argument(
+        "--modalities",
+        type=parse_names,
+        default=None,
+        metavar="A,B",
+        help="the model of these modalities of the dataset only (default: all), as `train --modalities`",
+    )
     graph.add_argument("--option", "-o", type=parse_option, action="append", default=[], metavar="KEY=VALUE")
     graph.add_argument("--parameters", action="store_true", help="draw the parameters theta and phi")
     graph.add_argument("--out", type=Path, default=None, help="figure path (default MODEL_graph.png)")
@@ -455,18 +462,22 @@ def report(metrics: dict[str, Any], run_dir: Path) -> None:
 
 def cmd_graph(args: argparse.Namespace) -> None:
     from pixyz_zoo import plots
-    from pixyz_zoo.datasets import DATASETS, load_dataset
+    from pixyz_zoo.datasets import load_dataset
     from pixyz_zoo.models import build_model, validate_options
+    from pixyz_zoo.run_spec import RunSpec
+    from pixyz_zoo.runs import as_the_run_reads, run_modalities
 
     validate_options(args.model, dict(args.option))  # before loading the data
-    from pixyz_zoo.runs import data_for_model
-
-    # the modalities a dataset read from files declares (no file needed), else its test split's
-    data = DATASETS[args.dataset].without_examples()
-    if data is None:
-        data = load_dataset(args.dataset, "test", root=args.data_root)
-    data = data_for_model(args.model, dict(args.option), data)
-    model = build_model(args.model, data.modalities, **dict(args.option))
+    # the model a run with these settings builds: on the modalities a dataset read from files declares
+    # (no file needed), else on its test split's
+    settings = {"dataset": args.dataset, "data_root": args.data_root, "modalities": args.modalities}
+    spec = RunSpec.from_settings(args.model, options=dict(args.option), **settings)
+    modalities = run_modalities(spec)
+    if modalities is None:
+        modalities = as_the_run_reads(
+            spec, load_dataset(args.dataset, "test", root=args.data_root)
+        ).modalities
+    model = build_model(args.model, modalities, **dict(args.option))
     print(str(model).split("Optimizer:")[0].rstrip())
     if len(model.test_terms) > 1:  # numbered as a run's report and training curve number them
         print("Test objective term by term:")

@@ -23,6 +23,7 @@ from pixyz_zoo.datasets import DATASETS, MultimodalDataset, load_dataset, resolv
 from pixyz_zoo.evaluation import evaluate_log_likelihood
 from pixyz_zoo.evaluation.objective import objective_term_means
 from pixyz_zoo.markdown import markdown_cell, markdown_table
+from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import MODELS, ZooModel, build_model
 from pixyz_zoo.run_spec import DataSpec, Difference, ModelSpec, RunSpec, TrainSpec, plain, spec_differences
 from pixyz_zoo.training import (
@@ -208,22 +209,27 @@ def as_the_run_reads(spec: RunSpec, dataset: MultimodalDataset) -> MultimodalDat
     return data_for_model(spec.model.name, spec.model.options, dataset)
 
 
+def run_modalities(spec: RunSpec) -> dict[str, Modality] | None:
+    """The modalities the run's model is built on (``--modalities``, and the class label of a model
+    that predicts it), known without reading a file: from the dataset's declaration
+    (:meth:`~pixyz_zoo.datasets.DatasetInfo.without_examples`), or from its test split when it is
+    offline. None for a dataset read from files that declares nothing (CelebA, CUB)."""
+    info = DATASETS[spec.data.dataset]
+    dataset = _offline_split(spec, "test") if info.offline else info.without_examples()
+    return None if dataset is None else as_the_run_reads(spec, dataset).modalities
+
+
 def check_model_fits_data(spec: RunSpec) -> None:
     """Refuse a run whose model does not fit its dataset (a joint model on one modality, CVAE on
     three, MFM without a class label, an unknown ``--modalities`` name), before any file is read:
-    the model is built on the dataset as the run reads it, described by its registration
-    (:meth:`~pixyz_zoo.datasets.DatasetInfo.without_examples`). An offline dataset is loaded (no
-    file needed; the run reuses it), which also checks ``--train-examples`` and ``--test-examples``.
+    the model is built on :func:`run_modalities`. An offline dataset is loaded first (no file
+    needed; the run reuses it), which also checks ``--train-examples`` and ``--test-examples``.
     A dataset that declares nothing (CelebA, CUB) is checked when it is loaded."""
-    info = DATASETS[spec.data.dataset]
-    if info.offline:
-        dataset = load_data(spec)[0]
-    else:
-        dataset = info.without_examples()
-        if dataset is None:
-            return
-        dataset = as_the_run_reads(spec, dataset)
-    build_model(spec.model.name, dataset.modalities, **spec.model.options)
+    if DATASETS[spec.data.dataset].offline:
+        load_data(spec)
+    modalities = run_modalities(spec)
+    if modalities is not None:
+        build_model(spec.model.name, modalities, **spec.model.options)
 
 
 def data_for_model(model: str, options: dict[str, Any], dataset: MultimodalDataset) -> MultimodalDataset:
@@ -669,6 +675,8 @@ __all__ = [
     "ModelSpec",
     "RunSpec",
     "TrainSpec",
+    "as_the_run_reads",
+    "check_model_fits_data",
     "check_run_dir",
     "checkpoint_differences",
     "data_for_model",
@@ -682,5 +690,6 @@ __all__ = [
     "read_config",
     "resume_conflicts",
     "resume_run",
+    "run_modalities",
     "train_run",
 ]

@@ -158,6 +158,11 @@ def test_graph_of_a_dataset_whose_files_are_absent(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "p(y|z_{y})" in text and "p(s|z_{y},z_{a_s})" in text  # the class label, from the declared classes
     assert out.exists() and not any(empty.iterdir())
+    # the modalities a run would read (train --modalities), checked as train checks them
+    assert main([*args, "--modalities", "m,t", "-o", "hidden=[8]"]) == 0
+    assert "p(m,t,y,z_{y},z_{a_m},z_{a_t}) = p(m|z_{y},z_{a_m})p(t|z_{y},z_{a_t})" in capsys.readouterr().out
+    assert main([*args, "--modalities", "m,q"]) == 1
+    assert "dataset 'mnist-svhn-text' has no modality ['q']" in capsys.readouterr().err
 
 
 def test_module_entry_point():
