@@ -162,6 +162,13 @@ def test_a_dataset_choice_is_checked_and_gets_its_own_output_directory(tmp_path,
     err = capsys.readouterr().err
     assert "fixed by the paper it reproduces. Leave --dataset out" in err and "Choose one" not in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "runs").exists()
+    # a device that is not at hand: refused before the output directory is announced or made
+    assert main(["reproduce", "mfm", "--smoke", "--device", "tpu", "--out", str(tmp_path / "z")]) == 1
+    out, err = capsys.readouterr()
+    assert "unknown device 'tpu'" in err and "output directory" not in out and not (tmp_path / "z").exists()
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        reproduce("mfm", out=tmp_path / "z", setting="smoke", device="tpu")
+    assert not (tmp_path / "z").exists()
     assert main(["list"]) == 0
     assert "--dataset: trimodal-mnist, trimodal-digits, mnist-svhn-text" in capsys.readouterr().out
 

@@ -206,15 +206,19 @@ def reproduce(
     """Run the experiment ``name`` in ``setting`` (full, quick, smoke); returns its results (also
     in ``OUT/results.json``). ``dataset``: one of the experiment's ``datasets`` instead of the
     setting's default (None). ``precision`` and ``download``: see :class:`ExperimentContext`."""
-    experiment = check_experiment(name, dataset)
+    experiment = check_experiment(name, dataset, device)
     out = Path(out) if out is not None else default_out(name, setting, dataset)
     context = ExperimentContext(out, setting, device, data_root, seed, progress, dataset, precision, download)
     return experiment.run(context)
 
 
-def check_experiment(name: str, dataset: str | None = None) -> Experiment:
-    """The registered experiment ``name``, or a clear error when there is none or when it does not
-    take ``dataset`` (None: the setting's default)."""
+def check_experiment(name: str, dataset: str | None = None, device: str | None = None) -> Experiment:
+    """The registered experiment ``name``, or a clear error when there is none, when it does not
+    take ``dataset`` (None: the setting's default) or when ``device`` is not at hand."""
+    from pixyz_zoo.training import resolve_device
+
+    if device is not None:
+        resolve_device(device)
     _load_all()
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
