@@ -463,13 +463,13 @@ def report(metrics: dict[str, Any], run_dir: Path) -> None:
 def cmd_graph(args: argparse.Namespace) -> None:
     from pixyz_zoo import plots
     from pixyz_zoo.datasets import load_dataset
-    from pixyz_zoo.models import build_model, validate_options
+    from pixyz_zoo.models import build_model
     from pixyz_zoo.run_spec import RunSpec
     from pixyz_zoo.runs import as_the_run_reads, run_modalities
 
-    validate_options(args.model, dict(args.option))  # before loading the data
-    # the model a run with these settings builds: on the modalities a dataset read from files declares
-    # (no file needed), else on its test split's
+    # the model a run with these settings builds (its options checked as the run is described, before
+    # any data is loaded): on the modalities a dataset read from files declares (no file needed), else
+    # on its test split's
     settings = {"dataset": args.dataset, "data_root": args.data_root, "modalities": args.modalities}
     spec = RunSpec.from_settings(args.model, options=dict(args.option), **settings)
     modalities = run_modalities(spec)
@@ -477,7 +477,7 @@ def cmd_graph(args: argparse.Namespace) -> None:
         modalities = as_the_run_reads(
             spec, load_dataset(args.dataset, "test", root=args.data_root)
         ).modalities
-    model = build_model(args.model, modalities, **dict(args.option))
+    model = build_model(args.model, modalities, **spec.model.options)
     print(str(model).split("Optimizer:")[0].rstrip())
     if len(model.test_terms) > 1:  # numbered as a run's report and training curve number them
         print("Test objective term by term:")
