@@ -361,8 +361,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from pixyz_zoo import distributed
     from pixyz_zoo.run_spec import RunSpec
-    from pixyz_zoo.runs import check_model_fits_data, check_run_dir, evaluate_run, resume_run, train_run
-    from pixyz_zoo.training import resolve_device
+    from pixyz_zoo.runs import evaluate_run, resume_run, train_run
 
     # every argument is checked before any data is loaded or anything is written
     if args.iw_samples < 1:
@@ -381,12 +380,12 @@ def _train(args: argparse.Namespace) -> None:
             args.model, options=options, **{**TRAIN_DEFAULTS, **given_settings(args)}
         )
         args.run_dir = args.out or Path("runs") / f"{args.model}-{spec.data.dataset}-s{spec.train.seed}"
-        check_run_dir(args.run_dir)  # announce the directory only once it can hold this run
-        resolve_device(spec.device)
-        check_model_fits_data(spec)
-        if distributed.launched_rank() == 0:
-            print(f"run directory: {args.run_dir}")
-        model, _ = train_run(spec, args.run_dir, progress=progress)
+
+        def announce() -> None:  # once the run is checked (directory, device, the model's fit to the data)
+            if distributed.launched_rank() == 0:
+                print(f"run directory: {args.run_dir}")
+
+        model, _ = train_run(spec, args.run_dir, progress=progress, announce=announce)
     if not distributed.is_main():
         return  # rank 0 alone reports and evaluates the run
     print(model)

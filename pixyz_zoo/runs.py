@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
 from math import nan
 from pathlib import Path
 from typing import Any
@@ -290,9 +291,13 @@ def _first(dataset: MultimodalDataset, n: int | None, split: str) -> MultimodalD
 
 
 def train_run(
-    spec: RunSpec, run_dir: str | os.PathLike, progress: bool | str = True
+    spec: RunSpec,
+    run_dir: str | os.PathLike,
+    progress: bool | str = True,
+    announce: Callable[[], None] | None = None,
 ) -> tuple[ZooModel, Trainer]:
-    """Train the run ``spec`` describes into the new run directory ``run_dir``.
+    """Train the run ``spec`` describes into the new run directory ``run_dir``; ``announce`` is called
+    once the run is checked, before any data is loaded (the CLI names the run directory there).
 
     ``config.json`` is ``spec.to_config()`` with the model's options as built (its defaults and what
     it took from the data, such as beta-TCVAE's dataset size), the model's modalities and the
@@ -309,6 +314,8 @@ def train_run(
     dev = resolve_device(distributed.init_from_env(spec.device))
     spec = spec.replace(world_size=distributed.world_size())
     check_model_fits_data(spec)
+    if announce is not None:
+        announce()
     train, test = load_data(spec)
     seed_everything(spec.train.seed)
     net = build_model(spec.model.name, train.modalities, **spec.model.options).to(dev)
