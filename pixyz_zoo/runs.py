@@ -223,12 +223,11 @@ def run_modalities(spec: RunSpec) -> dict[str, Modality] | None:
 def check_model_fits_data(spec: RunSpec) -> None:
     """Refuse a run whose model does not fit its dataset (a joint model on one modality, CVAE on
     three, MFM without a class label, an unknown ``--modalities`` name), before any file is read:
-    the model is built on :func:`run_modalities`. An offline dataset is loaded first (no file
+    the model is built on :func:`run_modalities`, or on an offline dataset as the run loads it (no file
     needed; the run reuses it), which also checks ``--train-examples`` and ``--test-examples``.
     A dataset that declares nothing (CelebA, CUB) is checked when it is loaded."""
-    if DATASETS[spec.data.dataset].offline:
-        load_data(spec)
-    modalities = run_modalities(spec)
+    offline = DATASETS[spec.data.dataset].offline
+    modalities = load_data(spec)[0].modalities if offline else run_modalities(spec)
     if modalities is not None:
         build_model(spec.model.name, modalities, **spec.model.options)
 
