@@ -2,7 +2,7 @@
 
 pixyz-zoo list
 pixyz-zoo train vae --dataset digits --epochs 10 --out runs/vae
-pixyz-zoo train vae --resume runs/vae --epochs 20
+pixyz-zoo train --resume runs/vae --epochs 20
 pixyz-zoo evaluate runs/vae --iw-samples 1000
 pixyz-zoo graph vae --out vae.png
 pixyz-zoo reproduce beta-vae --quick
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixyz-zoo", description="Deep generative models written as probabilistic programs with Pixyz."
     )
+    from pixyz_zoo import __version__
+
+    parser.add_argument("--version", action="version", version=f"pixyz-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="list models and datasets")
@@ -62,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Settings that define a run default to None here, so that --resume can tell the ones given
     # (refused when they differ from the run's) from the ones left out; TRAIN_DEFAULTS fills them.
     # Each argument's dest is the name of a RunSpec setting (pixyz_zoo.run_spec).
-    train.add_argument("model", choices=sorted(MODELS))
+    train.add_argument(
+        "model",
+        nargs="?",
+        choices=sorted(MODELS),
+        help="the model to train (see `pixyz-zoo list`); with --resume it may be left out",
+    )
     train.add_argument("--dataset", choices=sorted(DATASETS), help="dataset (default digits)")
     train.add_argument(
         "--modalities",
@@ -367,6 +375,15 @@ def _train(args: argparse.Namespace) -> None:
     if args.iw_samples < 1:
         raise ValueError(f"--iw-samples must be an integer >= 1, got {args.iw_samples}")
     options, given_by = model_options_from(args)
+    if args.model is None:  # `train --resume RUN`: the run's own model
+        if args.resume is None:
+            raise ValueError(
+                "train needs the MODEL to train (see `pixyz-zoo list`), e.g. pixyz-zoo train vae "
+                "--dataset digits; or --resume RUN_DIR to continue a run"
+            )
+        from pixyz_zoo.runs import read_config
+
+        args.model = read_config(args.resume)["model"]
     progress: bool | str = "lines" if args.no_progress else True  # "lines": one plain line per epoch
     if args.resume is not None:
         check_resume_arguments(args, options, given_by)
@@ -537,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
             cmd_graph(args)
         elif args.command == "reproduce":
             cmd_reproduce(args)
+    except BrokenPipeError:  # the reader of the output has gone (`pixyz-zoo list | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor fail flushing at exit
+        return 128 + 13  # as a process killed by SIGPIPE
     except KeyboardInterrupt:
         if distributed.launched_rank() == 0:  # under torchrun every process is interrupted: say it once
             print(f"\n{interrupted(args)}", file=sys.stderr)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import pixyz_zoo
 import pixyz_zoo.runs
 from pixyz_zoo.cli import interrupted, main
 from pixyz_zoo.datasets import load_dataset
@@ -111,6 +114,37 @@ def test_resume_accepts_arguments_equal_to_the_run_and_records_epochs_and_device
     ]
     assert [r["epoch"] for r in json.loads((run / "history.json").read_text())] == [1, 2]
     assert torch.load(run / CHECKPOINT, weights_only=True)["epoch"] == 2
+
+
+def test_resume_without_the_model_continues_the_runs_model(run, capsys):
+    """`train --resume RUN` was refused by argparse: "the following arguments are required: model"."""
+    assert main(["train", "--resume", str(run), "--epochs", "2", *QUIET]) == 0
+    assert "VAE (Kingma & Welling 2014)" in capsys.readouterr().out  # the run's model, printed
+    assert [r["epoch"] for r in json.loads((run / "history.json").read_text())] == [1, 2]
+    assert read_config(run)["model"] == "vae"
+
+
+def test_train_without_a_model_or_resume_names_both(tmp_path, capsys, no_data):
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "r"), *QUIET]) == 1
+    err = capsys.readouterr().err
+    assert "train needs the MODEL to train (see `pixyz-zoo list`)" in err and "--resume RUN_DIR" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"pixyz-zoo {pixyz_zoo.__version__}\n"
+
+
+def test_a_closed_output_pipe_stops_quietly():
+    """`pixyz-zoo list | head -1` ended with "pixyz-zoo: error: [Errno 32] Broken pipe"."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pixyz_zoo", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # the reader goes before the first line is written
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and stderr == ""
 
 
 def test_resume_refuses_fewer_epochs_than_trained(run, capsys):
