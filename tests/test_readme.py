@@ -85,7 +85,7 @@ def check_cli_command(arguments: list[str]) -> None:
     """``arguments`` parse, and name a registered model or experiment (and a dataset it accepts)."""
     args = exact_parser().parse_args(arguments)  # an unknown flag or choice exits here
     if args.command == "train":
-        assert args.model in MODELS
+        assert args.model in MODELS or (args.model is None and args.resume is not None)
     if args.command == "reproduce":
         _load_all()
         assert args.experiment in EXPERIMENTS
