@@ -96,6 +96,21 @@ def test_user_defined_loss_trains_with_the_same_trainer(digits_train, digits_tes
     assert kls[4.0] < kls[1.0], kls
 
 
+def test_a_loss_left_per_example_is_refused_with_the_fix(digits_train, tiny_options):
+    """A forgotten ``.mean()`` failed inside ``backward``: "grad can be implicitly created only for
+    scalar outputs"; the test loss in a reshape."""
+    vae = VAE(digits_train.modalities, **tiny_options)
+    q, p_x, prior = vae.q, vae.p_x, vae.prior
+    model = vae.with_loss(E(q, -LogProb(p_x)) + KullbackLeibler(q, prior))
+    batch = digits_train.first(16)
+    before = [p.detach().clone() for p in model.distributions.parameters()]
+    with pytest.raises(ValueError, match=r"the loss evaluates to a tensor of shape \(16,\).*\.mean\(\)"):
+        model.train_step(batch)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.distributions.parameters(), strict=True))
+    with pytest.raises(ValueError, match=r"the test objective's term .*shape \(16,\)"):
+        model.test_step(batch)
+
+
 def test_each_network_runs_once_per_step_and_nothing_is_reused_across_steps(digits_train, tiny_options):
     model = VAE(digits_train.modalities, **tiny_options)
     calls = {"q": 0, "p": 0}

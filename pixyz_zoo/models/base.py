@@ -68,6 +68,19 @@ def health_message(health: Sequence[float]) -> str | None:
     return None
 
 
+def check_scalar_loss(value: Any, what: str = "the loss") -> None:
+    """Refuse a loss that is not one number: a Pixyz expression keeps one value per example until it
+    is reduced, and one forgotten ``.mean()`` otherwise fails inside ``backward`` ("grad can be
+    implicitly created only for scalar outputs") or in a reshape."""
+    shape = tuple(torch.as_tensor(value).shape)
+    if math.prod(shape) != 1:
+        raise ValueError(
+            f"{what} evaluates to a tensor of shape {shape}, not one number: a Pixyz loss holds one "
+            "value per example until it is reduced. End the expression with .mean() (or .sum()), e.g. "
+            "(E(q, -LogProb(p_x)) + KullbackLeibler(q, prior)).mean()"
+        )
+
+
 @contextmanager
 def argument_validation(enabled: bool) -> Iterator[None]:
     """Turn torch.distributions' argument validation on or off (it reads the parameters' values on
@@ -307,6 +320,7 @@ class ZooModel(Model):
             raise NonFiniteLossError(
                 f"a distribution's parameters became NaN/inf ({str(error).split(' of ')[0]})"
             ) from None
+        check_scalar_loss(loss)
         loss.backward()
         if "loss" in self.averaged_losses:  # data parallel without DDP (see gradients_inside_loss)
             distributed.average_gradients(self._trained_parameters())
@@ -409,6 +423,8 @@ class ZooModel(Model):
         with shared_parameters(), self.testing():
             self.distributions.eval()
             values = self._test_term_split()[1](x_dict)
+        for term, value in zip(self.test_terms, values, strict=True):
+            check_scalar_loss(value, f"the test objective's term {term.text}")
         return torch.stack(
             [torch.as_tensor(v).detach().reshape(()).to(self.device, torch.float64) for v in values]
         ).tolist()
