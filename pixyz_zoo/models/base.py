@@ -35,6 +35,7 @@ from torch.distributions import Distribution as TorchDistribution
 
 from pixyz_zoo import distributed
 from pixyz_zoo.distributions.refinement import RefinedGaussian
+from pixyz_zoo.distributions.shapes import shape_mismatch
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.distributions.text import joint_prob_text, joint_text
 from pixyz_zoo.losses.evaluation import loss_evaluator
@@ -104,11 +105,70 @@ def check_modalities_used(
     unused = [name for name in modalities if name not in used]
     if unused:
         kept = [name for name in modalities if name in used]
+        if not kept:  # none is read: the distributions name the observed variables otherwise
+            observed = [v for v in generative.var if v not in inference.var] or list(inference.cond_var)
+            raise ValueError(
+                f"none of the declared modalities {unused} is read by the model: the generative model "
+                f"{joint_prob_text(generative)} and the inference {inference.prob_text} observe {observed}. "
+                "Name the distributions' variables as the modalities (the keys of the data's batches), or "
+                "declare the modalities the model observes"
+            )
         raise ValueError(
             f"modalities {unused} are declared but no part of the model reads them: the generative "
             f"model {joint_prob_text(generative)}, the inference {inference.prob_text} and the loss use "
             f"{kept}. Declare only those, e.g. modalities={{m: data.modalities[m] for m in {kept}}}"
         )
+
+
+def check_loss_inputs(
+    losses: dict[str, Loss | None], modalities: Iterable[str], hyperparameters: Iterable[str]
+) -> None:
+    """Refuse a loss that reads a variable neither a modality nor a hyperparameter feeds (a
+    ``Parameter("beta")`` without a value): it failed at the first step with Pixyz's "Input keys are
+    not valid"."""
+    fed = {*modalities, *hyperparameters}
+    for what, loss in losses.items():
+        unfed = [name for name in loss.input_var if name not in fed] if loss is not None else []
+        if unfed:
+            values = ", ".join(f"{name!r}: 1.0" for name in unfed)
+            raise ValueError(
+                f"the {what} reads {unfed}, which no modality ({sorted(modalities)}) or hyperparameter "
+                f"({sorted(hyperparameters)}) feeds: give a symbol's value as hyperparameters={{{values}}}, "
+                "or declare the modality"
+            )
+
+
+def check_conditioned_on_modalities(modalities: Iterable[str], **parts: Distribution) -> None:
+    """Refuse a generative or inference model conditioned on a variable that is no modality: a
+    decoder ``p(x|z)`` passed as the generative model without its prior (the bounds were then
+    computed without ``p(z)``), or an inference model that is not ``q(latents|modalities)``."""
+    for what, distribution in parts.items():
+        unobserved = [name for name in distribution.cond_var if name not in modalities]
+        if unobserved:
+            fix = (
+                "pass the joint with the latents' prior, e.g. generative=p_x * prior"
+                if what == "generative"
+                else "pass the distribution of the latents given the modalities, e.g. inference=q for q(z|x)"
+            )
+            raise ValueError(
+                f"the {what} model {joint_prob_text(distribution)} is conditioned on {unobserved}, which "
+                f"no modality ({sorted(modalities)}) gives: {fix}"
+            )
+
+
+def check_trained(distributions: Sequence[Distribution], **parts: Distribution) -> None:
+    """Refuse a generative or inference distribution with parameters the optimiser does not train
+    (one left out of ``distributions``): it would keep its initial weights, silently."""
+    trained = {id(p) for d in distributions for p in d.parameters()}
+    for what, distribution in parts.items():
+        graph = getattr(distribution, "graph", None)
+        for factor in [f.dist for f in graph.factors()] if hasattr(graph, "factors") else [distribution]:
+            left_out = [p for p in factor.parameters() if p.requires_grad and id(p) not in trained]
+            if left_out:
+                raise ValueError(
+                    f"the {what} model's {factor.prob_text} has parameters no listed distribution holds, so "
+                    "they would never be trained: add it to the distributions the model trains"
+                )
 
 
 def check_architecture(arch: str | None, modalities: dict[str, Modality]) -> None:
@@ -188,6 +248,9 @@ class ZooModel(Model):
         self.inference = inference
         check_modalities_used(self.modalities, generative, inference, loss)
         self.hyperparameters = dict(hyperparameters or {})
+        check_loss_inputs({"loss": loss, "test loss": test_loss}, self.modalities, self.hyperparameters)
+        check_trained(self.distributions, generative=generative, inference=inference)
+        check_conditioned_on_modalities(self.modalities, generative=generative, inference=inference)
         self.annealed = frozenset(annealed)
         unknown = self.annealed - set(self.hyperparameters)
         if unknown:
@@ -320,6 +383,8 @@ class ZooModel(Model):
             raise NonFiniteLossError(
                 f"a distribution's parameters became NaN/inf ({str(error).split(' of ')[0]})"
             ) from None
+        except RuntimeError as error:  # a distribution that disagrees on a variable's shape
+            raise self._shape_error(train_x_dict or {}) or error from error
         check_scalar_loss(loss)
         loss.backward()
         if "loss" in self.averaged_losses:  # data parallel without DDP (see gradients_inside_loss)
@@ -330,6 +395,12 @@ class ZooModel(Model):
         masked_step(self.optimizer, self._skip)
         self.step_health = health
         return loss
+
+    def _shape_error(self, x_dict: dict[str, Any]) -> ValueError | None:
+        """Which distribution disagrees on a variable's shape, when one does (a loss that failed on
+        ``x_dict`` with PyTorch's broadcasting error), as an error naming it and the fix."""
+        problem = shape_mismatch(self.modalities, self.generative, self.inference, x_dict)
+        return ValueError(problem) if problem is not None else None
 
     def mixed_precision(self) -> AbstractContextManager:
         """The context a training step's loss is evaluated in: ``torch.autocast`` with
@@ -422,7 +493,10 @@ class ZooModel(Model):
         x_dict = self.feed(batch)
         with shared_parameters(), self.testing():
             self.distributions.eval()
-            values = self._test_term_split()[1](x_dict)
+            try:
+                values = self._test_term_split()[1](x_dict)
+            except RuntimeError as error:
+                raise self._shape_error(x_dict) or error from error
         for term, value in zip(self.test_terms, values, strict=True):
             check_scalar_loss(value, f"the test objective's term {term.text}")
         return torch.stack(

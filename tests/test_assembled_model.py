@@ -1,0 +1,116 @@
+"""A model assembled by hand from the zoo's distributions (as notebook 00 and the README do): the
+mistakes a newcomer makes are refused with the distribution, the variable and the fix named, at
+construction where the model tells, else at the first step instead of PyTorch's broadcasting error.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pixyz.losses import Expectation as E
+from pixyz.losses import KullbackLeibler, LogProb, Parameter
+
+from pixyz_zoo.distributions import MLP, BernoulliDecoder, GaussianEncoder, standard_normal
+from pixyz_zoo.distributions.shapes import shape_mismatch
+from pixyz_zoo.models import ZooModel
+
+Z = 4
+
+
+@pytest.fixture
+def parts(digits_train):
+    """q(z|x), p(x|z) (its network ending in the image's shape) and p(z) on the digits."""
+    x = digits_train.modalities["x"]
+    q = GaussianEncoder(MLP(x.dim, 2 * Z, (16,)), cond_var=["x"], name="q")
+    network = torch.nn.Sequential(MLP(Z, x.dim, (16,)), torch.nn.Unflatten(1, x.shape))
+    p_x = BernoulliDecoder(network, var="x", cond_var=["z"], name="p")
+    return x, q, p_x, standard_normal("z", Z, name="p")
+
+
+def elbo_loss(q, p_x, prior):
+    return (E(q, -LogProb(p_x)) + KullbackLeibler(q, prior)).mean()
+
+
+def test_a_correct_assembly_trains(parts, digits_train):
+    x, q, p_x, prior = parts
+    model = ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"x": x}, generative=p_x * prior, inference=q)
+    assert shape_mismatch(model.modalities, model.generative, model.inference, digits_train.first(8)) is None
+    assert torch.isfinite(torch.tensor(model.train_step(digits_train.first(8))))
+
+
+def test_a_decoder_of_flat_output_names_the_modality_shape(parts, digits_train):
+    """Without its ``Unflatten`` the decoder failed with "The size of tensor a (64) must match the
+    size of tensor b (8) at non-singleton dimension 3"."""
+    x, q, _, prior = parts
+    p_flat = BernoulliDecoder(MLP(Z, x.dim, (16,)), var="x", cond_var=["z"], name="p")
+    model = ZooModel(
+        elbo_loss(q, p_flat, prior), [p_flat, q], {"x": x}, generative=p_flat * prior, inference=q
+    )
+    batch = digits_train.first(8)
+    expected = (
+        r"p\(x\|z\) gives x of shape \(64,\) per example, but the modality x gives \(1, 8, 8\)"
+        r".*Unflatten\(1, \(1, 8, 8\)\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        model.train_step(batch)
+    with pytest.raises(ValueError, match=expected):
+        model.test_step(batch)
+
+
+def test_a_prior_of_another_size_than_the_encoders_latent_is_named(parts, digits_train):
+    x, q, p_x, _ = parts
+    prior = standard_normal("z", 2 * Z, name="p")
+    model = ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"x": x}, generative=p_x * prior, inference=q)
+    with pytest.raises(
+        ValueError, match=r"p\(z\) gives z of shape \(8,\) per example, but q\(z\|x\) gives \(4,\)"
+    ):
+        model.train_step(digits_train.first(8))
+
+
+def test_another_runtime_error_is_left_as_it_is(parts, digits_train, monkeypatch):
+    x, q, p_x, prior = parts
+    model = ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"x": x}, generative=p_x * prior, inference=q)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(model, "evaluate_loss", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        model.train_step(digits_train.first(8))
+
+
+def test_a_symbol_without_a_value_is_refused_at_construction(parts):
+    """It failed at the first step with Pixyz's "Input keys are not valid, expected ['x', 'beta']"."""
+    x, q, p_x, prior = parts
+    loss = (E(q, -LogProb(p_x)) + Parameter("beta") * KullbackLeibler(q, prior)).mean()
+    with pytest.raises(ValueError, match=r"the loss reads \['beta'\].*hyperparameters=\{'beta': 1.0\}"):
+        ZooModel(loss, [p_x, q], {"x": x}, generative=p_x * prior, inference=q)
+    with pytest.raises(ValueError, match=r"the test loss reads \['beta'\]"):
+        ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"x": x}, p_x * prior, q, test_loss=loss)
+    ZooModel(loss, [p_x, q], {"x": x}, generative=p_x * prior, inference=q, hyperparameters={"beta": 1.0})
+
+
+def test_a_distribution_left_out_of_the_trained_ones_is_refused(parts):
+    """Leaving q out of the list trained the decoder alone, silently: q kept its initial weights."""
+    x, q, p_x, prior = parts
+    with pytest.raises(ValueError, match=r"the inference model's q\(z\|x\) has parameters no listed"):
+        ZooModel(elbo_loss(q, p_x, prior), [p_x], {"x": x}, generative=p_x * prior, inference=q)
+    with pytest.raises(ValueError, match=r"the generative model's p\(x\|z\) has parameters no listed"):
+        ZooModel(elbo_loss(q, p_x, prior), [q], {"x": x}, generative=p_x * prior, inference=q)
+
+
+def test_a_decoder_passed_as_the_generative_model_is_refused(parts):
+    """``generative=p_x`` without the prior gave bounds computed without p(z), silently."""
+    x, q, p_x, prior = parts
+    with pytest.raises(
+        ValueError, match=r"the generative model p\(x\|z\) is conditioned on \['z'\].*p_x \* prior"
+    ):
+        ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"x": x}, generative=p_x, inference=q)
+    with pytest.raises(ValueError, match=r"the inference model p\(x\|z\) is conditioned on \['z'\]"):
+        ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"x": x}, generative=p_x * prior, inference=p_x)
+
+
+def test_modalities_declared_under_other_names_name_what_the_model_observes(parts):
+    x, q, p_x, prior = parts
+    with pytest.raises(ValueError, match=r"none of the declared modalities \['img'\].*observe \['x'\]"):
+        ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"img": x}, generative=p_x * prior, inference=q)
