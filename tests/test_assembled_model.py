@@ -11,7 +11,6 @@ from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, LogProb, Parameter
 
 from pixyz_zoo.distributions import MLP, BernoulliDecoder, GaussianEncoder, standard_normal
-from pixyz_zoo.distributions.shapes import shape_mismatch
 from pixyz_zoo.models import ZooModel
 
 Z = 4
@@ -34,7 +33,7 @@ def elbo_loss(q, p_x, prior):
 def test_a_correct_assembly_trains(parts, digits_train):
     x, q, p_x, prior = parts
     model = ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"x": x}, generative=p_x * prior, inference=q)
-    assert shape_mismatch(model.modalities, model.generative, model.inference, digits_train.first(8)) is None
+    assert model.shape_mismatch(digits_train.first(8)) is None
     assert torch.isfinite(torch.tensor(model.train_step(digits_train.first(8))))
 
 

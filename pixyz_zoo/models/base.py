@@ -383,8 +383,11 @@ class ZooModel(Model):
             raise NonFiniteLossError(
                 f"a distribution's parameters became NaN/inf ({str(error).split(' of ')[0]})"
             ) from None
-        except RuntimeError as error:  # a distribution that disagrees on a variable's shape
-            raise self._shape_error(train_x_dict or {}) or error from error
+        except RuntimeError as error:  # a distribution that disagrees on a variable's shape?
+            problem = self.shape_mismatch(train_x_dict or {})
+            if problem is None:
+                raise
+            raise ValueError(problem) from error
         check_scalar_loss(loss)
         loss.backward()
         if "loss" in self.averaged_losses:  # data parallel without DDP (see gradients_inside_loss)
@@ -396,11 +399,11 @@ class ZooModel(Model):
         self.step_health = health
         return loss
 
-    def _shape_error(self, x_dict: dict[str, Any]) -> ValueError | None:
-        """Which distribution disagrees on a variable's shape, when one does (a loss that failed on
-        ``x_dict`` with PyTorch's broadcasting error), as an error naming it and the fix."""
-        problem = shape_mismatch(self.modalities, self.generative, self.inference, x_dict)
-        return ValueError(problem) if problem is not None else None
+    def shape_mismatch(self, batch: dict[str, Any]) -> str | None:
+        """Which of the model's distributions gives a variable another shape than its modality or
+        the rest of the model on ``batch`` (:func:`~pixyz_zoo.distributions.shapes.shape_mismatch`):
+        what a loss that failed with PyTorch's broadcasting error reports instead. None: they agree."""
+        return shape_mismatch(self.modalities, self.generative, self.inference, batch)
 
     def mixed_precision(self) -> AbstractContextManager:
         """The context a training step's loss is evaluated in: ``torch.autocast`` with
@@ -496,7 +499,10 @@ class ZooModel(Model):
             try:
                 values = self._test_term_split()[1](x_dict)
             except RuntimeError as error:
-                raise self._shape_error(x_dict) or error from error
+                problem = self.shape_mismatch(x_dict)
+                if problem is None:
+                    raise
+                raise ValueError(problem) from error
         for term, value in zip(self.test_terms, values, strict=True):
             check_scalar_loss(value, f"the test objective's term {term.text}")
         return torch.stack(
