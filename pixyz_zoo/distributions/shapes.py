@@ -17,7 +17,7 @@ from pixyz.distributions import Distribution
 from pixyz_zoo.modalities import Modality
 
 
-def _factors(distribution: Distribution) -> list[Distribution]:
+def factors(distribution: Distribution) -> list[Distribution]:
     """The atomic distributions of ``distribution``, roots first (itself when it has no graph)."""
     graph = getattr(distribution, "graph", None)
     return [f.dist for f in graph.factors(sorted=True)] if hasattr(graph, "factors") else [distribution]
@@ -44,7 +44,7 @@ def shape_mismatch(
         for var, value in drawn.items():
             shapes[var] = (tuple(value.shape[1:]), inference.prob_text)
         values |= drawn
-        for factor in _factors(generative):  # the priors first
+        for factor in factors(generative):  # the priors first
             if not all(var in values for var in factor.cond_var):
                 continue
             inputs = {var: values[var] for var in factor.cond_var}
@@ -72,4 +72,4 @@ def _message(
     return f"{problem}: give {var} one size in every distribution of the model"
 
 
-__all__ = ["shape_mismatch"]
+__all__ = ["factors", "shape_mismatch"]

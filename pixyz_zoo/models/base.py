@@ -35,7 +35,7 @@ from torch.distributions import Distribution as TorchDistribution
 
 from pixyz_zoo import distributed
 from pixyz_zoo.distributions.refinement import RefinedGaussian
-from pixyz_zoo.distributions.shapes import shape_mismatch
+from pixyz_zoo.distributions.shapes import factors, shape_mismatch
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.distributions.text import joint_prob_text, joint_text
 from pixyz_zoo.losses.evaluation import loss_evaluator
@@ -161,8 +161,7 @@ def check_trained(distributions: Sequence[Distribution], **parts: Distribution) 
     (one left out of ``distributions``): it would keep its initial weights, silently."""
     trained = {id(p) for d in distributions for p in d.parameters()}
     for what, distribution in parts.items():
-        graph = getattr(distribution, "graph", None)
-        for factor in [f.dist for f in graph.factors()] if hasattr(graph, "factors") else [distribution]:
+        for factor in factors(distribution):
             left_out = [p for p in factor.parameters() if p.requires_grad and id(p) not in trained]
             if left_out:
                 raise ValueError(
