@@ -269,7 +269,9 @@ def test_hierarchical_latents_are_completed_from_the_prior():
     prior = standard_normal("z2", 1)
     net = ExactPosterior([(1.0, 1.0)])  # any Gaussian q(z2|x) will do
     q = GaussianEncoder(net, cond_var=["x"], var="z2")
-    model = ZooModel((-p_x.log_prob().expectation(q)).mean(), [q, p_x], {"x": X}, p_x * p_z1 * prior, q)
+    model = ZooModel(
+        (-p_x.log_prob().expectation(p_z1 * q)).mean(), [q, p_x], {"x": X}, p_x * p_z1 * prior, q
+    )
     x = toy_data(10, seed=4)["x"]
     loc, var = net.moments(x)
     truth = expected_log_lik(x, A, S, loc, var + R**2)
