@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -90,14 +91,39 @@ class Modality:
             )
 
 
-def check_batch(batch: dict[str, torch.Tensor], modalities: dict[str, Modality], values: bool = True) -> None:
-    """Check that ``batch`` holds every declared modality with the declared shape (``values``: and
-    finite values)."""
+def check_modalities(modalities: Any) -> dict[str, Modality]:
+    """``modalities`` as a dict of :class:`Modality` by name, the argument every model is built on;
+    anything else (the dataset itself, a dict of tensors) is refused, naming ``data.modalities``."""
+    if isinstance(modalities, Mapping) and all(isinstance(m, Modality) for m in modalities.values()):
+        return dict(modalities)
+    if hasattr(modalities, "modalities"):
+        raise TypeError(
+            f"a model is built on the data's modalities, not on the {type(modalities).__name__} itself: "
+            "pass its .modalities (e.g. train.modalities with train = load_dataset('digits', 'train'))"
+        )
+    got = (
+        f"a dict holding {sorted({type(m).__name__ for m in modalities.values()})}"
+        if isinstance(modalities, Mapping)
+        else type(modalities).__name__
+    )
+    raise TypeError(
+        f"modalities must be a dict of pixyz_zoo.Modality by name (a dataset's .modalities), got {got}"
+    )
+
+
+def check_batch_is_dict(batch: object, names: Iterable[str]) -> None:
+    """Refuse a batch that is not a dict of tensors by variable name (a bare tensor)."""
     if not isinstance(batch, dict):
         raise TypeError(
             f"a batch must be a dict keyed by variable name, got {type(batch).__name__}; "
-            f"e.g. {{{', '.join(repr(n) + ': tensor' for n in modalities)}}}"
+            f"e.g. {{{', '.join(repr(n) + ': tensor' for n in names)}}}"
         )
+
+
+def check_batch(batch: dict[str, torch.Tensor], modalities: dict[str, Modality], values: bool = True) -> None:
+    """Check that ``batch`` holds every declared modality with the declared shape (``values``: and
+    finite values)."""
+    check_batch_is_dict(batch, modalities)
     missing = [name for name in modalities if name not in batch]
     if missing:
         raise KeyError(

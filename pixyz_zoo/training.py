@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from pixyz_zoo import distributed
-from pixyz_zoo.datasets.base import MultimodalDataset
+from pixyz_zoo.datasets.base import MultimodalDataset, check_dataset
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import ZooModel, build_model
 from pixyz_zoo.models.base import DivergedLossError, NonFiniteLossError, health_message
@@ -297,6 +297,9 @@ class Trainer:
         check_every: int = 50,
         precision: str = "fp32",
     ) -> None:
+        check_dataset(train_data, "train_data")
+        if test_data is not None:
+            check_dataset(test_data, "test_data")
         for data in (train_data, test_data):
             if data is None:
                 continue

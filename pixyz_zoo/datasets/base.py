@@ -244,3 +244,15 @@ class MultimodalDataset(Dataset):
         """The first ``n`` examples as one batch (binarised as configured, dynamic with seed 0)."""
         batch = {name: t[:n] for name, t in self.tensors.items()}
         return self._finish(batch, device_generator(torch.Generator().manual_seed(0), self.device))
+
+
+def check_dataset(data: object, what: str = "data") -> MultimodalDataset:
+    """``data`` when it is a :class:`MultimodalDataset` (what the trainer and the evaluations draw
+    their batches from); anything else (a DataLoader, a batch) is refused, naming how to make one."""
+    if isinstance(data, MultimodalDataset):
+        return data
+    raise TypeError(
+        f"{what} must be a MultimodalDataset, got {type(data).__name__}: load one with "
+        "load_dataset(name, split), or wrap tensors with their declarations as "
+        "MultimodalDataset(name, {'x': images}, {'x': Modality('x', shape, 'bernoulli')})"
+    )

@@ -43,7 +43,7 @@ import torch
 from pixyz.distributions.distributions import Distribution
 from torch import distributions as td
 
-from pixyz_zoo.datasets.base import MultimodalDataset
+from pixyz_zoo.datasets.base import MultimodalDataset, check_dataset
 from pixyz_zoo.distributions.experts import MixtureOfExperts
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.models.base import ZooModel
@@ -246,6 +246,7 @@ def evaluation_batches(
 ) -> Iterator[dict[str, torch.Tensor]]:
     """The test batches of every evaluation: in order, the binarisation and the sampling seeded with
     ``seed``, so that repeated evaluations (and different measures) see the same test set."""
+    check_dataset(data)
     torch.manual_seed(seed)
     return data.batches(batch_size, generator=torch.Generator().manual_seed(seed))
 

@@ -40,7 +40,7 @@ from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.distributions.text import joint_prob_text, joint_text
 from pixyz_zoo.losses.evaluation import loss_evaluator
 from pixyz_zoo.losses.terms import Term, additive_terms, term_evaluator
-from pixyz_zoo.modalities import Modality, check_batch
+from pixyz_zoo.modalities import Modality, check_batch, check_batch_is_dict, check_modalities
 from pixyz_zoo.models.optimizer_steps import fused_adam, masked_step, total_norm, zero_gradients
 
 
@@ -242,7 +242,7 @@ class ZooModel(Model):
             optimizer_params={"lr": lr, "fused": True},  # skips a non-finite step on the device
             clip_grad_norm=clip_grad_norm,
         )
-        self.modalities = dict(modalities)
+        self.modalities = check_modalities(modalities)
         self.generative = generative
         self.inference = inference
         check_modalities_used(self.modalities, generative, inference, loss)
@@ -555,6 +555,7 @@ class ZooModel(Model):
 
     def _check_given_batch(self, batch: dict[str, torch.Tensor], given: list[str]) -> None:
         """The modalities ``given`` are in ``batch``, each as its declaration says."""
+        check_batch_is_dict(batch, given)
         missing = [g for g in given if g not in batch]
         if missing:
             raise KeyError(

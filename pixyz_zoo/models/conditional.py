@@ -44,7 +44,7 @@ from pixyz_zoo.distributions import (
 )
 from pixyz_zoo.distributions.iterative_sampling import IterativeSampling
 from pixyz_zoo.losses import negative_elbo
-from pixyz_zoo.modalities import Modality
+from pixyz_zoo.modalities import Modality, check_modalities
 from pixyz_zoo.models.base import ZooModel
 from pixyz_zoo.models.jmvae import with_subset_inference
 from pixyz_zoo.models.vae import pick_image_modality
@@ -65,6 +65,7 @@ def split_target(
     modalities: dict[str, Modality], target: str | None, model: str
 ) -> tuple[Modality, Modality]:
     """``(target, condition)`` of a two-modality conditional model."""
+    modalities = check_modalities(modalities)
     if len(modalities) != 2:
         raise ValueError(
             f"{model} models one modality given one other: it needs exactly 2 modalities, got "

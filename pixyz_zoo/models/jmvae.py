@@ -53,7 +53,7 @@ from pixyz_zoo.distributions import (
 )
 from pixyz_zoo.distributions.iterative_sampling import IterativeSampling
 from pixyz_zoo.losses import negative_elbo, sum_losses
-from pixyz_zoo.modalities import Modality
+from pixyz_zoo.modalities import Modality, check_modalities
 from pixyz_zoo.models.base import ZooModel
 
 EXPERT_NAME = r"\tilde{q}"
@@ -62,7 +62,7 @@ EXPERT_NAME = r"\tilde{q}"
 # ---------------------------------------------------------------------- shared building blocks
 def check_multimodal(modalities: dict[str, Modality], model: str) -> dict[str, Modality]:
     """The modalities, refusing fewer than two."""
-    modalities = dict(modalities)
+    modalities = check_modalities(modalities)
     if len(modalities) < 2:
         raise ValueError(
             f"{model} models two or more modalities jointly, got {sorted(modalities)}; use a dataset "

@@ -77,7 +77,7 @@ from pixyz_zoo.distributions.sequence_networks import SequenceDecoderNet, Sequen
 from pixyz_zoo.losses import sum_losses
 from pixyz_zoo.losses.mmd import MaximumMeanDiscrepancy
 from pixyz_zoo.losses.surrogate import SurrogateRegression
-from pixyz_zoo.modalities import Modality, nonempty_subsets
+from pixyz_zoo.modalities import Modality, check_modalities, nonempty_subsets
 from pixyz_zoo.models.base import ZooModel
 from pixyz_zoo.models.jmvae import check_likelihood_weights, with_subset_inference
 
@@ -163,7 +163,7 @@ class MFM(ZooModel):
         lr: float = 1e-3,
         clip_grad_norm: float | None = None,
     ) -> None:
-        modalities = dict(modalities)
+        modalities = check_modalities(modalities)
         self.label = label
         self.data_modalities = _check_modalities(modalities, label)
         if discriminative_factor not in ("multimodal", "per-modality"):

@@ -30,7 +30,7 @@ from pixyz.losses import LogProb
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.distributions import MLP, decoder_for, decoder_network, decoder_output_channels
 from pixyz_zoo.distributions.deterministic import DeterministicEncoder
-from pixyz_zoo.modalities import Modality
+from pixyz_zoo.modalities import Modality, check_modalities
 from pixyz_zoo.models.base import ZooModel
 
 
@@ -38,6 +38,7 @@ def split_observed(
     modalities: dict[str, Modality], observed: Sequence[str] | None, target: str | None
 ) -> tuple[list[str], str]:
     """``(observed, target)`` checked against the data (defaults: the last modality from the others)."""
+    modalities = check_modalities(modalities)
     names = list(modalities)
     if len(names) < 2:
         raise ValueError(

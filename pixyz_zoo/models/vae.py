@@ -25,12 +25,13 @@ from pixyz_zoo.distributions import (
     standard_normal,
 )
 from pixyz_zoo.losses import negative_elbo
-from pixyz_zoo.modalities import Modality
+from pixyz_zoo.modalities import Modality, check_modalities
 from pixyz_zoo.models.base import ZooModel
 
 
 def pick_image_modality(modalities: dict[str, Modality], observed: str | None) -> Modality:
     """The modality named ``observed``, or the first image modality."""
+    modalities = check_modalities(modalities)
     if observed is not None:
         if observed not in modalities:
             raise KeyError(f"observed={observed!r} is not a modality of the data: {sorted(modalities)}")
