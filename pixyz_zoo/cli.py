@@ -545,9 +545,9 @@ def main(argv: list[str] | None = None) -> int:
             loaded = config, payload, model, load_test_split(config, args.download)
             metrics = evaluate_run(run, iw_samples=args.iw_samples, progress=progress, loaded=loaded)
             if args.refine_steps:
-                rule, lr = args.refine_rule or "adam", args.refine_lr
+                rule = {"rule": args.refine_rule} if args.refine_rule is not None else {}  # else its default
                 metrics = evaluate_refinement_run(
-                    run, args.refine_steps, rule=rule, lr=lr, progress=progress, loaded=loaded
+                    run, args.refine_steps, lr=args.refine_lr, progress=progress, loaded=loaded, **rule
                 )
             report(metrics, run)
         elif args.command == "graph":
