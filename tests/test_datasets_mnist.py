@@ -295,6 +295,26 @@ def test_download_true_uses_torchvision_then_own_reader(tmp_path, no_md5, monkey
     assert len(calls) == 1  # files present: no second download
 
 
+def test_a_failed_download_leaves_no_empty_folder_behind(tmp_path, monkeypatch):
+    """A failed `--download` left torchvision's empty FashionMNIST/raw folders (and the data root)."""
+    import torchvision.datasets
+
+    class OfflineFashionMNIST:  # makes its folders, as torchvision does, then finds no network
+        def __init__(self, root, train, download):
+            (Path(root) / "FashionMNIST" / "raw").mkdir(parents=True)
+            raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", OfflineFashionMNIST)
+    root = tmp_path / "data"
+    with pytest.raises(RuntimeError, match=r"downloading FashionMNIST into .* failed \(OSError: Network is"):
+        load_dataset("fashion-mnist", "train", root=str(root), download=True)
+    assert not root.exists()
+    (root / "MNIST").mkdir(parents=True)  # a data root that was there stays, with what it holds
+    with pytest.raises(RuntimeError):
+        load_dataset("fashion-mnist", "train", root=str(root), download=True)
+    assert sorted(p.name for p in root.iterdir()) == ["MNIST"]
+
+
 def test_binarisation(tmp_path, no_md5, no_network):
     write_fake(tmp_path, "MNIST")
     dynamic = load_dataset("mnist", "train", root=str(tmp_path), binarize="dynamic")

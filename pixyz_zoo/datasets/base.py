@@ -14,9 +14,10 @@ that CPU generator per pass (:func:`device_generator`), so a resumed run draws t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -51,6 +52,27 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path("data")
+
+
+def fetch_with_torchvision(
+    fetch: Callable[[], object], what: str, into: Path, by_hand: str, folders: Sequence[Path] = ()
+) -> None:
+    """Run a torchvision download, ``fetch`` (the only network access). A failure is a
+    ``RuntimeError`` naming ``what``, ``into`` and how to place the files ``by_hand``, and leaves
+    none of ``folders`` (e.g. ``root/FashionMNIST/raw``, ``root/FashionMNIST``, ``root``) that the
+    attempt created behind empty."""
+    created = [folder for folder in folders if not folder.exists()]
+    try:
+        fetch()
+    except BaseException as err:  # network errors come in many types; Ctrl-C cleans up too
+        for folder in sorted(created, key=lambda path: len(path.parts), reverse=True):
+            with contextlib.suppress(OSError):  # only an empty folder goes
+                folder.rmdir()
+        if not isinstance(err, Exception):
+            raise
+        raise RuntimeError(
+            f"downloading {what} into {into} with torchvision failed ({type(err).__name__}: {err}); {by_hand}"
+        ) from err
 
 
 class MultimodalDataset(Dataset):

@@ -49,7 +49,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixyz_zoo.datasets.base import DATA_ROOT_ENV, MultimodalDataset, resolve_data_root
+from pixyz_zoo.datasets.base import (
+    DATA_ROOT_ENV,
+    MultimodalDataset,
+    fetch_with_torchvision,
+    resolve_data_root,
+)
 from pixyz_zoo.modalities import Modality
 
 CELEBA_DIR = "celeba"
@@ -99,13 +104,13 @@ def _missing_message(root: Path, missing: list[Path]) -> str:
 def _download(root: Path) -> None:
     import torchvision.datasets
 
-    try:
-        torchvision.datasets.CelebA(str(root), split="all", target_type="attr", download=True)
-    except Exception as err:  # network, quota and missing-gdown errors come in many types
-        raise RuntimeError(
-            f"downloading CelebA into {root} with torchvision failed ({type(err).__name__}: {err}); "
-            f"download the files by hand into {celeba_dir(root)} (see data/README.md)"
-        ) from err
+    fetch_with_torchvision(
+        lambda: torchvision.datasets.CelebA(str(root), split="all", target_type="attr", download=True),
+        "CelebA",
+        root,
+        f"download the files by hand into {celeba_dir(root)} (see data/README.md)",
+        folders=(celeba_dir(root), root),
+    )
 
 
 def _read_lines(path: Path) -> list[str]:

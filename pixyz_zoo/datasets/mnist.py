@@ -30,7 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixyz_zoo.datasets.base import DATA_ROOT_ENV, MultimodalDataset, resolve_data_root
+from pixyz_zoo.datasets.base import (
+    DATA_ROOT_ENV,
+    MultimodalDataset,
+    fetch_with_torchvision,
+    resolve_data_root,
+)
 from pixyz_zoo.datasets.digits import DIGIT_LABEL, split_indices
 from pixyz_zoo.datasets.idx import IMAGES_MAGIC, LABELS_MAGIC, find_idx_file, load_idx
 from pixyz_zoo.modalities import Modality
@@ -105,13 +110,14 @@ def _download(torchvision_class: str, root: Path, train: bool) -> None:
     import torchvision.datasets
 
     cls = getattr(torchvision.datasets, torchvision_class)
-    try:
-        cls(str(root), train=train, download=True)
-    except Exception as err:  # network errors come in many types
-        raise RuntimeError(
-            f"downloading {torchvision_class} into {root} with torchvision failed ({err}); "
-            "check the network, or copy the idx files there by hand"
-        ) from err
+    folder = root / torchvision_class  # where torchvision puts them
+    fetch_with_torchvision(
+        lambda: cls(str(root), train=train, download=True),
+        torchvision_class,
+        root,
+        "check the network, or copy the idx files there by hand",
+        folders=(folder / "raw", folder, root),
+    )
 
 
 def read_split(

@@ -70,7 +70,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pixyz_zoo.datasets.base import DATA_ROOT_ENV, MultimodalDataset, resolve_data_root
+from pixyz_zoo.datasets.base import (
+    DATA_ROOT_ENV,
+    MultimodalDataset,
+    fetch_with_torchvision,
+    resolve_data_root,
+)
 from pixyz_zoo.datasets.digits import DIGIT_LABELS
 from pixyz_zoo.modalities import Modality
 
@@ -582,13 +587,13 @@ def _missing_message(split: str, root: Path, missing: list[Path]) -> str:
 def _download_svhn(root: Path, split: str) -> None:
     import torchvision.datasets
 
-    try:
-        torchvision.datasets.SVHN(str(root / SVHN_DIR), split=split, download=True)
-    except Exception as err:  # network errors come in many types
-        raise RuntimeError(
-            f"downloading SVHN ({split}) into {root / SVHN_DIR} with torchvision failed ({err}); "
-            "check the network, or copy the .mat file there by hand"
-        ) from err
+    fetch_with_torchvision(
+        lambda: torchvision.datasets.SVHN(str(root / SVHN_DIR), split=split, download=True),
+        f"SVHN ({split})",
+        root / SVHN_DIR,
+        "check the network, or copy the .mat file there by hand",
+        folders=(root / SVHN_DIR, root),
+    )
 
 
 def load_mnist_svhn_text(
