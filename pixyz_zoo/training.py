@@ -386,7 +386,15 @@ class Trainer:
         return {n: batch[n] for n in self.model.modalities}
 
     def fit(self) -> list[dict[str, Any]]:
-        """Train until ``epochs`` epochs are done; returns the per-epoch history."""
+        """Train until ``epochs`` epochs are done; returns the per-epoch history. A ``run_dir`` that
+        holds another run's checkpoint is refused before training (it would be overwritten): continue
+        that run with :meth:`resume` first."""
+        if self.epoch == 0 and self.run_dir is not None and (self.run_dir / CHECKPOINT).exists():
+            raise CheckpointError(
+                f"{self.run_dir} already holds a checkpoint, which this trainer's first epoch would "
+                "overwrite: continue that run with trainer.resume() before fit(), or give the trainer "
+                "another run_dir"
+            )
         self.model.prepare(self.train_data)
         if self._fresh:
             torch.manual_seed(self.seed + self.rank)  # each rank draws its own latent samples

@@ -11,7 +11,7 @@ import torch
 from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.evaluation import evaluate_log_likelihood
 from pixyz_zoo.models import MODELS, VAE
-from pixyz_zoo.training import Trainer
+from pixyz_zoo.training import CheckpointError, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +54,45 @@ def test_generation_refuses_a_tensor_in_place_of_a_batch(vae, digits_train):
         TypeError, match=r"a batch must be a dict keyed by variable name, got Tensor; e.g. \{'x'"
     ):
         vae.reconstruct(digits_train.first(4)["x"])
+
+
+def test_a_trainer_refuses_to_overwrite_the_checkpoint_of_another_run(digits_train, tmp_path):
+    """A second Trainer on the same run_dir overwrote the first run's checkpoint at its first epoch."""
+    small = digits_train.subset(slice(0, 64))
+    first = Trainer(
+        VAE(small.modalities, z_dim=2, hidden=[8]), small, run_dir=tmp_path, progress=False, epochs=1
+    )
+    first.fit()
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    other = Trainer(
+        VAE(small.modalities, z_dim=3, hidden=[8]), small, run_dir=tmp_path, progress=False, epochs=1
+    )
+    with pytest.raises(
+        CheckpointError, match=r"already holds a checkpoint.*trainer\.resume\(\) before fit\(\)"
+    ):
+        other.fit()
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved
+    first.epochs = 2
+    assert len(first.fit()) == 2  # the trainer that wrote it goes on
+    again = Trainer(
+        VAE(small.modalities, z_dim=2, hidden=[8]), small, run_dir=tmp_path, progress=False, epochs=3
+    )
+    assert len(again.resume().fit()) == 3  # so does one that resumed it
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.0, True])
+def test_sampling_refuses_a_count_that_is_not_a_positive_integer(vae, n):
+    """``sample(0)`` gave one sample (Pixyz's default for batch_n=0), ``sample(-1)`` a RuntimeError."""
+    with pytest.raises(ValueError, match=r"the number of samples n must be an integer >= 1"):
+        vae.sample(n)
+
+
+def test_one_modality_may_be_named_alone():
+    """``given="y1"`` was read as ["y", "1"] (a list of its letters): "unknown modality"."""
+    from pixyz_zoo.models import MoPoE
+
+    data = load_dataset("attribute-digits", "test")
+    model = MoPoE(data.modalities, z_dim=2, hidden=[8])
+    batch = data.first(3)
+    out = model.generate(batch, "y1", targets="x")
+    assert list(out) == ["x"] and out["x"].shape == (3, *data.modalities["x"].shape)

@@ -22,6 +22,7 @@ trainer ramps up linearly from 0 during warm-up.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -80,6 +81,22 @@ def check_scalar_loss(value: Any, what: str = "the loss") -> None:
             "value per example until it is reduced. End the expression with .mean() (or .sum()), e.g. "
             "(E(q, -LogProb(p_x)) + KullbackLeibler(q, prior)).mean()"
         )
+
+
+def prior_draws(n: int | None, n_samples: int = 1) -> int:
+    """How many latents to draw from the prior for ``n`` examples of ``n_samples`` samples each,
+    refusing a count Pixyz would not honour (it draws one for ``batch_n=0``)."""
+    if n is None:
+        raise ValueError("sampling from the prior needs the number of samples n")
+    counts = []
+    for name, count in (("n", n), ("n_samples", n_samples)):
+        try:
+            counts.append(operator.index(count))  # an int, or a NumPy or tensor integer
+        except TypeError:
+            counts.append(0)
+        if isinstance(count, bool) or counts[-1] < 1:
+            raise ValueError(f"the number of samples {name} must be an integer >= 1, got {count!r}")
+    return counts[0] * counts[1]
 
 
 @contextmanager
@@ -546,8 +563,9 @@ class ZooModel(Model):
         return model
 
     # ------------------------------------------------------------------ inference & generation
-    def _check_given(self, given: Iterable[str]) -> list[str]:
-        given = list(given)
+    def _check_given(self, given: str | Iterable[str]) -> list[str]:
+        """Modality names as a list (one name may be given alone: ``"x1"``, not ``["x", "1"]``)."""
+        given = [given] if isinstance(given, str) else list(given)
         unknown = [g for g in given if g not in self.modalities]
         if unknown:
             raise KeyError(f"unknown modality {unknown}; this model has {sorted(self.modalities)}")
@@ -689,10 +707,8 @@ class ZooModel(Model):
             }
             latents = self.inference_for(given).sample(inputs, return_all=False)
         else:
-            if n is None:
-                raise ValueError("sampling from the prior needs the number of samples n")
             prior = self.generative.marginalize_var(self.modalities_in_generative())
-            latents = prior.sample(batch_n=n * n_samples, return_all=False)
+            latents = prior.sample(batch_n=prior_draws(n, n_samples), return_all=False)
         return self.complete_latents({k: v for k, v in latents.items() if k in self.latents})
 
     def log_likelihood(

@@ -45,7 +45,7 @@ from pixyz_zoo.distributions import (
 from pixyz_zoo.distributions.iterative_sampling import IterativeSampling
 from pixyz_zoo.losses import negative_elbo
 from pixyz_zoo.modalities import Modality, check_modalities
-from pixyz_zoo.models.base import ZooModel
+from pixyz_zoo.models.base import ZooModel, prior_draws
 from pixyz_zoo.models.jmvae import with_subset_inference
 from pixyz_zoo.models.vae import pick_image_modality
 
@@ -138,10 +138,8 @@ class ConditionalModel(ZooModel):
         if self._check_given(given):
             return super().sample_latents(batch, given, n_samples, n)
         prior = self.prior_inference()
-        if n is None:
-            raise ValueError("sampling from the prior needs the number of samples n")
         self.distributions.eval()
-        return prior.sample(batch_n=n * n_samples, return_all=False)
+        return prior.sample(batch_n=prior_draws(n, n_samples), return_all=False)
 
     def reconstruct(
         self, batch: dict[str, torch.Tensor], sample_latent: bool = False
