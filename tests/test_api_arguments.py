@@ -96,3 +96,14 @@ def test_one_modality_may_be_named_alone():
     batch = data.first(3)
     out = model.generate(batch, "y1", targets="x")
     assert list(out) == ["x"] and out["x"].shape == (3, *data.modalities["x"].shape)
+
+
+def test_the_trainer_refuses_an_empty_split(vae, digits_train):
+    """An empty training split failed with ZeroDivisionError; an empty test split after an epoch."""
+    empty, some = digits_train.subset(slice(0, 0)), digits_train.subset(slice(0, 8))
+    with pytest.raises(ValueError, match="train_data 'digits' holds no example"):
+        Trainer(vae, empty, some)
+    with pytest.raises(
+        ValueError, match=r"test_data 'digits' holds no example: give it some \(test_data=None"
+    ):
+        Trainer(vae, some, empty)
