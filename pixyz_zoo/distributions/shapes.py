@@ -55,7 +55,7 @@ def shape_mismatch(
                 if got != want:
                     return _message(factor, var, got, want, source, modalities.get(var))
                 values.setdefault(var, value)
-    except Exception:  # noqa: BLE001 - the diagnosis of an error: the error itself is reported
+    except Exception:  # a diagnosis that fails itself: the original error is reported
         return None
     return None
 
