@@ -113,3 +113,12 @@ def test_modalities_declared_under_other_names_name_what_the_model_observes(part
     x, q, p_x, prior = parts
     with pytest.raises(ValueError, match=r"none of the declared modalities \['img'\].*observe \['x'\]"):
         ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"img": x}, generative=p_x * prior, inference=q)
+
+
+def test_a_distribution_frozen_on_purpose_may_stay_out_of_the_trained_ones(parts, digits_train):
+    x, q, p_x, prior = parts
+    q.requires_grad_(False)  # a fixed, pretrained encoder: the decoder alone is trained
+    before = [p.clone() for p in q.parameters()]
+    model = ZooModel(elbo_loss(q, p_x, prior), [p_x], {"x": x}, generative=p_x * prior, inference=q)
+    model.train_step(digits_train.first(8))
+    assert all(torch.equal(a, b) for a, b in zip(before, q.parameters(), strict=True))

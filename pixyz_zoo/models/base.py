@@ -183,7 +183,8 @@ def check_trained(distributions: Sequence[Distribution], **parts: Distribution) 
             if left_out:
                 raise ValueError(
                     f"the {what} model's {factor.prob_text} has parameters no listed distribution holds, so "
-                    "they would never be trained: add it to the distributions the model trains"
+                    "they would never be trained: add it to the distributions the model trains (or, to "
+                    "keep it fixed on purpose, freeze it with .requires_grad_(False))"
                 )
 
 
