@@ -107,3 +107,10 @@ def test_the_trainer_refuses_an_empty_split(vae, digits_train):
         ValueError, match=r"test_data 'digits' holds no example: give it some \(test_data=None"
     ):
         Trainer(vae, some, empty)
+
+
+@pytest.mark.parametrize("k", [0, 2.5])
+def test_the_likelihood_refuses_a_sample_count_that_is_not_a_positive_integer(vae, digits_train, k):
+    """``k=2.5`` failed inside with "repeat() takes 1 positional argument but 4 were given"."""
+    with pytest.raises(ValueError, match=r"the number of importance samples k must be an integer >= 1"):
+        evaluate_log_likelihood(vae, digits_train.subset(slice(0, 4)), k=k)

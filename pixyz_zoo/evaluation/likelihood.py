@@ -46,7 +46,7 @@ from torch import distributions as td
 from pixyz_zoo.datasets.base import MultimodalDataset, check_dataset
 from pixyz_zoo.distributions.experts import MixtureOfExperts
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
-from pixyz_zoo.models.base import ZooModel
+from pixyz_zoo.models.base import ZooModel, check_count
 
 __all__ = ["elbo_estimate", "evaluate_log_likelihood", "iwae_bound", "log_weights"]
 
@@ -272,8 +272,7 @@ def evaluate_log_likelihood(
     """
     from pixyz_zoo.progress import tqdm
 
-    if k < 1:
-        raise ValueError(f"the number of importance samples must be >= 1, got {k}")
+    k = check_count(k, "the number of importance samples k")
     batches = evaluation_batches(data, batch_size, seed)
     elbo_sum = iwae_sum = 0.0
     count = 0

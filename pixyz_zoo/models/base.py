@@ -83,20 +83,26 @@ def check_scalar_loss(value: Any, what: str = "the loss") -> None:
         )
 
 
+def check_count(value: Any, what: str) -> int:
+    """``value`` as an int when it is an integer >= 1 (an int, or a NumPy or tensor integer), else a
+    ``ValueError`` naming ``what`` it counts."""
+    try:
+        count = operator.index(value)
+    except TypeError:
+        count = 0
+    if isinstance(value, bool) or count < 1:
+        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
+    return count
+
+
 def prior_draws(n: int | None, n_samples: int = 1) -> int:
     """How many latents to draw from the prior for ``n`` examples of ``n_samples`` samples each,
     refusing a count Pixyz would not honour (it draws one for ``batch_n=0``)."""
     if n is None:
         raise ValueError("sampling from the prior needs the number of samples n")
-    counts = []
-    for name, count in (("n", n), ("n_samples", n_samples)):
-        try:
-            counts.append(operator.index(count))  # an int, or a NumPy or tensor integer
-        except TypeError:
-            counts.append(0)
-        if isinstance(count, bool) or counts[-1] < 1:
-            raise ValueError(f"the number of samples {name} must be an integer >= 1, got {count!r}")
-    return counts[0] * counts[1]
+    return check_count(n, "the number of samples n") * check_count(
+        n_samples, "the number of samples n_samples"
+    )
 
 
 @contextmanager
