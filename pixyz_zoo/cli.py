@@ -186,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     graph.add_argument("--option", "-o", type=parse_option, action="append", default=[], metavar="KEY=VALUE")
     graph.add_argument("--parameters", action="store_true", help="draw the parameters theta and phi")
-    graph.add_argument("--out", type=Path, default=None, help="figure path (default MODEL_graph.png)")
+    graph.add_argument(
+        "--out", type=Path, default=None, help="figure path, or a folder for MODEL_graph.png (default: here)"
+    )
 
     reproduce = sub.add_parser(
         "reproduce", help="reproduce a paper's experiments (tables beside the paper's, figures)"
@@ -506,7 +508,9 @@ def cmd_graph(args: argparse.Namespace) -> None:
         show_parameters=args.parameters,
         title=type(model).__name__,
     )
-    path = plots.save_figure(fig, args.out or Path(f"{args.model}_graph.png"))
+    name = Path(f"{args.model}_graph.png")
+    out = args.out if args.out is not None else name
+    path = plots.save_figure(fig, out / name if out.is_dir() else out)  # a folder: the figure inside
     print(f"graphical model: {path}")
 
 

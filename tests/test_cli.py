@@ -138,6 +138,15 @@ def test_graph_prints_formulas_and_draws(tmp_path, capsys):
     assert "  T3:" not in text
 
 
+def test_graph_into_a_folder_writes_the_figure_inside(tmp_path, capsys):
+    """``--out FOLDER`` wrote FOLDER.png beside the folder."""
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    assert main(["graph", "vae", "--out", str(folder), "-o", "hidden=[8]"]) == 0
+    assert [p.name for p in folder.iterdir()] == ["vae_graph.png"] and not (tmp_path / "figures.png").exists()
+    assert f"graphical model: {folder / 'vae_graph.png'}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("split,size", [("train", 1438), ("test", 359)])
 def test_more_examples_than_the_split_holds_are_refused_before_the_run_starts(split, size, tmp_path, capsys):
     run = tmp_path / "run"
