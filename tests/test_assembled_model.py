@@ -122,3 +122,28 @@ def test_a_distribution_frozen_on_purpose_may_stay_out_of_the_trained_ones(parts
     model = ZooModel(elbo_loss(q, p_x, prior), [p_x], {"x": x}, generative=p_x * prior, inference=q)
     model.train_step(digits_train.first(8))
     assert all(torch.equal(a, b) for a, b in zip(before, q.parameters(), strict=True))
+
+
+def test_a_product_of_experts_assembled_by_hand_infers_from_any_subset():
+    """Generation from one modality of a hand-made product of experts was refused: "infers ['z']
+    only from ['m', 't'], not from ['m']"."""
+    from pixyz_zoo.datasets import load_dataset
+    from pixyz_zoo.distributions import ProductOfGaussianExperts, decoder_for, decoder_network
+
+    data = load_dataset("trimodal-digits", "test")
+    modalities = {name: data.modalities[name] for name in ("m", "t")}
+    experts = [
+        GaussianEncoder(MLP(m.dim, 2 * Z, (16,)), cond_var=[n], name="q") for n, m in modalities.items()
+    ]
+    decoders = {n: decoder_for(m, decoder_network(m, Z, hidden=(16,))) for n, m in modalities.items()}
+    prior = standard_normal("z", Z, name="p")
+    q = ProductOfGaussianExperts(experts, prior=prior)
+    loss = (E(q, -LogProb(decoders["m"]) - LogProb(decoders["t"])) + KullbackLeibler(q, prior)).mean()
+    model = ZooModel(
+        loss, [*experts, *decoders.values()], modalities, decoders["m"] * decoders["t"] * prior, q
+    )
+    batch = data.first(3)
+    out = model.generate({"m": batch["m"]}, "m", targets=["t"], sample_latent=False)  # no t in the batch
+    z = q.given(["m"]).get_params({"m": batch["m"]})["loc"]
+    assert torch.equal(out["t"], model.decode({"z": z}, ["t"])["t"])  # the mean of q(z|m) p(z) decoded
+    assert model.inference_for(["m", "t"]) is q

@@ -35,6 +35,7 @@ from torch import optim
 from torch.distributions import Distribution as TorchDistribution
 
 from pixyz_zoo import distributed
+from pixyz_zoo.distributions.experts import MixtureOfExperts, ProductOfGaussianExperts
 from pixyz_zoo.distributions.refinement import RefinedGaussian
 from pixyz_zoo.distributions.shapes import factors, shape_mismatch
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
@@ -591,16 +592,19 @@ class ZooModel(Model):
             self.modalities[name].check(batch[name])
 
     def inference_for(self, given: Sequence[str]) -> Distribution:
-        """The distribution of the latents given the modalities ``given``.
+        """The distribution of the latents given the modalities ``given``: the inference itself
+        for all of them; for some, the view of a product or mixture of experts over theirs.
 
-        Models with unimodal encoders, experts or iterative sampling override this.
+        Models with unimodal encoders or iterative sampling override this.
         """
         if set(given) == set(self.inference.cond_var):
             return self.inference
+        if given and isinstance(self.inference, (ProductOfGaussianExperts, MixtureOfExperts)):
+            return self.inference.given([m for m in self.inference.cond_var if m in given])
         raise ValueError(
             f"{type(self).__name__} infers {self.latents} only from {self.inference.cond_var}, not from "
-            f"{list(given)}; pass all of {self.inference.cond_var} or use a multimodal model with "
-            "unimodal inference"
+            f"{list(given)}; pass all of {self.inference.cond_var}, or infer with a product or mixture "
+            "of experts (pixyz_zoo.distributions), or use a multimodal model with unimodal inference"
         )
 
     def own_refinements(self) -> dict[str, RefinedGaussian]:
