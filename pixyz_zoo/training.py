@@ -297,16 +297,13 @@ class Trainer:
         check_every: int = 50,
         precision: str = "fp32",
     ) -> None:
-        check_dataset(train_data, "train_data")
-        if test_data is not None:
-            check_dataset(test_data, "test_data")
         for what, data in (("train_data", train_data), ("test_data", test_data)):
-            if data is not None and len(data) == 0:
+            if data is None and what == "test_data":
+                continue  # no test loss
+            check_dataset(data, what)
+            if len(data) == 0:
                 unless = "" if what == "train_data" else " (test_data=None: no test loss)"
                 raise ValueError(f"{what} {data.name!r} holds no example: give it some{unless}")
-        for data in (train_data, test_data):
-            if data is None:
-                continue
             missing = [n for n in model.modalities if n not in data.modalities]
             if missing:
                 raise KeyError(
