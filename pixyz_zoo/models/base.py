@@ -71,17 +71,18 @@ def health_message(health: Sequence[float]) -> str | None:
     return None
 
 
-def check_scalar_loss(value: Any, what: str = "the loss") -> None:
-    """Refuse a loss that is not one number: a Pixyz expression keeps one value per example until it
-    is reduced, and one forgotten ``.mean()`` otherwise fails inside ``backward`` ("grad can be
-    implicitly created only for scalar outputs") or in a reshape."""
+def non_scalar_loss(value: Any, what: str = "the loss") -> str | None:
+    """Why ``value`` is no loss, when it is not one number (None: it is): a Pixyz expression keeps one
+    value per example until it is reduced, and one forgotten ``.mean()`` otherwise fails inside
+    ``backward`` ("grad can be implicitly created only for scalar outputs") or in a reshape."""
     shape = tuple(torch.as_tensor(value).shape)
-    if math.prod(shape) != 1:
-        raise ValueError(
-            f"{what} evaluates to a tensor of shape {shape}, not one number: a Pixyz loss holds one "
-            "value per example until it is reduced. End the expression with .mean() (or .sum()), e.g. "
-            "(E(q, -LogProb(p_x)) + KullbackLeibler(q, prior)).mean()"
-        )
+    if math.prod(shape) == 1:
+        return None
+    return (
+        f"{what} evaluates to a tensor of shape {shape}, not one number: a Pixyz loss holds one "
+        "value per example until it is reduced. End the expression with .mean() (or .sum()), e.g. "
+        "(E(q, -LogProb(p_x)) + KullbackLeibler(q, prior)).mean()"
+    )
 
 
 def check_count(value: Any, what: str) -> int:
@@ -412,8 +413,13 @@ class ZooModel(Model):
             if problem is None:
                 raise
             raise ValueError(problem) from error
-        check_scalar_loss(loss)
-        loss.backward()
+        try:
+            loss.backward()
+        except RuntimeError as error:  # a loss left per example? (checked here, off the hot path)
+            problem = non_scalar_loss(loss)
+            if problem is None:
+                raise
+            raise ValueError(problem) from error
         if "loss" in self.averaged_losses:  # data parallel without DDP (see gradients_inside_loss)
             distributed.average_gradients(self._trained_parameters())
         norm = self.clip_and_check_gradients(self._trained_parameters())
@@ -528,7 +534,9 @@ class ZooModel(Model):
                     raise
                 raise ValueError(problem) from error
         for term, value in zip(self.test_terms, values, strict=True):
-            check_scalar_loss(value, f"the test objective's term {term.text}")
+            problem = non_scalar_loss(value, f"the test objective's term {term.text}")
+            if problem is not None:
+                raise ValueError(problem)
         return torch.stack(
             [torch.as_tensor(v).detach().reshape(()).to(self.device, torch.float64) for v in values]
         ).tolist()
