@@ -147,3 +147,34 @@ def test_a_product_of_experts_assembled_by_hand_infers_from_any_subset():
     z = q.given(["m"]).get_params({"m": batch["m"]})["loc"]
     assert torch.equal(out["t"], model.decode({"z": z}, ["t"])["t"])  # the mean of q(z|m) p(z) decoded
     assert model.inference_for(["m", "t"]) is q
+
+
+def test_an_encoder_mlp_without_its_flatten_is_named_with_the_image_shape(parts, digits_train):
+    """An MLP over the image without ``Flatten`` failed with "mat1 and mat2 shapes cannot be
+    multiplied (64x8 and 64x16)", naming neither the distribution nor the variable."""
+    x, _, p_x, prior = parts
+    network = torch.nn.Sequential(torch.nn.Linear(x.dim, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2 * Z))
+    q = GaussianEncoder(network, cond_var=["x"], name="q")
+    model = ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"x": x}, generative=p_x * prior, inference=q)
+    expected = (
+        r"q\(z\|x\) cannot be evaluated on x of shape \(1, 8, 8\) \(the modality x\): mat1 and mat2 "
+        r".*takes its 64 values after torch.nn.Flatten\(\)"
+    )
+    batch = digits_train.first(8)
+    with pytest.raises(ValueError, match=expected):
+        model.train_step(batch)
+    with pytest.raises(ValueError, match=expected):
+        model.test_step(batch)
+
+
+def test_a_decoder_sized_for_another_latent_is_named_with_the_latent_shape(parts, digits_train):
+    x, q, _, prior = parts
+    network = torch.nn.Sequential(MLP(Z + 2, x.dim, (16,)), torch.nn.Unflatten(1, x.shape))
+    p_x = BernoulliDecoder(network, var="x", cond_var=["z"], name="p")
+    model = ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"x": x}, generative=p_x * prior, inference=q)
+    with pytest.raises(
+        ValueError,
+        match=r"p\(x\|z\) cannot be evaluated on z of shape \(4,\) \(drawn from q\(z\|x\)\): .*"
+        r"its network must take these shapes per example$",
+    ):
+        model.train_step(digits_train.first(8))

@@ -4,7 +4,10 @@ A model assembled by hand fails at its first step with PyTorch's broadcasting er
 distributions gives a variable another shape than the rest of the model does (a decoder whose network
 outputs a flat vector for an image, a prior of another size than the encoder's latent): "The size of
 tensor a (64) must match the size of tensor b (8) at non-singleton dimension 3". Here each variable's
-per-example shape is drawn from every distribution that gives it and compared with the modalities'.
+per-example shape is drawn from every distribution that gives it and compared with the modalities';
+a distribution whose network fails on what it is given (an encoder's MLP over an image without its
+``Flatten``: "mat1 and mat2 shapes cannot be multiplied (800x8 and 64x32)") is named with the shapes
+of its inputs.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ def shape_mismatch(
     inference: Distribution,
     batch: dict[str, Any],
 ) -> str | None:
-    """Why the model's distributions cannot be evaluated together on ``batch`` (a shape one of them
-    gives a variable that the modality or another distribution gives otherwise), or None when they
-    agree, or when the shapes cannot be drawn (the cause is then elsewhere)."""
+    """Why the model's distributions cannot be evaluated together on ``batch`` (a distribution whose
+    network fails on the shapes it is given, or a shape one of them gives a variable that the
+    modality or another distribution gives otherwise), or None when they agree, or when the shapes
+    cannot be drawn (the cause is then elsewhere)."""
     given = {name: batch[name] for name in modalities if name in batch}
     if len(given) != len(modalities):
         return None
@@ -40,15 +44,16 @@ def shape_mismatch(
     shapes = {name: (tuple(m.shape), f"the modality {name}") for name, m in modalities.items()}
     values: dict[str, torch.Tensor] = dict(given)
     try:
-        drawn = inference.sample(given, return_all=False)
-        for var, value in drawn.items():
-            shapes[var] = (tuple(value.shape[1:]), inference.prob_text)
-        values |= drawn
-        for factor in factors(generative):  # the priors first
+        for factor in factors(inference) + factors(generative):  # the priors first in each
             if not all(var in values for var in factor.cond_var):
                 continue
             inputs = {var: values[var] for var in factor.cond_var}
-            sample = factor.sample(inputs, return_all=False) if inputs else factor.sample(batch_n=n)
+            try:
+                sample = factor.sample(inputs, return_all=False) if inputs else factor.sample(batch_n=n)
+            except torch.OutOfMemoryError:
+                return None
+            except RuntimeError as error:
+                return _cannot_evaluate(factor, inputs, shapes, modalities, error)
             for var, value in sample.items():
                 got = tuple(value.shape[1:])
                 want, source = shapes.setdefault(var, (got, factor.prob_text))
@@ -58,6 +63,32 @@ def shape_mismatch(
     except Exception:  # a diagnosis that fails itself: the original error is reported
         return None
     return None
+
+
+def _cannot_evaluate(
+    factor: Distribution,
+    inputs: dict[str, torch.Tensor],
+    shapes: dict[str, tuple[tuple, str]],
+    modalities: dict[str, Modality],
+    error: RuntimeError,
+) -> str:
+    """The message for a distribution whose network fails on the inputs the model gives it (an
+    encoder's MLP over an image without its ``Flatten``, a network sized for another input)."""
+    described = ", ".join(
+        f"{var} of shape {shapes[var][0]} "
+        + (f"({source})" if source.startswith("the modality") else f"(drawn from {source})")
+        for var in inputs
+        for source in [shapes[var][1]]
+    )
+    cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+    hint = "its network must take these shapes per example"
+    images = [modalities[var] for var in inputs if var in modalities and len(modalities[var].shape) > 1]
+    if images:
+        hint += (
+            f" (an MLP over the image {images[0].name} takes its {images[0].dim} values after "
+            "torch.nn.Flatten(); encoder_network([modality], ...) builds one that fits)"
+        )
+    return f"{factor.prob_text} cannot be evaluated on {described}: {cause}; {hint}"
 
 
 def _message(
