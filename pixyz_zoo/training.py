@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from pixyz_zoo import distributed
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset, check_dataset
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import ZooModel, build_model
@@ -310,9 +311,7 @@ class Trainer:
                     f"dataset {data.name!r} has no variable(s) {missing} that model {model.name!r} "
                     f"needs; it has {sorted(data.modalities)}"
                 )
-        if check_every < 1:
-            raise ValueError(f"check_every must be >= 1 (steps between reads of the loss), got {check_every}")
-        self.check_every = check_every
+        self.check_every = check_count(check_every, "check_every (steps between reads of the loss)")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         device = model.device

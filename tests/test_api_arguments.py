@@ -114,3 +114,31 @@ def test_the_likelihood_refuses_a_sample_count_that_is_not_a_positive_integer(va
     """``k=2.5`` failed inside with "repeat() takes 1 positional argument but 4 were given"."""
     with pytest.raises(ValueError, match=r"the number of importance samples k must be an integer >= 1"):
         evaluate_log_likelihood(vae, digits_train.subset(slice(0, 4)), k=k)
+
+
+def test_every_count_argument_refuses_a_fraction_naming_itself(vae, digits_train):
+    """A count given as 2.5 failed deep inside (``repeat``, ``range``, slicing) or was truncated;
+    each is refused by the one check of counts, naming the argument."""
+    from pixyz_zoo.evaluation.amortization import amortization_gaps, optimal_gaussian, refinement_curve
+    from pixyz_zoo.evaluation.conditional import conditional_log_likelihood_batch
+    from pixyz_zoo.evaluation.latents import kl_per_dimension
+    from pixyz_zoo.losses.iwae import StratifiedIWAE
+    from pixyz_zoo.models import IterativeVAE
+
+    data = digits_train.subset(slice(0, 4))
+    batch = data.first(4)
+    calls = {
+        "the number of samples k per bound": lambda: refinement_curve(vae, data, steps=1, k=2.5),
+        "max_steps": lambda: optimal_gaussian(vae, batch, max_steps=2.5),
+        "elbo_samples": lambda: amortization_gaps(vae, data, elbo_samples=2.5),
+        "batch_size": lambda: kl_per_dimension(vae, data, batch_size=2.5),
+        "the number of samples N": lambda: conditional_log_likelihood_batch(
+            vae, batch, "x", [], n_samples=2.5
+        ),
+        "the number of importance samples k": lambda: StratifiedIWAE(None, vae.prior, [vae.p_x], k=2.5),
+        "samples": lambda: IterativeVAE(digits_train.modalities, z_dim=2, hidden=[8], samples=2.5),
+        r"check_every \(steps between reads of the loss\)": lambda: Trainer(vae, data, check_every=2.5),
+    }
+    for what, call in calls.items():
+        with pytest.raises(ValueError, match=rf"^{what} must be an integer >= 1, got 2\.5"):
+            call()

@@ -188,7 +188,9 @@ def test_the_trainer_stops_at_its_check_naming_the_step(digits_train, tmp_path, 
 
 def test_check_every_must_be_positive(digits_train):
     model = build_model("vae", digits_train.modalities, **TINY)
-    with pytest.raises(ValueError, match="check_every must be >= 1"):
+    with pytest.raises(
+        ValueError, match=r"check_every \(steps between reads of the loss\) must be an integer >= 1, got 0"
+    ):
         Trainer(model, digits_train, check_every=0)
 
 

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pixyz_zoo"
 #: the rank of each top-level unit of the package (a module or a subpackage); a unit may import
 #: units of its own rank or lower
 LAYERS = [
-    ["__init__", "modalities", "markdown", "progress", "distributed"],
+    ["__init__", "checks", "modalities", "markdown", "progress", "distributed"],
     ["datasets", "distributions"],
     ["losses"],
     ["models"],

@@ -34,6 +34,7 @@ import torch
 from pixyz.distributions.distributions import Distribution
 from pixyz.losses.losses import Loss
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.distributions.refinement import (
     GaussianFromParameters,
@@ -163,8 +164,7 @@ def refinement_curve(
     """
     from pixyz_zoo.progress import tqdm
 
-    if k < 1:
-        raise ValueError(f"the number of samples k per bound must be >= 1, got {k}")
+    k = check_count(k, "the number of samples k per bound")
     start = time.perf_counter()
     refiner = _refiner(model, given, steps, rule, lr, samples, init)
     model.distributions.eval()
@@ -234,10 +234,8 @@ def optimal_gaussian(
         loss: ``(F, posterior)``, another objective (default: :func:`elbo_refinement_loss` of
             ``given`` with ``samples`` samples per step).
     """
-    if max_steps < 1 or window < 1 or patience < 1:
-        raise ValueError(
-            f"max_steps, window and patience must be >= 1, got {max_steps}, {window}, {patience}"
-        )
+    max_steps, window = check_count(max_steps, "max_steps"), check_count(window, "window")
+    patience = check_count(patience, "patience")
     objective, posterior = loss if loss is not None else elbo_refinement_loss(model, given, samples=samples)
     q = amortized_posterior(model, given, unwrap=False)
     model.distributions.eval()
@@ -361,8 +359,7 @@ def amortization_gaps(
     """
     from pixyz_zoo.progress import tqdm
 
-    if k < 1 or elbo_samples < 1:
-        raise ValueError(f"k and elbo_samples must be >= 1, got {k} and {elbo_samples}")
+    k, elbo_samples = check_count(k, "k"), check_count(elbo_samples, "elbo_samples")
     start = time.perf_counter()
     q = amortized_posterior(model, given, unwrap=False)
     rows: dict[str, list[torch.Tensor]] = {"elbo_model": [], "elbo_optimal": [], "log_px": [], "steps": []}
@@ -440,8 +437,7 @@ def inference_gaps(
     from pixyz_zoo.evaluation.multimodal import _subsample
     from pixyz_zoo.progress import tqdm
 
-    if k < 1 or elbo_samples < 1:
-        raise ValueError(f"k and elbo_samples must be >= 1, got {k} and {elbo_samples}")
+    k, elbo_samples = check_count(k, "k"), check_count(elbo_samples, "elbo_samples")
     if not isinstance(posteriors, Mapping) or not posteriors:
         raise ValueError(
             "posteriors must be a non-empty mapping label -> Gaussian posterior, e.g. "

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset
 
 
@@ -96,8 +97,7 @@ def conditional_log_likelihood_batch(
     networks; within a chunk rows are sample-major (row ``s * B + b``: sample ``s`` of example
     ``b``).
     """
-    if n_samples < 1:
-        raise ValueError(f"the number of samples N must be >= 1, got {n_samples}")
+    n_samples = check_count(n_samples, "the number of samples N")
     given = _as_names(given)
     _check_names(model, batch, target, given)
     rows_in = {name: batch[name] for name in {*given, target}}

@@ -42,6 +42,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mutual_info_score
 from sklearn.svm import LinearSVC
 
+from pixyz_zoo.checks import check_count
+
 Represent = Callable[[torch.Tensor], np.ndarray]
 """``represent(observations) -> codes``: a batch of observations to an ``(n, code_dim)`` array."""
 
@@ -74,8 +76,7 @@ def representation_from_model(
     given=[variable])`` (the model moves them to its device) and returned as a NumPy array on
     the CPU. Multimodal models infer from ``variable`` alone.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_count(batch_size, "batch_size")
 
     def represent(observations: torch.Tensor) -> np.ndarray:
         codes = []

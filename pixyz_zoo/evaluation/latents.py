@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset
 
 
@@ -68,8 +69,7 @@ def kl_per_dimension(
     batch dicts. The sum of the result is the average KL term of the ELBO when the prior is
     ``N(0, I)``.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_count(batch_size, "batch_size")
     q = model.inference_for([variable])
     if list(q.var) != [latent]:
         raise ValueError(

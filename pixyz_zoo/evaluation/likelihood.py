@@ -43,10 +43,11 @@ import torch
 from pixyz.distributions.distributions import Distribution
 from torch import distributions as td
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset, check_dataset
 from pixyz_zoo.distributions.experts import MixtureOfExperts
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
-from pixyz_zoo.models.base import ZooModel, check_count
+from pixyz_zoo.models.base import ZooModel
 
 __all__ = ["elbo_estimate", "evaluate_log_likelihood", "iwae_bound", "log_weights"]
 

@@ -59,6 +59,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.classifier import ModalityClassifier, train_classifier
 from pixyz_zoo.markdown import markdown_table
@@ -153,8 +154,7 @@ def _subsample(data: MultimodalDataset, n: int | None, seed: int) -> MultimodalD
     """At most ``n`` examples of ``data`` drawn without replacement with ``seed`` (kept in order)."""
     if n is None or n >= len(data):
         return data
-    if n < 1:
-        raise ValueError(f"the number of examples must be >= 1, got {n}")
+    n = check_count(n, "the number of examples")
     index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
     return data.subset(index)
 
@@ -302,8 +302,7 @@ def joint_coherence(
         raise KeyError(f"no classifier for {missing}; classifiers are given for {sorted(classifiers)}")
     if len(names) < 2:
         raise ValueError(f"joint coherence compares two or more modalities, got {names}")
-    if n < 1:
-        raise ValueError(f"the number of samples must be >= 1, got {n}")
+    n = check_count(n, "the number of samples")
     model_modalities = getattr(model, "modalities", {})
     agree = total = 0
     with _seeded(seed, model):

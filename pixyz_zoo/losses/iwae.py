@@ -22,6 +22,7 @@ import torch
 from pixyz.distributions.distributions import Distribution
 from pixyz.losses.losses import Loss
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.distributions.experts import MixtureOfExperts
 
 
@@ -50,8 +51,7 @@ class StratifiedIWAE(Loss):
         k: int = 1,
         weights: dict[str, float] | None = None,
     ) -> None:
-        if int(k) < 1:
-            raise ValueError(f"the number of importance samples k must be >= 1, got {k}")
+        k = check_count(k, "the number of importance samples k")
         observed = [d.var[0] for d in decoders]
         super().__init__(input_var=observed)
         self.mixture, self.prior, self.decoders, self.k = mixture, prior, list(decoders), int(k)

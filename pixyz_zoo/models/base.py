@@ -22,7 +22,6 @@ trainer ramps up linearly from 0 during warm-up.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -35,6 +34,7 @@ from torch import optim
 from torch.distributions import Distribution as TorchDistribution
 
 from pixyz_zoo import distributed
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.distributions.experts import MixtureOfExperts, ProductOfGaussianExperts
 from pixyz_zoo.distributions.refinement import RefinedGaussian
 from pixyz_zoo.distributions.shapes import factors, shape_mismatch
@@ -83,18 +83,6 @@ def non_scalar_loss(value: Any, what: str = "the loss") -> str | None:
         "value per example until it is reduced. End the expression with .mean() (or .sum()), e.g. "
         "(E(q, -LogProb(p_x)) + KullbackLeibler(q, prior)).mean()"
     )
-
-
-def check_count(value: Any, what: str) -> int:
-    """``value`` as an int when it is an integer >= 1 (an int, or a NumPy or tensor integer), else a
-    ``ValueError`` naming ``what`` it counts."""
-    try:
-        count = operator.index(value)
-    except TypeError:
-        count = 0
-    if isinstance(value, bool) or count < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
-    return count
 
 
 def prior_draws(n: int | None, n_samples: int = 1) -> int:

@@ -64,6 +64,7 @@ from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, Parameter
 from pixyz.losses.losses import Loss
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.distributions import ProductOfGaussianExperts
 from pixyz_zoo.distributions.refinement import (
     GaussianFromParameters,
@@ -166,8 +167,7 @@ class DistilledMultimodalVAE(MultimodalVAE):
         _choice(refine_rule, RULES, "refine_rule")
         _choice(teacher_init, TEACHER_INITS, "teacher_init")
         _choice(distillation, DISTILLATIONS, "distillation")
-        if int(samples) < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
+        check_count(samples, "samples")
         modalities = self.build_common(modalities, z_dim, hidden, arch, decoder_scale)
         weights = check_likelihood_weights(likelihood_weights, modalities)
         decoders = list(self.decoders.values())

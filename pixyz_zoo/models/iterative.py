@@ -25,6 +25,7 @@ from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, LogProb
 from pixyz.losses.losses import Loss
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.distributions.refinement import (
     GaussianFromParameters,
     GradientStep,
@@ -113,8 +114,7 @@ class IterativeVAE(ZooModel):
         check_steps(refine_steps)
         if init not in ("encoder", "prior"):
             raise ValueError(f"unknown init {init!r}; choose 'encoder' (amortised q(z|x)) or 'prior' (p(z))")
-        if int(samples) < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
+        check_count(samples, "samples")
         x = pick_image_modality(modalities, observed)
         # the VAE's distributions (same construction order: a seed gives the same networks)
         q, p_x, prior = vae_distributions(x, z_dim, hidden, arch, decoder_scale)
@@ -180,8 +180,7 @@ class RefinedVAE(VAE):
         clip_grad_norm: float | None = None,
     ) -> None:
         check_steps(refine_steps)
-        if int(samples) < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
+        check_count(samples, "samples")
         self.beta = beta
         self.refine_settings = dict(
             refine_steps=refine_steps,

@@ -22,6 +22,7 @@ from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, LogProb
 from pixyz.losses.losses import Loss
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.distributions.refinement import (
     METHODS,
     GaussianFromParameters,
@@ -98,8 +99,7 @@ def elbo_refinement_loss(
     given = _given(model, given)
     q = amortized_posterior(model, given)
     (latent,) = q.var
-    if int(samples) < 1:
-        raise ValueError(f"the number of samples of the refinement loss must be >= 1, got {samples}")
+    samples = check_count(samples, "the number of samples of the refinement loss")
     posterior = posterior if posterior is not None else GaussianFromParameters(latent)
     graph = model.generative.graph
     decoders = [graph.distribution(m) for m in given if m in model.modalities_in_generative()]

@@ -19,6 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from pixyz_zoo.checks import check_count
+
 __all__ = ["coherence_heatmap", "coherence_matrix", "metric_bars"]
 
 _PREFIX = "coherence["
@@ -188,8 +190,7 @@ def metric_bars(
     unknown = [m for m in metrics if not any(m in r for r in rows.values())]
     if unknown:
         raise KeyError(f"no model has the metric(s) {unknown}; they have {sorted(next(iter(rows.values())))}")
-    if ncols < 1:
-        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    ncols = check_count(ncols, "ncols")
     labels = dict(labels or {})
     lower = set(lower_is_better)
     higher = None if higher_is_better is None else set(higher_is_better)

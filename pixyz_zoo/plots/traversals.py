@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.plots.grids import _PAD, _draw_tiles, tile_images
 
 __all__ = ["kl_bar_chart", "kl_order", "latent_traversal"]
@@ -101,9 +102,7 @@ def latent_traversal(
         raise ValueError(f"kl has {kl.size} values but the latent {latent!r} has {z_dim} dimensions")
     order = kl_order(kl)
     if max_latents is not None:
-        if max_latents < 1:
-            raise ValueError(f"max_latents must be >= 1, got {max_latents}")
-        order = order[:max_latents]
+        order = order[: check_count(max_latents, "max_latents")]
 
     values = torch.linspace(-limit, limit, steps, device=base.device)
     codes = base.repeat(len(order) * steps, 1)
