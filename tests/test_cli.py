@@ -134,7 +134,7 @@ def test_graph_prints_formulas_and_draws(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "q(z|x)" in text and r"\log p(x|z)" in text
     # the terms, numbered as a run's report numbers them
-    assert r"  T1: \mathbb{E}_{q(z|x)} \left[- \log p(x|z) \right]" in text and "  T2: D_{KL}" in text
+    assert r"  T1: \mathbb{E}_{q(z|x)} \left[- \log p(x|z) \right]" in text and r"  T2: \beta D_{KL}" in text
     assert "  T3:" not in text
 
 

@@ -38,11 +38,11 @@ def test_printouts(digits_train):
     text = str(CVAE(digits_train.modalities, **TINY))
     assert "p(x,z|y) = p(x|z,y)p(z)" in text and "Inference model:\n  q(z|x,y)" in text
     assert r"\mathbb{E}_{q(z|x,y)} \left[- \log p(x|z,y) \right]" in text
-    assert r"D_{KL} \left[q(z|x,y)||p(z) \right] \beta" in text
+    assert r"\beta D_{KL} \left[q(z|x,y)||p(z) \right]" in text
     assert r"q(z|y) \approx q(z|\hat{x}^{(N)},y)" in text and r"\int p(x|z,y)" in text
     text = str(CMMA(digits_train.modalities, **TINY))
     assert "p(x,z|y) = p(x|z)p(z|y)" in text
-    assert r"D_{KL} \left[q(z|x,y)||p(z|y) \right] \beta" in text and r"\log p(x|z)" in text
+    assert r"\beta D_{KL} \left[q(z|x,y)||p(z|y) \right]" in text and r"\log p(x|z)" in text
 
 
 def test_cvae_loss_by_hand(digits_train):

@@ -85,7 +85,7 @@ def test_printouts_show_factorisation_and_loss(digits_train):
     mods = digits_train.modalities
     text = str(JMVAE(mods, **TINY))
     assert "p(x|z)p(y|z)p(z)" in text and "Inference model:\n  q(z|x,y)" in text
-    assert r"D_{KL} \left[q(z|x,y)||p(z) \right] \beta" in text
+    assert r"\beta D_{KL} \left[q(z|x,y)||p(z) \right]" in text
     assert r"\mathbb{E}_{q(z|x,y)} \left[- \log p(x|z) - \log p(y|z) \right]" in text
     assert r"q(z|y) \approx q(z|\hat{x}^{(N)},y)" in text and "N=100" in text
 
@@ -100,7 +100,7 @@ def test_printouts_show_factorisation_and_loss(digits_train):
     text = str(TELBO(mods, **TINY))
     for term in (
         r"\mathbb{E}_{q(z|x)} \left[- \log p(x|z) \right]",
-        r"D_{KL} \left[q(z|y)||p(z) \right] \beta",
+        r"\beta D_{KL} \left[q(z|y)||p(z) \right]",
     ):
         assert term in text
 

@@ -19,6 +19,7 @@ from pixyz_zoo.distributions.refinement import (
     RefinedGaussian,
 )
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
+from pixyz_zoo.distributions.text import loss_text
 from pixyz_zoo.evaluation.amortization import refinement_curve
 from pixyz_zoo.losses.iterative import IterativeInferenceLoss
 from pixyz_zoo.modalities import Modality
@@ -277,7 +278,7 @@ def test_print_shows_the_initial_distribution_the_driving_loss_and_t(digits_trai
     text = str(model)
     assert "Refinement:" in text and "T = 3" in text and "q(z|x)" in text
     assert "lambda_0" in text and r"\nabla_\lambda F" in text
-    assert model.refined.loss.loss_text in text  # F, as evaluated
+    assert loss_text(model.refined.loss) in text  # F, as evaluated
     assert r"\frac{1}{4}\sum_{t=0}^{3}" in model.loss_latex
     assert "q_{T}(z|x)" in text
     text = str(RefinedVAE(digits_train.modalities, refine_steps=7, **TINY))

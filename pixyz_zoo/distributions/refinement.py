@@ -52,6 +52,7 @@ from torch import distributions as td
 from torch import nn
 
 from pixyz_zoo.distributions.shared_parameters import SharedParameters
+from pixyz_zoo.distributions.text import loss_text
 
 __all__ = [
     "GaussianFromParameters",
@@ -285,7 +286,7 @@ class RefinedGaussian(SharedParameters, Normal):
         missing = sorted(parameters - set(loss.input_var))
         if missing:
             raise ValueError(
-                f"the refinement loss {loss.loss_text} does not depend on the posterior's parameters "
+                f"the refinement loss {loss_text(loss)} does not depend on the posterior's parameters "
                 f"{missing}, so its gradient cannot move them. Write the loss over the "
                 f"parameter-conditioned Gaussian {posterior.prob_text} (RefinedGaussian.posterior), e.g. "
                 "E(posterior, -LogProb(p_x)) + KullbackLeibler(posterior, prior)"
@@ -358,7 +359,7 @@ class RefinedGaussian(SharedParameters, Normal):
                 value = self.loss.eval({**inputs, **self.posterior.feed(loc, scale)})
                 if value.dim() != 1:
                     raise ValueError(
-                        f"the refinement loss {self.loss.loss_text} must give one value per example "
+                        f"the refinement loss {loss_text(self.loss)} must give one value per example "
                         f"(shape (batch,)), got shape {tuple(value.shape)}; drop its .mean() or .sum()"
                     )
                 total = value.sum()  # per-example gradients: examples do not interact
@@ -369,7 +370,7 @@ class RefinedGaussian(SharedParameters, Normal):
                 grad_loc, grad_scale = grads[0], grads[1]
                 if grad_loc is None or grad_scale is None:
                     raise ValueError(
-                        f"the refinement loss {self.loss.loss_text} has no gradient with respect to "
+                        f"the refinement loss {loss_text(self.loss)} has no gradient with respect to "
                         f"{self.posterior.loc_name} or {self.posterior.scale_name}: it must depend on the "
                         f"posterior {self.posterior.prob_text}, e.g. through E(posterior, ...) and "
                         "KL(posterior, ...)"
@@ -423,7 +424,7 @@ class RefinedGaussian(SharedParameters, Normal):
             "iterative amortized inference\n"
             f"  lambda_0 = ({loc}, {scale}) of {initial}\n"
             rf"  lambda_{{t+1}} = {self.rule.text}(lambda_t, \nabla_\lambda F(lambda_t)), t = 0..T-1" + "\n"
-            f"  F(lambda) = {self.loss.loss_text}"
+            f"  F(lambda) = {loss_text(self.loss)}"
         )
 
     def __repr__(self) -> str:

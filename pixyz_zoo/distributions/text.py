@@ -1,14 +1,37 @@
-"""How a joint distribution is printed: its variables in the order its factorisation names them.
+"""How a joint distribution and a loss are printed: in the order the model writes them.
 
 Pixyz lists a product's variables in the order its graph met them, so that JMVAE's generative model
 on three modalities prints as ``p(t,z,s,m) = p(m|z)p(s|z)p(t|z)p(z)``. Here the joint names them as
-the factorisation does, left to right: ``p(m,s,t,z) = p(m|z)p(s|z)p(t|z)p(z)``. Only the text
-changes; the distribution (its graph, its sampling order) is Pixyz's.
+the factorisation does, left to right: ``p(m,s,t,z) = p(m|z)p(s|z)p(t|z)p(z)``.
+
+Pixyz prints a loss through SymPy, which sorts the terms of every sum and the factors of every
+product: TELBO's ``ELBO(x,w) + ELBO(x) + ELBO(w)`` printed as its four KL terms, then its four
+expectations, and ``beta * KL`` as ``KL beta``. :func:`loss_text` prints the terms as the expression
+was written, left to right (a negated sum with each term negated, as SymPy does). Only the text
+changes; the distribution (its graph, its sampling order) and the loss are Pixyz's.
 """
 
 from __future__ import annotations
 
+import sympy
 from pixyz.distributions import Distribution
+from pixyz.losses.losses import (
+    AbsLoss,
+    AddLoss,
+    BatchMean,
+    BatchSum,
+    ConstantVar,
+    DataParalleledLoss,
+    Detach,
+    DivLoss,
+    Expectation,
+    Loss,
+    MaxLoss,
+    MinLoss,
+    MulLoss,
+    NegLoss,
+    SubLoss,
+)
 from pixyz.utils import convert_latex_name
 
 
@@ -47,4 +70,76 @@ def joint_text(distribution: Distribution) -> str:
     return prob if prob == factorized else f"{prob} = {factorized}"
 
 
-__all__ = ["joint_prob_text", "joint_text", "joint_variables"]
+def _add(terms: list[sympy.Expr], ordered: bool) -> sympy.Expr:
+    """The sum of ``terms``, in this order when ``ordered`` (a sum among them spliced in, without
+    parentheses), else SymPy's."""
+    if not ordered:
+        return sympy.Add(*terms)
+    flat = [arg for term in terms for arg in (term.args if isinstance(term, sympy.Add) else (term,))]
+    return sympy.Add(*flat, evaluate=False)
+
+
+def _neg(term: sympy.Expr, ordered: bool) -> sympy.Expr:
+    """``-term``: over a sum, each of its terms negated in place; ``-(-a)`` is ``a``."""
+    if not ordered or isinstance(term, sympy.Number):
+        return -term
+    if isinstance(term, sympy.Add):
+        return _add([_neg(arg, ordered) for arg in term.args], ordered)
+    if isinstance(term, sympy.Mul) and term.args[0] == -1:
+        rest = term.args[1:]
+        return rest[0] if len(rest) == 1 else sympy.Mul(*rest, evaluate=False)
+    return sympy.Mul(sympy.Integer(-1), term, evaluate=False)
+
+
+def _symbol(loss: Loss, ordered: bool) -> sympy.Expr:
+    """``loss`` as a SymPy expression: unevaluated, in the order it was written, when ``ordered``;
+    else evaluated as Pixyz's own ``loss._symbol`` is."""
+    kind = type(loss)
+    if kind in (AddLoss, SubLoss, MulLoss, DivLoss):
+        first, second = _symbol(loss.loss1, ordered), _symbol(loss.loss2, ordered)
+        if kind is AddLoss:
+            return _add([first, second], ordered)
+        if kind is SubLoss:
+            return _add([first, _neg(second, ordered)], ordered)
+        if kind is DivLoss:
+            second = sympy.Pow(second, -1, evaluate=not ordered)
+        return sympy.Mul(first, second, evaluate=not ordered)
+    if kind is NegLoss:
+        return _neg(_symbol(loss.loss1, ordered), ordered)
+    if kind in _WRAPPED:
+        return sympy.Symbol(_WRAPPED[kind].format(_latex(loss.loss1, ordered)))
+    if kind in (MinLoss, MaxLoss):
+        name = "min" if kind is MinLoss else "max"
+        first, second = _latex(loss.loss1, ordered), _latex(loss.loss2, ordered)
+        return sympy.Symbol(rf"{name} \left({first}, {second}\right)")
+    if kind is Expectation:
+        return sympy.Symbol(rf"\mathbb{{E}}_{{{loss.p.prob_text}}} \left[{_latex(loss.f, ordered)} \right]")
+    if kind is ConstantVar:
+        return _symbol(loss.base_loss, ordered)
+    if kind is DataParalleledLoss:
+        return _symbol(loss.paralleled.module, ordered)
+    return sympy.sympify(loss._symbol)  # a term that prints itself (a KL, a log-density, a number)
+
+
+#: Pixyz's one-argument wrappers, printed as Pixyz prints them around the wrapped loss
+_WRAPPED = {
+    AbsLoss: "|{}|",
+    BatchMean: "mean \\left({} \\right)",
+    BatchSum: "sum \\left({} \\right)",
+    Detach: "detach \\left({} \\right)",
+}
+
+
+def _latex(loss: Loss, ordered: bool) -> str:
+    return sympy.latex(_symbol(loss, ordered), order="none" if ordered else None)
+
+
+def loss_text(loss: Loss) -> str:
+    """``loss`` in LaTeX as Pixyz prints it, but with its sums and products in the order they were
+    written: ``E(q, -LogProb(p_x)) + Parameter("beta") * KullbackLeibler(q, prior)`` prints as
+    ``\\mathbb{E}_{q(z|x)} \\left[- \\log p(x|z) \\right] + \\beta D_{KL} \\left[q(z|x)||p(z) \\right]``
+    (Pixyz: the KL term first, then ``\\beta``)."""
+    return _latex(loss, ordered=True)
+
+
+__all__ = ["joint_prob_text", "joint_text", "joint_variables", "loss_text"]

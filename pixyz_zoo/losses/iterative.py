@@ -29,6 +29,7 @@ from pixyz.losses.losses import Loss
 
 from pixyz_zoo.distributions.refinement import RefinedGaussian
 from pixyz_zoo.distributions.shared_parameters import remember_parameters
+from pixyz_zoo.distributions.text import loss_text
 
 __all__ = ["IterativeInferenceLoss"]
 
@@ -78,7 +79,8 @@ class IterativeInferenceLoss(Loss):
         t = refined.steps
         # several refinements of one loss differ only by where they start
         start = rf",\ \lambda_0 \text{{ of }} {refined.initial.prob_text}" if self.show_start else ""
+        objective = loss_text(refined.loss)
         return sympy.Symbol(
-            rf"\frac{{1}}{{{t + 1}}}\sum_{{t=0}}^{{{t}}} \operatorname{{mean}} \left[{refined.loss.loss_text}"
+            rf"\frac{{1}}{{{t + 1}}}\sum_{{t=0}}^{{{t}}} \operatorname{{mean}} \left[{objective}"
             rf"\right]_{{\lambda=\lambda_t{start}}}"
         )

@@ -45,6 +45,8 @@ from pixyz.losses.losses import (
     ValueLoss,
 )
 
+from pixyz_zoo.distributions.text import loss_text
+
 __all__ = ["Term", "additive_terms", "term_evaluator"]
 
 #: the values of a loss's terms, computed from an input dictionary
@@ -149,4 +151,4 @@ def _text(term: Loss) -> str:
     """The term's formula without its batch reduction (Pixyz prints that as ``mean(...)``)."""
     while type(term) in (BatchMean, BatchSum):
         term = term.loss1
-    return term.loss_text
+    return loss_text(term)

@@ -22,6 +22,7 @@ trainer ramps up linearly from 0 during warm-up.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -39,7 +40,7 @@ from pixyz_zoo.distributions.experts import MixtureOfExperts, ProductOfGaussianE
 from pixyz_zoo.distributions.refinement import RefinedGaussian
 from pixyz_zoo.distributions.shapes import factors, shape_mismatch
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
-from pixyz_zoo.distributions.text import joint_prob_text, joint_text
+from pixyz_zoo.distributions.text import joint_prob_text, joint_text, loss_text
 from pixyz_zoo.losses.evaluation import loss_evaluator
 from pixyz_zoo.losses.terms import Term, additive_terms, term_evaluator
 from pixyz_zoo.modalities import Modality, check_batch, check_batch_is_dict, check_modalities
@@ -297,12 +298,19 @@ class ZooModel(Model):
                 annealed = ", ".join(sorted(self.annealed))
                 text += f" ({annealed} warmed up from 0 over {self.warmup_epochs:g} epochs)"
             text += "\n"
-        return text + super().__str__()
+        trained = [d.prob_text for d in self.distributions if isinstance(d, Distribution)]
+        functions = [str(module) for module in self.distributions if not isinstance(module, Distribution)]
+        text += f"Distributions (for training):\n  {', '.join(trained)}\n"
+        if functions:
+            text += f"Deterministic functions (for training):\n  {', '.join(functions)}\n"
+        text += f"Loss function:\n  {self.loss_latex}\n"
+        return text + "Optimizer:\n" + re.sub("^", "  ", str(self.optimizer), flags=re.MULTILINE)
 
     @property
     def loss_latex(self) -> str:
-        """The training objective in LaTeX, as printed by Pixyz."""
-        return self.loss_cls.loss_text
+        """The training objective in LaTeX, its terms in the order the expression writes them
+        (:func:`~pixyz_zoo.distributions.text.loss_text`)."""
+        return loss_text(self.loss_cls)
 
     # ------------------------------------------------------------------ device
     @property

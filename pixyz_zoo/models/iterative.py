@@ -34,6 +34,7 @@ from pixyz_zoo.distributions.refinement import (
     UpdateRule,
     check_steps,
 )
+from pixyz_zoo.distributions.text import loss_text
 from pixyz_zoo.losses import sum_losses
 from pixyz_zoo.losses.iterative import IterativeInferenceLoss
 from pixyz_zoo.modalities import Modality
@@ -148,7 +149,7 @@ class IterativeVAE(ZooModel):
     def __str__(self) -> str:
         training = (
             "training: inference networks on the mean over t of F(lambda_t), gradients stopped between "
-            "steps; decoder on F(lambda_T); test loss: " + self.test_loss_cls.loss_text
+            "steps; decoder on F(lambda_T); test loss: " + loss_text(self.test_loss_cls)
         )
         return with_refinement_text(super().__str__(), self.refined, training)
 
@@ -220,5 +221,5 @@ class RefinedVAE(VAE):
             training = "training: encoder on F(lambda_0)/(T+1), decoder on F(lambda_T) (VAE + SVI)"
         else:
             training = "training: the VAE's loss below (q(z|x) unrefined); refinement at evaluation"
-        training += "; test loss: " + self.test_loss_cls.loss_text
+        training += "; test loss: " + loss_text(self.test_loss_cls)
         return with_refinement_text(super().__str__(), self.refined, training)

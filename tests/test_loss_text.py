@@ -1,0 +1,85 @@
+"""A loss prints in the order it was written (``pixyz_zoo.distributions.text.loss_text``): Pixyz's
+SymPy text sorted every sum, so that TELBO printed its four KL terms before its four expectations and
+``beta * KL`` as ``KL beta``. The terms themselves are Pixyz's, to the character."""
+
+from __future__ import annotations
+
+import pytest
+from pixyz.losses import Expectation as E
+from pixyz.losses import KullbackLeibler, LogProb, Parameter
+
+from pixyz_zoo.datasets import load_dataset
+from pixyz_zoo.distributions import MLP, BernoulliDecoder, GaussianEncoder, standard_normal
+from pixyz_zoo.distributions.text import _latex, loss_text
+from pixyz_zoo.models import MODELS, build_model
+from tests.registered_models import built
+
+KL = r"D_{KL} \left[q(z|x)||p(z) \right]"
+RECONSTRUCTION = r"\mathbb{E}_{q(z|x)} \left[- \log p(x|z) \right]"
+
+
+@pytest.fixture(scope="module")
+def vae_parts():
+    q = GaussianEncoder(MLP(64, 4, (8,)), cond_var=["x"], name="q")
+    p_x = BernoulliDecoder(MLP(2, 64, (8,)), var="x", cond_var=["z"], name="p")
+    return q, p_x, standard_normal("z", 2, name="p")
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_without_the_order_the_text_is_pixyzs_own_for_every_model(name):
+    """The printer walks every node of every registered model's losses and terms: evaluated as
+    SymPy evaluates Pixyz's symbols, it gives Pixyz's text to the character (no term lost or
+    changed); only the order differs in :func:`loss_text`."""
+    model, _ = built(name)
+    losses = [model.loss_cls, model.test_loss_cls, *(term.loss for term in model.test_terms)]
+    for loss in [loss for loss in losses if loss is not None]:
+        assert _latex(loss, ordered=False) == loss.loss_text
+
+
+def test_an_elbo_prints_reconstruction_first_and_beta_before_the_kl(vae_parts):
+    q, p_x, prior = vae_parts
+    loss = (E(q, -LogProb(p_x)) + Parameter("beta") * KullbackLeibler(q, prior)).mean()
+    assert loss_text(loss) == rf"mean \left({RECONSTRUCTION} + \beta {KL} \right)"
+    assert loss.loss_text == rf"mean \left({KL} \beta + {RECONSTRUCTION} \right)"  # Pixyz's order
+
+
+def test_differences_negations_quotients_and_wrappers_keep_their_order(vae_parts):
+    q, p_x, prior = vae_parts
+    kl, log_p = KullbackLeibler(q, prior), LogProb(p_x)
+    assert loss_text(kl - (log_p + kl)) == rf"{KL} - \log p(x|z) - {KL}"
+    negated = -kl
+    assert loss_text(-negated) == KL
+    assert loss_text(-(log_p + Parameter("C"))) == r"- \log p(x|z) - C"
+    assert loss_text(Parameter("gamma") * (kl - Parameter("C")).abs()) == rf"\gamma |{KL} - C|"
+    assert loss_text((kl + log_p) / 7) == rf"\frac{{{KL} + \log p(x|z)}}{{7}}"
+    assert loss_text((kl + log_p).sum()) == rf"sum \left({KL} + \log p(x|z) \right)"
+
+
+def test_telbo_prints_its_three_elbos_in_turn():
+    """TELBO's ELBO(x,y1,y2) + ELBO(x) + ELBO(y1) + ELBO(y2): each expectation beside its KL."""
+    data = load_dataset("attribute-digits", "test")
+    text = build_model("telbo", data.modalities, hidden=[8], z_dim=2).loss_latex
+    order = ["x,y_{1},y_{2}", "x", "y_{1}", "y_{2}"]
+    pieces = []
+    for given in order:
+        pieces += [rf"\mathbb{{E}}_{{q(z|{given})}}", rf"\beta D_{{KL}} \left[q(z|{given})||p(z) \right]"]
+    positions = [text.index(piece) for piece in pieces]
+    assert positions == sorted(positions), text
+
+
+def test_mopoe_prints_its_subsets_kl_in_the_order_of_the_term_table():
+    data = load_dataset("trimodal-digits", "test")
+    model = build_model("mopoe", data.modalities, hidden=[8], z_dim=2)
+    subsets = ["m", "s", "t", "m,s", "m,t", "s,t", "m,s,t"]
+    kls = [rf"D_{{KL}} \left[\tilde{{q}}(z|{s})||p(z) \right]" for s in subsets]
+    positions = [model.loss_latex.index(kl) for kl in kls]
+    assert positions == sorted(positions)
+    term_kls = [term.text for term in model.test_terms if "D_{KL}" in term.text]
+    assert [next(kl for kl in kls if kl in text) for text in term_kls] == kls
+
+
+def test_print_model_shows_the_ordered_loss():
+    data = load_dataset("digits", "test")
+    model = build_model("vae", data.modalities, hidden=[8], z_dim=2)
+    assert f"Loss function:\n  {model.loss_latex}\nOptimizer:\n  Adam" in str(model)
+    assert model.loss_latex.startswith(r"mean \left(\mathbb{E}_{q(z|x)}")
