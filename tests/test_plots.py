@@ -287,3 +287,32 @@ def test_siblings_are_drawn_left_to_right_as_the_factorisation_names_them() -> N
     assert p.prob_text == "p(m,z,s,t)"  # Pixyz's own order
     x = {name: node["position"][0] for name, node in structure["nodes"].items()}
     assert x["t"] < x["s"] < x["m"]
+
+
+@pytest.mark.parametrize(
+    "name", ["mfm", "mopoe", "hierarchical-jmvae", "jmvae-kl", "cvae", "iterative-multimodal"]
+)
+def test_no_edge_of_a_registered_model_passes_through_another_node(name) -> None:
+    """MFM's inference edge t -> z_y was drawn as an arc through z_{a_s}, so that it read as an edge
+    z_{a_s} -> z_y; every edge now passes each node it does not join by more than a node's radius."""
+    from pixyz_zoo.datasets import load_dataset
+    from pixyz_zoo.models import MODELS, build_model
+    from pixyz_zoo.plots.graphical_model import _RADIUS, _arc_points
+
+    data = load_dataset("trimodal-digits", "test")
+    data = data.with_labels() if MODELS[name].needs_labels else data
+    if name == "cvae":
+        data = data.select(["m", "s"])
+    model = build_model(name, data.modalities, hidden=[8], z_dim=2)
+    structure = graphical_model_edges(model.generative, model.inference, observed=list(model.modalities))
+    nodes = structure["nodes"]
+    assert len(structure["edges"]) == len(structure["generative"]) + len(structure["inference"])
+    for edge in structure["edges"]:
+        ends = (edge["parent"], edge["child"])
+        curve = _arc_points(nodes[ends[0]]["position"], nodes[ends[1]]["position"], edge["rad"])
+        for other, node in nodes.items():
+            if other in ends:
+                continue
+            (ox, oy) = node["position"]
+            nearest = min(((x - ox) ** 2 + (y - oy) ** 2) ** 0.5 for x, y in curve)
+            assert nearest > _RADIUS, (edge, other, nearest)

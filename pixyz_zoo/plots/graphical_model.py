@@ -148,6 +148,8 @@ def graphical_model_edges(
     ``position`` the drawn (x, y));
     ``"parameters"``: one entry per factor with learnable parameters,
     ``{"symbol", "kind", "distribution", "children", "position"}``;
+    ``"edges"``: every edge as drawn, ``{"parent", "child", "kind", "rad"}`` (``rad``: the bend of
+    matplotlib's ``arc3`` curve, chosen so that the edge passes no other node);
     ``"captions"``: the factorisations, generative first.
     """
     inference_list = _as_list(inference)
@@ -226,6 +228,7 @@ def graphical_model_edges(
     return {
         "generative": generative_edges,
         "inference": inference_edges,
+        "edges": _drawn_edges(generative_edges, inference_edges, position),
         "nodes": nodes,
         "observed": observed_list,
         "parameters": parameters,
@@ -257,6 +260,80 @@ def _bend(
     return rad if dot > 0 else -rad
 
 
+def _arc_points(
+    start: tuple[float, float], end: tuple[float, float], rad: float, samples: int = 24
+) -> list[tuple[float, float]]:
+    """Points along matplotlib's ``arc3,rad=rad`` curve from ``start`` to ``end`` (a quadratic Bezier
+    whose control point is the chord's midpoint moved by ``rad`` times the chord turned clockwise)."""
+    (ax, ay), (bx, by) = start, end
+    cx, cy = (ax + bx) / 2 + rad * (by - ay), (ay + by) / 2 - rad * (bx - ax)
+    points = []
+    for i in range(1, samples):
+        t = i / samples
+        u = 1 - t
+        points.append((u * u * ax + 2 * u * t * cx + t * t * bx, u * u * ay + 2 * u * t * cy + t * t * by))
+    return points
+
+
+def _clearance(
+    start: tuple[float, float], end: tuple[float, float], rad: float, others: list[tuple[float, float]]
+) -> float:
+    """How far the ``arc3`` curve passes from the nearest of ``others`` (node centres)."""
+    points = _arc_points(start, end, rad)
+    return min(
+        (((px - ox) ** 2 + (py - oy) ** 2) ** 0.5 for px, py in points for ox, oy in others),
+        default=float("inf"),
+    )
+
+
+def _clear_bend(
+    start: tuple[float, float],
+    end: tuple[float, float],
+    centre: tuple[float, float],
+    others: list[tuple[float, float]],
+    rad: float = 0.3,
+) -> float:
+    """The arc3 radius of an edge that passes no other node: bulging away from ``centre`` when that
+    curve clears every node by more than their radius, else the first of the other side and of
+    wider and flatter bends that does, else the one that passes farthest from them."""
+    preferred = _bend(start, end, centre, rad)
+    candidates = [preferred, -preferred]
+    for scale in (1.7, 0.5, 2.4):
+        candidates += [preferred * scale, -preferred * scale]
+    needed = 1.5 * _RADIUS
+    for candidate in candidates:
+        if _clearance(start, end, candidate, others) > needed:
+            return candidate
+    return max(candidates, key=lambda candidate: _clearance(start, end, candidate, others))
+
+
+def _drawn_edges(
+    generative_edges: list[tuple[str, str]],
+    inference_edges: list[tuple[str, str]],
+    position: dict[str, tuple[float, float]],
+) -> list[dict[str, Any]]:
+    """Each edge with the bend it is drawn with: a generative edge straight unless a node is in its
+    way (then bent away from that node), an inference edge bent away from the drawing's centre, or
+    round the nodes in its way (:func:`_clear_bend`)."""
+    xs, ys = [x for x, _ in position.values()], [y for _, y in position.values()]
+    centre = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
+    edges = []
+    for parent, child in generative_edges:
+        start, end = position[parent], position[child]
+        blockers = [
+            at
+            for name, at in position.items()
+            if name not in (parent, child) and _point_segment_distance(at, start, end) < 1.4 * _RADIUS
+        ]
+        rad = _bend(start, end, blockers[0], 0.35) if blockers else 0.0
+        edges.append({"parent": parent, "child": child, "kind": "generative", "rad": rad})
+    for parent, child in inference_edges:
+        others = [at for name, at in position.items() if name not in (parent, child)]
+        rad = _clear_bend(position[parent], position[child], centre, others)
+        edges.append({"parent": parent, "child": child, "kind": "inference", "rad": rad})
+    return edges
+
+
 def draw_graphical_model(
     generative: Any,
     inference: Any = None,
@@ -286,7 +363,17 @@ def draw_graphical_model(
     margin_x = _PARAM_OFFSET + 0.6 if show_parameters else _RADIUS + 0.4
     xlim = (min(xs) - margin_x, max(xs) + margin_x)
     ylim = (min(ys) - _RADIUS - 0.35, max(ys) + _RADIUS + 0.35)
-    centre = ((xlim[0] + xlim[1]) / 2, (ylim[0] + ylim[1]) / 2)
+
+    # an edge that goes round the other nodes may leave the nodes' box: the drawing takes it in
+    curves = [
+        point
+        for edge in structure["edges"]
+        for point in _arc_points(
+            nodes[edge["parent"]]["position"], nodes[edge["child"]]["position"], edge["rad"]
+        )
+    ]
+    xlim = (min([xlim[0], *(x - 0.15 for x, _ in curves)]), max([xlim[1], *(x + 0.15 for x, _ in curves)]))
+    ylim = (min([ylim[0], *(y - 0.15 for _, y in curves)]), max([ylim[1], *(y + 0.15 for _, y in curves)]))
 
     captions = [_mathtext_or_plain(text) for text in structure["captions"]]
     width = max(xlim[1] - xlim[0], 2.5) + 1.6  # + legend
@@ -331,19 +418,8 @@ def draw_graphical_model(
             )
         )
 
-    for parent, child in structure["generative"]:
-        start, end = nodes[parent]["position"], nodes[child]["position"]
-        blockers = [
-            node["position"]
-            for name, node in nodes.items()
-            if name not in (parent, child)
-            and _point_segment_distance(node["position"], start, end) < 1.4 * _RADIUS
-        ]
-        rad = _bend(start, end, blockers[0], 0.35) if blockers else 0.0
-        arrow(parent, child, rad, dashed=False)
-    for parent, child in structure["inference"]:
-        start, end = nodes[parent]["position"], nodes[child]["position"]
-        arrow(parent, child, _bend(start, end, centre, 0.3), dashed=True)
+    for edge in structure["edges"]:
+        arrow(edge["parent"], edge["child"], edge["rad"], dashed=edge["kind"] == "inference")
 
     if show_parameters:
         for parameter in structure["parameters"]:
