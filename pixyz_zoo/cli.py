@@ -30,6 +30,10 @@ from pixyz_zoo.training import PRECISIONS
 IW_SAMPLES = 500
 
 
+#: the data root's help, one wording for every command that reads data
+DATA_ROOT_HELP = f"dataset folder (default ${DATA_ROOT_ENV} or ./data)"
+
+
 def parse_option(text: str) -> tuple[str, Any]:
     """``key=value`` with a Python literal value (``z_dim=2``, ``hidden=[256,256]``, ``arch=conv``)."""
     if "=" not in text:
@@ -126,9 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted run"
     )
-    train.add_argument(
-        "--data-root", default=None, help=f"dataset folder (default ${DATA_ROOT_ENV} or ./data)"
-    )
+    train.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     train.add_argument(  # None when left out: a resume then keeps the run's own setting
         "--download", action="store_true", default=None, help="let torchvision download missing files"
     )
@@ -145,11 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     evaluate = sub.add_parser("evaluate", help="measure a run on its test split and write its report")
-    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("run_dir", type=Path, help="a run directory written by `pixyz-zoo train`")
     evaluate.add_argument(
         "--iw-samples", type=int, default=IW_SAMPLES, help=f"IWAE importance samples (default {IW_SAMPLES})"
     )
-    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument(
+        "--device", default=None, help="auto, cpu, cuda or cuda:N (default: the device the run trained on)"
+    )
     evaluate.add_argument("--download", action="store_true", help="let torchvision download missing files")
     evaluate.add_argument(
         "--refine-steps",
@@ -174,9 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     graph = sub.add_parser("graph", help="print a model's factorisation and loss and draw its DAG")
-    graph.add_argument("model", choices=sorted(MODELS))
-    graph.add_argument("--dataset", default="digits", choices=sorted(DATASETS))
-    graph.add_argument("--data-root", default=None)
+    graph.add_argument(
+        "model", choices=sorted(MODELS), help="the model to print and draw (see `pixyz-zoo list`)"
+    )
+    graph.add_argument(
+        "--dataset",
+        default="digits",
+        choices=sorted(DATASETS),
+        help="the dataset whose modalities the model is built on (default digits)",
+    )
+    graph.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     graph.add_argument(
         "--modalities",
         type=parse_names,
@@ -184,7 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B",
         help="the model of these modalities of the dataset only (default: all), as `train --modalities`",
     )
-    graph.add_argument("--option", "-o", type=parse_option, action="append", default=[], metavar="KEY=VALUE")
+    graph.add_argument(
+        "--option",
+        "-o",
+        type=parse_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any model option, as `train -o`",
+    )
     graph.add_argument("--parameters", action="store_true", help="draw the parameters theta and phi")
     graph.add_argument(
         "--out", type=Path, default=None, help="figure path, or a folder for MODEL_graph.png (default: here)"
@@ -203,13 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="output directory (default runs/reproduce-NAME[-DATASET][-quick])",
     )
-    reproduce.add_argument("--device", default="auto")
+    reproduce.add_argument(
+        "--device", default="auto", help="auto (CUDA when present; the default), cpu, cuda or cuda:N"
+    )
     reproduce.add_argument(
         "--dataset",
         default=None,
         help="a dataset the experiment accepts (see `pixyz-zoo list`) instead of the setting's default",
     )
-    reproduce.add_argument("--data-root", default=None)
+    reproduce.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     reproduce.add_argument("--download", action="store_true", help="let torchvision download missing files")
     reproduce.add_argument(
         "--precision",
@@ -217,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         help="every run's training precision (bf16: mixed precision; default fp32)",
     )
-    reproduce.add_argument("--seed", type=int, default=0)
-    reproduce.add_argument("--no-progress", action="store_true")
+    reproduce.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 

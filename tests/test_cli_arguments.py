@@ -437,3 +437,18 @@ def test_under_torchrun_only_train_runs_and_errors_name_their_rank(tmp_path, cap
     refusal = "`evaluate` runs in one process; only `train` is data-parallel under torchrun"
     assert f"pixyz-zoo: error (rank 1 of 2): {refusal}" in err
     assert main(["list"]) == 1 and "Run it without torchrun: pixyz-zoo list" in capsys.readouterr().err
+
+
+def test_every_argument_of_every_command_says_what_it_is():
+    """``pixyz-zoo reproduce --help`` listed --device, --data-root, --seed and --no-progress, and
+    ``evaluate --help`` run_dir and --device, with no word on what they take or default to."""
+    from pixyz_zoo.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    silent = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, command in commands.choices.items()
+        for action in command._actions
+        if not isinstance(action, argparse._HelpAction) and not action.help
+    ]
+    assert silent == []
