@@ -178,3 +178,15 @@ def test_a_decoder_sized_for_another_latent_is_named_with_the_latent_shape(parts
         r"its network must take these shapes per example$",
     ):
         model.train_step(digits_train.first(8))
+
+
+def test_a_model_of_another_dtype_than_the_batch_keeps_pytorchs_error(parts, digits_train):
+    """A float64 model fed the float32 digits fails on the dtypes, not the shapes: PyTorch's own
+    "must have the same dtype" is what the user sees, not a shape diagnosis."""
+    x, q, p_x, prior = parts
+    model = ZooModel(elbo_loss(q, p_x, prior), [p_x, q], {"x": x}, generative=p_x * prior, inference=q)
+    model.distributions.double()
+    batch = digits_train.first(8)
+    assert model.shape_mismatch(batch) is None
+    with pytest.raises(RuntimeError, match="dtype"):
+        model.train_step(batch)

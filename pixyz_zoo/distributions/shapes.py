@@ -50,9 +50,9 @@ def shape_mismatch(
             inputs = {var: values[var] for var in factor.cond_var}
             try:
                 sample = factor.sample(inputs, return_all=False) if inputs else factor.sample(batch_n=n)
-            except torch.OutOfMemoryError:
-                return None
             except RuntimeError as error:
+                if not _about_shapes(error):  # another dtype, device, memory: PyTorch's own words
+                    return None
                 return _cannot_evaluate(factor, inputs, shapes, modalities, error)
             for var, value in sample.items():
                 got = tuple(value.shape[1:])
@@ -63,6 +63,15 @@ def shape_mismatch(
     except Exception:  # a diagnosis that fails itself: the original error is reported
         return None
     return None
+
+
+def _about_shapes(error: RuntimeError) -> bool:
+    """Whether PyTorch's error is about sizes ("mat1 and mat2 shapes cannot be multiplied", "The size
+    of tensor a (64) must match", "weight of size [32, 1, 4, 4], expected input[...] to have 1
+    channels"), not about dtypes, devices or memory."""
+    text = str(error).lower()
+    about_sizes = "shape" in text or "size" in text
+    return about_sizes and not any(word in text for word in ("dtype", "device", "out of memory"))
 
 
 def _cannot_evaluate(
