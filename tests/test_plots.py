@@ -316,3 +316,17 @@ def test_no_edge_of_a_registered_model_passes_through_another_node(name) -> None
             (ox, oy) = node["position"]
             nearest = min(((x - ox) ** 2 + (y - oy) ** 2) ** 0.5 for x, y in curve)
             assert nearest > _RADIUS, (edge, other, nearest)
+
+
+def test_a_whole_batch_or_a_dict_of_lists_is_refused_naming_what_to_pass() -> None:
+    """``image_grid(batch)`` failed with "float() argument must be a string or a real number, not
+    'dict'"; ``training_curve({"train_loss": [...]})`` with "'str' object has no attribute 'get'"."""
+    from pixyz_zoo.plots import training_curve
+
+    batch = {"x": torch.rand(4, 1, 8, 8), "y": torch.rand(4, 10)}
+    with pytest.raises(TypeError, match=r"got a batch \(a dict of \['x', 'y'\]\).*batch\['x'\]"):
+        image_grid(batch)
+    with pytest.raises(TypeError, match=r"list of one dict per epoch.*got dict with keys \['train_loss'\]"):
+        training_curve({"train_loss": [1.0, 0.5]})
+    history = [{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}]
+    assert isinstance(training_curve(history), Figure)

@@ -13,7 +13,18 @@ from matplotlib.ticker import MaxNLocator
 def training_curve(history: list[dict[str, Any]], title: str | None = None) -> Figure:
     """Train and test loss per epoch; beside them, when the history holds them and there are several,
     each term of the test objective per epoch (``T1..Tn``: the numbering of the run's report), on a
-    symmetric log scale (terms of different sizes and signs)."""
+    symmetric log scale (terms of different sizes and signs).
+
+    ``history``: one dict per epoch with ``epoch`` and ``train_loss`` (and ``test_loss``,
+    ``test_terms``), as :meth:`~pixyz_zoo.training.Trainer.fit` returns it and a run's
+    ``history.json`` holds it."""
+    if isinstance(history, dict) or any(not isinstance(r, dict) or "train_loss" not in r for r in history):
+        keys = f" with keys {sorted(history)}" if isinstance(history, dict) else ""
+        raise TypeError(
+            "training_curve draws a history: a list of one dict per epoch with 'epoch' and 'train_loss' "
+            "(and 'test_loss'), as Trainer.fit() returns it and a run's history.json holds it; got "
+            f"{type(history).__name__}{keys}"
+        )
     terms: list[list[float]] = [r.get("test_terms") or [] for r in history]
     n = len(terms[0]) if terms else 0
     by_term = n > 1 and all(len(t) == n for t in terms)

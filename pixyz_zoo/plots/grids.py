@@ -39,7 +39,20 @@ _PAD = 2  # pixels between tiles
 _PAD_VALUE = 1.0  # white separators
 
 
+def _check_not_a_batch(values: object) -> None:
+    """Refuse a whole batch (a dict by variable name) where one variable's values are drawn."""
+    if isinstance(values, dict):
+        names = list(values)
+        raise TypeError(
+            f"got a batch (a dict of {names}) where one variable's values are drawn: pass one of them, "
+            f"e.g. batch[{names[0]!r}] with modality=data.modalities[{names[0]!r}]"
+            if names
+            else "got an empty dict where one variable's values are drawn"
+        )
+
+
 def _to_numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    _check_not_a_batch(values)
     if isinstance(values, torch.Tensor):
         values = values.detach().to("cpu", torch.float32).numpy()
     return np.asarray(values, dtype=np.float32)
@@ -120,6 +133,7 @@ def modality_kind(values: torch.Tensor | np.ndarray, modality: Modality | None) 
     decoded strings, a single categorical label as class names, any other vector as a heat map.
     Without a declaration, 3-D and 4-D arrays are images and everything else a heat map.
     """
+    _check_not_a_batch(values)
     if modality is None:
         return "image" if _to_numpy(values).ndim in (3, 4) else "heat"
     if modality.is_image:
