@@ -54,6 +54,19 @@ def parse_names(text: str) -> list[str]:
     return names
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--option/-o KEY=VALUE``: any option of the model, one way for every command that builds one."""
+    parser.add_argument(
+        "--option",
+        "-o",
+        type=parse_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any model option, e.g. -o hidden=[256,256] (see `pixyz-zoo list`)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixyz-zoo", description="Deep generative models written as probabilistic programs with Pixyz."
@@ -97,15 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--warmup-epochs", type=float, help="KL warm-up length in epochs (default 0: none)")
     train.add_argument("--z-dim", type=int, default=None, help="latent size (model option z_dim)")
     train.add_argument("--arch", choices=["mlp", "conv"], default=None, help="network preset")
-    train.add_argument(
-        "--option",
-        "-o",
-        type=parse_option,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any model option, e.g. -o hidden=[256,256] (see `pixyz-zoo list`)",
-    )
+    add_model_options(train)
     train.add_argument(
         "--device", help="auto (CUDA when present; the default), cpu, cuda or cuda:N (--resume: as before)"
     )
@@ -195,15 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B",
         help="the model of these modalities of the dataset only (default: all), as `train --modalities`",
     )
-    graph.add_argument(
-        "--option",
-        "-o",
-        type=parse_option,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any model option, as `train -o`",
-    )
+    add_model_options(graph)
     graph.add_argument("--parameters", action="store_true", help="draw the parameters theta and phi")
     graph.add_argument(
         "--out", type=Path, default=None, help="figure path, or a folder for MODEL_graph.png (default: here)"
