@@ -294,7 +294,8 @@ def test_siblings_are_drawn_left_to_right_as_the_factorisation_names_them() -> N
 )
 def test_no_edge_of_a_registered_model_passes_through_another_node(name) -> None:
     """MFM's inference edge t -> z_y was drawn as an arc through z_{a_s}, so that it read as an edge
-    z_{a_s} -> z_y; every edge now passes each node it does not join by more than a node's radius."""
+    z_{a_s} -> z_y, and hierarchical JMVAE's s -> z_2 through the dot of phi_{z_1}; every edge now
+    passes each node it does not join by more than a node's radius, and each parameter's dot."""
     from pixyz_zoo.datasets import load_dataset
     from pixyz_zoo.models import MODELS, build_model
     from pixyz_zoo.plots.graphical_model import _RADIUS, _arc_points
@@ -304,18 +305,25 @@ def test_no_edge_of_a_registered_model_passes_through_another_node(name) -> None
     if name == "cvae":
         data = data.select(["m", "s"])
     model = build_model(name, data.modalities, hidden=[8], z_dim=2)
-    structure = graphical_model_edges(model.generative, model.inference, observed=list(model.modalities))
-    nodes = structure["nodes"]
-    assert len(structure["edges"]) == len(structure["generative"]) + len(structure["inference"])
-    for edge in structure["edges"]:
-        ends = (edge["parent"], edge["child"])
-        curve = _arc_points(nodes[ends[0]]["position"], nodes[ends[1]]["position"], edge["rad"])
-        for other, node in nodes.items():
-            if other in ends:
-                continue
-            (ox, oy) = node["position"]
-            nearest = min(((x - ox) ** 2 + (y - oy) ** 2) ** 0.5 for x, y in curve)
-            assert nearest > _RADIUS, (edge, other, nearest)
+    observed = list(model.modalities)
+    for show_parameters in (False, True):
+        structure = graphical_model_edges(model.generative, model.inference, observed, show_parameters)
+        nodes = structure["nodes"]
+        assert len(structure["edges"]) == len(structure["generative"]) + len(structure["inference"])
+        dots = [parameter["position"] for parameter in structure["parameters"]] if show_parameters else []
+        for edge in structure["edges"]:
+            ends = (edge["parent"], edge["child"])
+            curve = _arc_points(nodes[ends[0]]["position"], nodes[ends[1]]["position"], edge["rad"])
+
+            def nearest(at, curve=curve):
+                return min(((x - at[0]) ** 2 + (y - at[1]) ** 2) ** 0.5 for x, y in curve)
+
+            for other, node in nodes.items():
+                if other not in ends:
+                    assert nearest(node["position"]) > _RADIUS, (edge, other)
+            if edge["kind"] == "inference":  # (a dot's own edge goes into its node)
+                for dot in dots:
+                    assert nearest(dot) > 0.1, (edge, dot)
 
 
 def test_a_whole_batch_or_a_dict_of_lists_is_refused_naming_what_to_pass() -> None:

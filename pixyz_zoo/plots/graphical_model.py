@@ -137,6 +137,7 @@ def graphical_model_edges(
     generative: Any,
     inference: Any = None,
     observed: Sequence[str] | None = None,
+    show_parameters: bool = False,
 ) -> dict[str, Any]:
     """The structure behind :func:`draw_graphical_model`.
 
@@ -149,7 +150,8 @@ def graphical_model_edges(
     ``"parameters"``: one entry per factor with learnable parameters,
     ``{"symbol", "kind", "distribution", "children", "position"}``;
     ``"edges"``: every edge as drawn, ``{"parent", "child", "kind", "rad"}`` (``rad``: the bend of
-    matplotlib's ``arc3`` curve, chosen so that the edge passes no other node);
+    matplotlib's ``arc3`` curve, chosen so that the edge passes no other node, nor a parameter's dot
+    when ``show_parameters``);
     ``"captions"``: the factorisations, generative first.
     """
     inference_list = _as_list(inference)
@@ -228,7 +230,12 @@ def graphical_model_edges(
     return {
         "generative": generative_edges,
         "inference": inference_edges,
-        "edges": _drawn_edges(generative_edges, inference_edges, position),
+        "edges": _drawn_edges(
+            generative_edges,
+            inference_edges,
+            position,
+            [parameter["position"] for parameter in parameters] if show_parameters else [],
+        ),
         "nodes": nodes,
         "observed": observed_list,
         "parameters": parameters,
@@ -276,12 +283,16 @@ def _arc_points(
 
 
 def _clearance(
-    start: tuple[float, float], end: tuple[float, float], rad: float, others: list[tuple[float, float]]
+    start: tuple[float, float],
+    end: tuple[float, float],
+    rad: float,
+    obstacles: list[tuple[float, float, float]],
 ) -> float:
-    """How far the ``arc3`` curve passes from the nearest of ``others`` (node centres)."""
+    """How much room the ``arc3`` curve leaves the nearest of ``obstacles`` ``(x, y, room it needs)``:
+    its distance to the obstacle less that room (negative: it passes through)."""
     points = _arc_points(start, end, rad)
     return min(
-        (((px - ox) ** 2 + (py - oy) ** 2) ** 0.5 for px, py in points for ox, oy in others),
+        (((px - ox) ** 2 + (py - oy) ** 2) ** 0.5 - room for px, py in points for ox, oy, room in obstacles),
         default=float("inf"),
     )
 
@@ -290,27 +301,27 @@ def _clear_bend(
     start: tuple[float, float],
     end: tuple[float, float],
     centre: tuple[float, float],
-    others: list[tuple[float, float]],
+    obstacles: list[tuple[float, float, float]],
     rad: float = 0.3,
 ) -> float:
-    """The arc3 radius of an edge that passes no other node: bulging away from ``centre`` when that
-    curve clears every node by more than their radius, else the first of the other side and of
-    wider and flatter bends that does, else the one that passes farthest from them."""
+    """The arc3 radius of an edge that passes clear of ``obstacles`` (the other nodes, the parameters'
+    dots when drawn): bulging away from ``centre`` when that curve is clear, else the first clear one
+    of the other side and of wider and flatter bends, else the one that leaves them the most room."""
     preferred = _bend(start, end, centre, rad)
     candidates = [preferred, -preferred]
     for scale in (1.7, 0.5, 2.4):
         candidates += [preferred * scale, -preferred * scale]
-    needed = 1.5 * _RADIUS
     for candidate in candidates:
-        if _clearance(start, end, candidate, others) > needed:
+        if _clearance(start, end, candidate, obstacles) > 0:
             return candidate
-    return max(candidates, key=lambda candidate: _clearance(start, end, candidate, others))
+    return max(candidates, key=lambda candidate: _clearance(start, end, candidate, obstacles))
 
 
 def _drawn_edges(
     generative_edges: list[tuple[str, str]],
     inference_edges: list[tuple[str, str]],
     position: dict[str, tuple[float, float]],
+    dots: list[tuple[float, float]],
 ) -> list[dict[str, Any]]:
     """Each edge with the bend it is drawn with: a generative edge straight unless a node is in its
     way (then bent away from that node), an inference edge bent away from the drawing's centre, or
@@ -327,9 +338,11 @@ def _drawn_edges(
         ]
         rad = _bend(start, end, blockers[0], 0.35) if blockers else 0.0
         edges.append({"parent": parent, "child": child, "kind": "generative", "rad": rad})
+    # a node needs its radius and a margin; a parameter's dot its own room and its symbol's above it
+    dot_room = [(x, y, 0.15) for x, y in dots] + [(x, y + 0.25, 0.15) for x, y in dots]
     for parent, child in inference_edges:
-        others = [at for name, at in position.items() if name not in (parent, child)]
-        rad = _clear_bend(position[parent], position[child], centre, others)
+        others = [(*at, 1.5 * _RADIUS) for name, at in position.items() if name not in (parent, child)]
+        rad = _clear_bend(position[parent], position[child], centre, others + dot_room)
         edges.append({"parent": parent, "child": child, "kind": "inference", "rad": rad})
     return edges
 
@@ -356,7 +369,7 @@ def draw_graphical_model(
             Fixed priors such as N(0, I) have no dot.
         title: figure title.
     """
-    structure = graphical_model_edges(generative, inference, observed)
+    structure = graphical_model_edges(generative, inference, observed, show_parameters)
     nodes = structure["nodes"]
     xs = [node["position"][0] for node in nodes.values()]
     ys = [node["position"][1] for node in nodes.values()]
