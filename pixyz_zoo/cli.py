@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from pixyz_zoo.experiments import check_experiment, default_out, reproduce
 
-    check_experiment(args.experiment, args.dataset, args.device)  # before the output directory is announced
+    # before the output directory is announced
+    check_experiment(args.experiment, args.dataset, args.device, args.seed)
     setting = "quick" if args.quick else "smoke" if args.smoke else "full"
     out = args.out or default_out(args.experiment, setting, args.dataset)
     print(f"output directory: {out}")

@@ -41,6 +41,7 @@ def test_experiments_are_registered():
     [
         (["nope"], "unknown experiment 'nope'; available: attribute-mnist, beta-vae"),
         (["beta-vae", "--dataset", "digits"], "experiment 'beta-vae' cannot run on dataset 'digits'"),
+        (["jmvae", "--seed", "-3"], "seed (--seed) must be an integer >= 0, got -3"),
     ],
 )
 def test_cli_refuses_an_unknown_experiment_or_dataset_before_naming_an_output(

@@ -19,7 +19,7 @@ from typing import Any
 
 from pixyz_zoo.datasets import MultimodalDataset, load_dataset
 from pixyz_zoo.models import ZooModel
-from pixyz_zoo.run_spec import RunSpec
+from pixyz_zoo.run_spec import RunSpec, integer_at_least
 from pixyz_zoo.runs import fit_run, write_json
 
 SETTINGS = ("full", "quick", "smoke")
@@ -212,13 +212,19 @@ def reproduce(
     return experiment.run(context)
 
 
-def check_experiment(name: str, dataset: str | None = None, device: str | None = None) -> Experiment:
+def check_experiment(
+    name: str, dataset: str | None = None, device: str | None = None, seed: int | None = None
+) -> Experiment:
     """The registered experiment ``name``, or a clear error when there is none, when it does not
-    take ``dataset`` (None: the setting's default) or when ``device`` is not at hand."""
+    take ``dataset`` (None: the setting's default), when ``device`` is not at hand or when ``seed``
+    is not one a run takes."""
     from pixyz_zoo.training import resolve_device
 
     if device is not None:
         resolve_device(device)
+    problem = integer_at_least(0)(seed) if seed is not None else None
+    if problem:
+        raise ValueError(f"seed (--seed) {problem}")
     _load_all()
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
