@@ -55,6 +55,16 @@ def test_differences_negations_quotients_and_wrappers_keep_their_order(vae_parts
     assert loss_text((kl + log_p).sum()) == rf"sum \left({KL} + \log p(x|z) \right)"
 
 
+def test_sum_of_a_list_prints_without_its_starting_zero(vae_parts):
+    """``sum(losses)`` starts at 0 (a ``ValueLoss(0)``): it printed as ``0 - \\log p(x|z) - ...``."""
+    q, p_x, prior = vae_parts
+    reconstruction = sum(LogProb(decoder) for decoder in [p_x, p_x])
+    expected = r"\mathbb{E}_{q(z|x)} \left[- \log p(x|z) - \log p(x|z) \right]"
+    assert loss_text(E(q, -reconstruction)) == expected
+    assert loss_text(1 * KullbackLeibler(q, prior)) == KL
+    assert loss_text(0 + KullbackLeibler(q, prior) * 1) == KL
+
+
 def test_telbo_prints_its_three_elbos_in_turn():
     """TELBO's ELBO(x,y1,y2) + ELBO(x) + ELBO(y1) + ELBO(y2): each expectation beside its KL."""
     data = load_dataset("attribute-digits", "test")

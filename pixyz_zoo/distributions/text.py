@@ -76,6 +76,9 @@ def _add(terms: list[sympy.Expr], ordered: bool) -> sympy.Expr:
     if not ordered:
         return sympy.Add(*terms)
     flat = [arg for term in terms for arg in (term.args if isinstance(term, sympy.Add) else (term,))]
+    flat = [arg for arg in flat if arg != 0]  # ``sum(losses)`` starts at 0, which SymPy drops too
+    if len(flat) < 2:
+        return flat[0] if flat else sympy.Integer(0)
     return sympy.Add(*flat, evaluate=False)
 
 
@@ -103,6 +106,8 @@ def _symbol(loss: Loss, ordered: bool) -> sympy.Expr:
             return _add([first, _neg(second, ordered)], ordered)
         if kind is DivLoss:
             second = sympy.Pow(second, -1, evaluate=not ordered)
+        elif ordered and 1 in (first, second):  # a factor 1 (an integer), which SymPy drops too
+            return second if first == 1 else first
         return sympy.Mul(first, second, evaluate=not ordered)
     if kind is NegLoss:
         return _neg(_symbol(loss.loss1, ordered), ordered)
