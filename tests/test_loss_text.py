@@ -65,6 +65,20 @@ def test_sum_of_a_list_prints_without_its_starting_zero(vae_parts):
     assert loss_text(0 + KullbackLeibler(q, prior) * 1) == KL
 
 
+def test_numbers_lead_their_products_and_signs_combine(vae_parts):
+    """A negated product of a negative number printed as ``- \\left(-2\\right) D_{KL}`` and a
+    difference of one as ``\\log p(x|z) - - 2 D_{KL}``: numbers lead their products and the signs
+    combine, as SymPy's own text has them."""
+    q, p_x, prior = vae_parts
+    kl, log_p = KullbackLeibler(q, prior), LogProb(p_x)
+    assert loss_text(-(-2 * kl)) == rf"2 {KL}"
+    assert loss_text(log_p - (-2 * kl)) == rf"\log p(x|z) + 2 {KL}"
+    assert loss_text(kl * 2) == rf"2 {KL}"
+    assert loss_text(kl * (-1)) == rf"- {KL}"
+    assert loss_text(kl / (-2)) == rf"- \frac{{{KL}}}{{2}}"
+    assert loss_text(-(0.5 * (kl + log_p))) == rf"- 0.5 \left({KL} + \log p(x|z)\right)"
+
+
 def test_telbo_prints_its_three_elbos_in_turn():
     """TELBO's ELBO(x,y1,y2) + ELBO(x) + ELBO(y1) + ELBO(y2): each expectation beside its KL."""
     data = load_dataset("attribute-digits", "test")

@@ -83,15 +83,31 @@ def _add(terms: list[sympy.Expr], ordered: bool) -> sympy.Expr:
 
 
 def _neg(term: sympy.Expr, ordered: bool) -> sympy.Expr:
-    """``-term``: over a sum, each of its terms negated in place; ``-(-a)`` is ``a``."""
+    """``-term``: over a sum, each of its terms negated in place; a product's leading number negated
+    (``-(-a)`` is ``a``, ``-(2 a)`` is ``-2 a``)."""
     if not ordered or isinstance(term, sympy.Number):
         return -term
     if isinstance(term, sympy.Add):
         return _add([_neg(arg, ordered) for arg in term.args], ordered)
-    if isinstance(term, sympy.Mul) and term.args[0] == -1:
-        rest = term.args[1:]
-        return rest[0] if len(rest) == 1 else sympy.Mul(*rest, evaluate=False)
+    if isinstance(term, sympy.Mul) and isinstance(term.args[0], sympy.Number):
+        return _mul(-term.args[0], _product(term.args[1:]))
     return sympy.Mul(sympy.Integer(-1), term, evaluate=False)
+
+
+def _product(factors: tuple[sympy.Expr, ...]) -> sympy.Expr:
+    return factors[0] if len(factors) == 1 else sympy.Mul(*factors, evaluate=False)
+
+
+def _mul(first: sympy.Expr, second: sympy.Expr) -> sympy.Expr:
+    """``first * second`` in this order, but a number first, as mathematics writes a coefficient
+    (``KL * 2`` as ``2 KL``); a factor 1 left out and -1 as a minus sign, as SymPy does."""
+    if isinstance(second, sympy.Number) and not isinstance(first, sympy.Number):
+        first, second = second, first
+    if first == 1:
+        return second
+    if first == -1:
+        return _neg(second, ordered=True)
+    return sympy.Mul(first, second, evaluate=False)
 
 
 def _symbol(loss: Loss, ordered: bool) -> sympy.Expr:
@@ -104,11 +120,13 @@ def _symbol(loss: Loss, ordered: bool) -> sympy.Expr:
             return _add([first, second], ordered)
         if kind is SubLoss:
             return _add([first, _neg(second, ordered)], ordered)
+        if not ordered:
+            return first / second if kind is DivLoss else first * second
         if kind is DivLoss:
-            second = sympy.Pow(second, -1, evaluate=not ordered)
-        elif ordered and 1 in (first, second):  # a factor 1 (an integer), which SymPy drops too
-            return second if first == 1 else first
-        return sympy.Mul(first, second, evaluate=not ordered)
+            if isinstance(second, sympy.Number) and second < 0:  # a / (-2) as -a/2
+                return _neg(_mul(first, sympy.Pow(-second, -1, evaluate=False)), ordered)
+            second = sympy.Pow(second, -1, evaluate=False)
+        return _mul(first, second)
     if kind is NegLoss:
         return _neg(_symbol(loss.loss1, ordered), ordered)
     if kind in _WRAPPED:
