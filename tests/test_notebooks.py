@@ -128,6 +128,17 @@ def test_committed_notebooks_carry_outputs_of_a_full_run():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_figures_are_drawn_not_named(path):
+    """A notebook executed with a non-inline backend (MPLBACKEND=Agg) keeps only the figures'
+    names, "<Figure size 1000x320 with 2 Axes>": every figure it shows must come with its image."""
+    for cell in _read(path).cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            text = output.get("data", {}).get("text/plain", "")
+            if text.startswith("<Figure size"):
+                assert "image/png" in output.data, f"{path.name}: {text} without its image"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_committed_outputs_show_no_machine_paths_or_widget_warnings(path):
     for text in _output_texts(_read(path)):
         assert not MACHINE_PATH.search(text), f"{path.name} shows a path of the machine: {text[:300]!r}"
