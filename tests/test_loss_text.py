@@ -107,3 +107,17 @@ def test_print_model_shows_the_ordered_loss():
     model = build_model("vae", data.modalities, hidden=[8], z_dim=2)
     assert f"Loss function:\n  {model.loss_latex}\nOptimizer:\n  Adam" in str(model)
     assert model.loss_latex.startswith(r"mean \left(\mathbb{E}_{q(z|x)}")
+
+
+def test_a_notebook_shows_a_model_as_rendered_formulas():
+    """``model`` as a cell's last line showed nn.Module's tree of networks; a notebook now renders
+    the factorisation and the loss (Markdown with LaTeX), with ``print(model)`` folded beneath."""
+    formatters = pytest.importorskip("IPython.core.formatters")
+    data = load_dataset("trimodal-digits", "test")
+    model = build_model("mfm", data.with_labels().modalities, hidden=[8], z_dim=2)
+    shown, _ = formatters.DisplayFormatter().format(model)
+    markdown = shown["text/markdown"]
+    assert markdown.startswith(r"**MFM**: MFM (Tsai et al. 2019): multimodal discriminative factor z\_y")
+    assert "generative model: $p(m,s,t,y,z_{y}," in markdown
+    assert f"$${model.loss_latex}$$" in markdown
+    assert f"```\n{model}\n```" in markdown

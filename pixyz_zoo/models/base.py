@@ -306,6 +306,31 @@ class ZooModel(Model):
         text += f"Loss function:\n  {self.loss_latex}\n"
         return text + "Optimizer:\n" + re.sub("^", "  ", str(self.optimizer), flags=re.MULTILINE)
 
+    def _repr_markdown_(self) -> str:
+        """How a notebook shows the model (``model`` as a cell's last line): the factorisation and
+        the loss as rendered formulas, with the whole ``print(model)`` text folded beneath."""
+        values = ", ".join(f"{k} = {v:g}" for k, v in self.hyperparameters.items())
+        name = f"**{type(self).__name__}**"
+        description = self.description.replace("_", r"\_").replace("*", r"\*")  # plain text, not markdown
+        lines = [
+            f"{name}: {description}" if description else name,
+            "",
+            f"generative model: ${joint_text(self.generative)}$, "
+            f"inference model: ${self.inference.prob_joint_factorized_and_text}$",
+            "",
+            f"loss{f' ({values} fed through the batch)' if values else ''}:",
+            "",
+            f"$${self.loss_latex}$$",
+            "",
+            "<details><summary>print(model)</summary>",
+            "",
+            "```",
+            str(self),
+            "```",
+            "</details>",
+        ]
+        return "\n".join(lines)
+
     @property
     def loss_latex(self) -> str:
         """The training objective in LaTeX, its terms in the order the expression writes them
