@@ -325,3 +325,40 @@ def test_an_experts_precision_is_computed_once_per_loss_evaluation(monkeypatch):
     assert len(calls) == 4
     for a, b in zip(shared, alone, strict=True):
         assert torch.equal(a["loc"], b["loc"]) and torch.equal(a["scale"], b["scale"])
+
+
+class WideGaussian(LinearGaussian):
+    """An expert built for a latent of another size (Z_DIM + 1)."""
+
+    def __init__(self, cond: str) -> None:
+        super().__init__(cond)
+        self.loc = nn.Linear(X_DIM, Z_DIM + 1)
+        self.scale = nn.Linear(X_DIM, Z_DIM + 1)
+
+
+def test_experts_of_different_latent_sizes_are_named():
+    """A product or mixture of an expert of size 4 and one of size 5 failed with "The size of
+    tensor a (4) must match the size of tensor b (5) at non-singleton dimension 1"."""
+    batch = {"x": torch.randn(B, X_DIM), "w": torch.randn(B, X_DIM)}
+    experts = [LinearGaussian("x"), WideGaussian("w")]
+    expected = (
+        r"the experts of q\(z\|x,w\) give z different sizes per example: q\(z\|x\) \(4,\), q\(z\|w\) \(5,\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        ProductOfGaussianExperts(experts).sample(batch)
+    with pytest.raises(ValueError, match=expected):
+        MixtureOfExperts(experts).sample(batch)
+    with pytest.raises(ValueError, match=expected):
+        MixtureOfExperts(experts).sample_mean(batch)
+    prior = Normal(loc=torch.zeros(Z_DIM + 1), scale=torch.ones(Z_DIM + 1), var=["z"], name="p")
+    with pytest.raises(ValueError, match=r"p\(z\) \(5,\), q\(z\|x\) \(4,\)"):
+        ProductOfGaussianExperts([LinearGaussian("x")], prior=prior).sample(batch)
+
+
+def test_an_expert_that_is_not_a_distribution_is_refused():
+    """A network passed as an expert failed with "'Linear' object has no attribute 'distribution_name'"."""
+    for kind in (ProductOfGaussianExperts, MixtureOfExperts):
+        with pytest.raises(
+            TypeError, match=rf"{kind.__name__} experts must be Pixyz distributions.*got a Linear"
+        ):
+            kind([LinearGaussian("x"), nn.Linear(X_DIM, Z_DIM)])

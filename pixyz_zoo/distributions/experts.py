@@ -33,6 +33,12 @@ def _check_experts(experts: Sequence[Distribution], kind: str) -> tuple[list[str
     experts = list(experts)
     if len(experts) == 0:
         raise ValueError(f"{kind} needs at least one expert, got an empty list.")
+    for expert in experts:
+        if not isinstance(expert, Distribution):
+            raise TypeError(
+                f"{kind} experts must be Pixyz distributions, e.g. GaussianEncoder(network, "
+                f"cond_var=['x']) from pixyz_zoo.distributions; got a {type(expert).__name__}."
+            )
     var = list(experts[0].var)
     if len(var) != 1:
         raise ValueError(f"{kind} experts must be over one variable, got {experts[0].prob_text}.")
@@ -74,6 +80,30 @@ def _select(experts: Sequence[Distribution], subset: Sequence[str], kind: str) -
         if len(inside) == len(expert.cond_var):
             chosen.append(i)
     return chosen
+
+
+def _sizes_disagree(owner: str, var: str, named: list[tuple[str, torch.Tensor]]) -> ValueError | None:
+    """When combining the experts' tensors failed: a ``ValueError`` naming each expert's size of
+    ``var`` if they differ (an expert built for another latent size), else None (another cause)."""
+    sizes = {text: tuple(tensor.shape[-1:]) for text, tensor in named}
+    if len(set(sizes.values())) < 2:
+        return None
+    listed = ", ".join(f"{text} {size}" for text, size in sizes.items())
+    return ValueError(
+        f"the experts of {owner} give {var} different sizes per example: {listed}; build every "
+        f"expert (and a prior expert) for one size of {var}"
+    )
+
+
+def _stack(owner: str, var: str, named: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
+    """The experts' tensors stacked along a new first axis (broadcast to one shape)."""
+    try:
+        return torch.stack(torch.broadcast_tensors(*(tensor for _, tensor in named)))
+    except RuntimeError as error:
+        problem = _sizes_disagree(owner, var, named)
+        if problem is None:
+            raise
+        raise problem from error
 
 
 def _available(experts: Sequence[Distribution], x_dict: dict) -> list[int]:
@@ -141,13 +171,13 @@ class ProductOfGaussianExperts(SharedParameters, Normal):
         subset: Sequence[str] | None = None,
     ) -> None:
         experts = list(experts)
+        var, _ = _check_experts(experts, "ProductOfGaussianExperts")
         for expert in experts:
             if expert.distribution_name != "Normal":
                 raise ValueError(
                     f"ProductOfGaussianExperts needs Normal experts, got {expert.prob_text} "
                     f"({expert.distribution_name or type(expert).__name__})."
                 )
-        var, _ = _check_experts(experts, "ProductOfGaussianExperts")
         if prior is not None:
             if prior.distribution_name != "Normal":
                 raise ValueError(f"The prior expert must be a Normal, got {prior.prob_text}.")
@@ -200,11 +230,21 @@ class ProductOfGaussianExperts(SharedParameters, Normal):
             expert = self.experts[i]
             parts.append(expert.get_params(_inputs(expert, params_dict), **kwargs))
 
-        if kwargs:
-            return _product(parts)
-        # the same experts' parameters give the same product: the KL and the sampling of one loss share it
-        inputs = tuple(tensor for part in parts for tensor in (part["scale"], part["loc"]))
-        return dict(shared_value("product of experts", inputs, partial(_product, parts)))
+        try:
+            if kwargs:
+                return _product(parts)
+            # the same experts' parameters give the same product: the KL and the sampling of one loss share it
+            inputs = tuple(tensor for part in parts for tensor in (part["scale"], part["loc"]))
+            return dict(shared_value("product of experts", inputs, partial(_product, parts)))
+        except RuntimeError as error:
+            texts = ([self.prior.prob_text] if self.prior is not None else []) + [
+                self.experts[i].prob_text for i in chosen
+            ]
+            named = [(text, part["loc"]) for text, part in zip(texts, parts, strict=True)]
+            problem = _sizes_disagree(self.prob_text, self.var[0], named)
+            if problem is None:
+                raise
+            raise problem from error
 
     def _get_input_dict(self, input, var=None) -> dict:
         # Pixyz's version refuses a dict missing some cond var; a PoE takes any subset.
@@ -347,16 +387,19 @@ class MixtureOfExperts(Distribution):
         """One sample from each available component: ``(samples (K, ...), weights (K,))``."""
         chosen, w = self._components(x_dict)
         samples = [
-            self.experts[i].sample(
-                _inputs(self.experts[i], x_dict),
-                batch_n=batch_n,
-                sample_shape=torch.Size(sample_shape),
-                return_all=False,
-                reparam=reparam,
-            )[self.var[0]]
+            (
+                self.experts[i].prob_text,
+                self.experts[i].sample(
+                    _inputs(self.experts[i], x_dict),
+                    batch_n=batch_n,
+                    sample_shape=torch.Size(sample_shape),
+                    return_all=False,
+                    reparam=reparam,
+                )[self.var[0]],
+            )
             for i in chosen
         ]
-        return torch.stack(torch.broadcast_tensors(*samples)), w
+        return _stack(self.prob_text, self.var[0], samples), w
 
     def sample(
         self,
@@ -414,10 +457,13 @@ class MixtureOfExperts(Distribution):
         """Mixture mean :math:`\\sum_m w_m \\mathbb{E}[q_m]`."""
         x_dict = {} if x_dict is None else x_dict
         chosen, w = self._components(x_dict)
-        means = torch.stack(
-            torch.broadcast_tensors(
-                *[self.experts[i].sample_mean(_inputs(self.experts[i], x_dict)) for i in chosen]
-            )
+        means = _stack(
+            self.prob_text,
+            self.var[0],
+            [
+                (self.experts[i].prob_text, self.experts[i].sample_mean(_inputs(self.experts[i], x_dict)))
+                for i in chosen
+            ],
         )
         return (w.reshape((-1,) + (1,) * (means.dim() - 1)) * means).sum(0)
 
@@ -428,10 +474,10 @@ class MixtureOfExperts(Distribution):
         means, variances = [], []
         for i in chosen:
             inputs = _inputs(self.experts[i], x_dict)
-            means.append(self.experts[i].sample_mean(inputs))
-            variances.append(self.experts[i].sample_variance(inputs))
-        means_t = torch.stack(torch.broadcast_tensors(*means))
-        var_t = torch.stack(torch.broadcast_tensors(*variances))
+            means.append((self.experts[i].prob_text, self.experts[i].sample_mean(inputs)))
+            variances.append((self.experts[i].prob_text, self.experts[i].sample_variance(inputs)))
+        means_t = _stack(self.prob_text, self.var[0], means)
+        var_t = _stack(self.prob_text, self.var[0], variances)
         w = w.reshape((-1,) + (1,) * (means_t.dim() - 1))
         mean = (w * means_t).sum(0)
         return (w * (var_t + means_t.pow(2))).sum(0) - mean.pow(2)
