@@ -95,12 +95,14 @@ def _sizes_disagree(owner: str, var: str, named: list[tuple[str, torch.Tensor]])
     )
 
 
-def _stack(owner: str, var: str, named: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
-    """The experts' tensors stacked along a new first axis (broadcast to one shape)."""
+def _stack(owner: Distribution, tensors: list[torch.Tensor], experts: list[Distribution]) -> torch.Tensor:
+    """The experts' tensors stacked along a new first axis (broadcast to one shape); their texts
+    are formed only when that fails (not on every training step)."""
     try:
-        return torch.stack(torch.broadcast_tensors(*(tensor for _, tensor in named)))
+        return torch.stack(torch.broadcast_tensors(*tensors))
     except RuntimeError as error:
-        problem = _sizes_disagree(owner, var, named)
+        named = [(expert.prob_text, tensor) for expert, tensor in zip(experts, tensors, strict=True)]
+        problem = _sizes_disagree(owner.prob_text, owner.var[0], named)
         if problem is None:
             raise
         raise problem from error
@@ -387,19 +389,16 @@ class MixtureOfExperts(Distribution):
         """One sample from each available component: ``(samples (K, ...), weights (K,))``."""
         chosen, w = self._components(x_dict)
         samples = [
-            (
-                self.experts[i].prob_text,
-                self.experts[i].sample(
-                    _inputs(self.experts[i], x_dict),
-                    batch_n=batch_n,
-                    sample_shape=torch.Size(sample_shape),
-                    return_all=False,
-                    reparam=reparam,
-                )[self.var[0]],
-            )
+            self.experts[i].sample(
+                _inputs(self.experts[i], x_dict),
+                batch_n=batch_n,
+                sample_shape=torch.Size(sample_shape),
+                return_all=False,
+                reparam=reparam,
+            )[self.var[0]]
             for i in chosen
         ]
-        return _stack(self.prob_text, self.var[0], samples), w
+        return _stack(self, samples, [self.experts[i] for i in chosen]), w
 
     def sample(
         self,
@@ -457,27 +456,22 @@ class MixtureOfExperts(Distribution):
         """Mixture mean :math:`\\sum_m w_m \\mathbb{E}[q_m]`."""
         x_dict = {} if x_dict is None else x_dict
         chosen, w = self._components(x_dict)
-        means = _stack(
-            self.prob_text,
-            self.var[0],
-            [
-                (self.experts[i].prob_text, self.experts[i].sample_mean(_inputs(self.experts[i], x_dict)))
-                for i in chosen
-            ],
-        )
+        experts = [self.experts[i] for i in chosen]
+        means = _stack(self, [expert.sample_mean(_inputs(expert, x_dict)) for expert in experts], experts)
         return (w.reshape((-1,) + (1,) * (means.dim() - 1)) * means).sum(0)
 
     def sample_variance(self, x_dict: dict | None = None) -> torch.Tensor:
         """Mixture variance :math:`\\sum_m w_m (\\sigma_m^2 + \\mu_m^2) - \\mu^2`."""
         x_dict = {} if x_dict is None else x_dict
         chosen, w = self._components(x_dict)
+        experts = [self.experts[i] for i in chosen]
         means, variances = [], []
-        for i in chosen:
-            inputs = _inputs(self.experts[i], x_dict)
-            means.append((self.experts[i].prob_text, self.experts[i].sample_mean(inputs)))
-            variances.append((self.experts[i].prob_text, self.experts[i].sample_variance(inputs)))
-        means_t = _stack(self.prob_text, self.var[0], means)
-        var_t = _stack(self.prob_text, self.var[0], variances)
+        for expert in experts:
+            inputs = _inputs(expert, x_dict)
+            means.append(expert.sample_mean(inputs))
+            variances.append(expert.sample_variance(inputs))
+        means_t = _stack(self, means, experts)
+        var_t = _stack(self, variances, experts)
         w = w.reshape((-1,) + (1,) * (means_t.dim() - 1))
         mean = (w * means_t).sum(0)
         return (w * (var_t + means_t.pow(2))).sum(0) - mean.pow(2)
