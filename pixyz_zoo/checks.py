@@ -1,4 +1,5 @@
-"""Checks of the arguments that every layer takes: counts (samples, steps, examples, batch sizes).
+"""Checks of the arguments that every layer takes: counts (samples, steps, examples, batch sizes),
+epochs and seeds, non-negative numbers.
 
 One check, one message, wherever a count is taken: ``k=2.5`` or ``samples=0`` is refused naming
 the argument, instead of failing deep inside ``repeat`` or drawing one sample where Pixyz is given 0.
@@ -6,20 +7,33 @@ the argument, instead of failing deep inside ``repeat`` or drawing one sample wh
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
 
-def check_count(value: Any, what: str) -> int:
-    """``value`` as an int when it is an integer >= 1 (an int, or a NumPy or tensor integer), else a
-    ``ValueError`` naming ``what`` it counts."""
+def check_integer(value: Any, what: str, at_least: int) -> int:
+    """``value`` as an int when it is an integer >= ``at_least`` (an int, or a NumPy or tensor
+    integer), else a ``ValueError`` naming ``what`` it is."""
     try:
-        count = operator.index(value)
+        number = operator.index(value)
     except TypeError:
-        count = 0
-    if isinstance(value, bool) or count < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
-    return count
+        number = at_least - 1
+    if isinstance(value, bool) or number < at_least:
+        raise ValueError(f"{what} must be an integer >= {at_least}, got {value!r}")
+    return number
 
 
-__all__ = ["check_count"]
+def check_count(value: Any, what: str) -> int:
+    """``value`` as an int when it is an integer >= 1, else a ``ValueError`` naming ``what`` it counts."""
+    return check_integer(value, what, 1)
+
+
+def check_non_negative(value: Any, what: str) -> float:
+    """``value`` as a float when it is a finite number >= 0, else a ``ValueError`` naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(f"{what} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+__all__ = ["check_count", "check_integer", "check_non_negative"]

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from pixyz_zoo import distributed
-from pixyz_zoo.checks import check_count
+from pixyz_zoo.checks import check_count, check_integer, check_non_negative
 from pixyz_zoo.datasets.base import MultimodalDataset, check_dataset
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models import ZooModel, build_model
@@ -322,8 +322,9 @@ class Trainer:
             )
         self.precision = precision
         model.autocast_dtype = PRECISIONS[precision]
-        if epochs < 0 or batch_size < 1:
-            raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
+        epochs, batch_size = check_integer(epochs, "epochs", 0), check_count(batch_size, "batch_size")
+        seed = check_integer(seed, "seed", 0)
+        check_non_negative(warmup_epochs, "warmup_epochs")
         self.model = model
         self.train_data, self.test_data = train_data, test_data
         # the splits the batches are drawn from: on the model's device when they fit there

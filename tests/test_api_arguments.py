@@ -142,3 +142,21 @@ def test_every_count_argument_refuses_a_fraction_naming_itself(vae, digits_train
     for what, call in calls.items():
         with pytest.raises(ValueError, match=rf"^{what} must be an integer >= 1, got 2\.5"):
             call()
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"epochs": 2.5}, "epochs must be an integer >= 0, got 2.5"),
+        ({"batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+        ({"warmup_epochs": -1}, "warmup_epochs must be a number >= 0, got -1"),
+        ({"warmup_epochs": float("nan")}, "warmup_epochs must be a number >= 0, got nan"),
+    ],
+)
+def test_the_trainer_refuses_settings_the_command_line_refuses(vae, digits_train, setting, message):
+    """``Trainer(epochs=2.5)`` trained 3 epochs, ``batch_size=2.5`` failed at fit() with "'float'
+    object cannot be interpreted as an integer", a negative seed or warm-up was taken
+    (``pixyz-zoo train`` refused them all)."""
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        Trainer(vae, digits_train.subset(slice(0, 8)), progress=False, **setting)
