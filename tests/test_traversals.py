@@ -159,3 +159,18 @@ def test_kl_order_is_stable_and_checks_its_input():
     assert list(kl_order([1.0, 2.0, 1.0])) == [1, 0, 2]
     with pytest.raises(ValueError, match="non-empty vector"):
         kl_order([])
+
+
+def test_kl_per_dimension_of_a_mixture_of_one_expert_is_that_experts():
+    """MoPoE's ``q(z|m)`` is a mixture of one expert, ``\\tilde{q}(z|m)``: it was refused as "not a
+    Gaussian's loc and scale"; its KL per dimension is its one Gaussian expert's."""
+    from pixyz_zoo.datasets import load_dataset
+    from pixyz_zoo.models import build_model
+
+    data = load_dataset("trimodal-digits", "test", binarize="fixed").subset(slice(0, 40))
+    model = build_model("mopoe", data.modalities, z_dim=3, hidden=[8])
+    params = model.experts["m"].get_params({"m": data.first(40)["m"]})
+    expected = gaussian_kl_per_dimension(params["loc"], params["scale"]).mean(0).detach().double()
+    measured = kl_per_dimension(model, data, variable="m", batch_size=16)
+    assert measured.shape == (3,)
+    assert torch.allclose(torch.from_numpy(measured), expected, rtol=1e-5, atol=1e-7)
