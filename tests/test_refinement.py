@@ -572,3 +572,21 @@ def test_conditioning_variables_have_a_fixed_order_whatever_the_loss_lists():
     refined = [RefinedGaussian(initial, Listed(names), 1, GradientStep(0.1)) for names in orders]
     assert [q.cond_var for q in refined] == [["x", "b", "t"]] * 2
     assert refined[0].prob_text == refined[1].prob_text == "q_{T}(z|x,b,t)"
+
+
+def test_a_mixture_of_one_expert_is_refined_as_its_gaussian_expert():
+    """MoPoE's ``q(z|m)`` is a mixture of one expert: it was refused as "a Mixture ... not a
+    Gaussian"; it refines as that expert, while the mixture over every subset stays refused."""
+    from pixyz_zoo.datasets import load_dataset
+    from pixyz_zoo.models import build_model
+    from pixyz_zoo.models.refinement import amortized_posterior
+
+    data = load_dataset("trimodal-digits", "test", binarize="fixed").subset(slice(0, 8))
+    model = build_model("mopoe", data.modalities, z_dim=2, hidden=[8])
+    assert amortized_posterior(model, ["m"]) is model.experts["m"]
+    curve = refinement_curve(model, data, steps=2, given=["m"], k=2)
+    assert len(curve["elbo"]) == 3 and torch.isfinite(torch.tensor(curve["elbo"])).all()
+    with pytest.raises(TypeError, match="not a Gaussian over one latent"):
+        amortized_posterior(model)
+    with pytest.raises(TypeError, match="not a Gaussian over one latent"):
+        amortized_posterior(model, ["m", "s"])

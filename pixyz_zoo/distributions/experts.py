@@ -25,7 +25,15 @@ from torch import nn
 
 from pixyz_zoo.distributions.shared_parameters import SharedParameters, shared_value
 
-__all__ = ["MixtureOfExperts", "ProductOfGaussianExperts"]
+__all__ = ["MixtureOfExperts", "ProductOfGaussianExperts", "only_expert"]
+
+
+def only_expert(distribution: Distribution) -> Distribution:
+    """The one expert of a mixture of one expert (MoPoE's ``q(z|m)``, ``\\tilde{q}(z|m)``: a Gaussian),
+    else ``distribution`` itself."""
+    if isinstance(distribution, MixtureOfExperts) and len(distribution.experts) == 1:
+        return distribution.experts[0]
+    return distribution
 
 
 def _check_experts(experts: Sequence[Distribution], kind: str) -> tuple[list[str], list[str]]:

@@ -22,7 +22,7 @@ import torch
 
 from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset
-from pixyz_zoo.distributions.experts import MixtureOfExperts
+from pixyz_zoo.distributions.experts import only_expert
 
 
 def gaussian_kl_per_dimension(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -71,9 +71,7 @@ def kl_per_dimension(
     ``N(0, I)``.
     """
     batch_size = check_count(batch_size, "batch_size")
-    q = model.inference_for([variable])
-    if isinstance(q, MixtureOfExperts) and len(q.experts) == 1:  # MoPoE's q(z|m): its one expert
-        q = q.experts[0]
+    q = only_expert(model.inference_for([variable]))  # MoPoE's q(z|m): its one Gaussian expert
     if list(q.var) != [latent]:
         raise ValueError(
             f"the inference distribution of {type(model).__name__} is over {list(q.var)}; "

@@ -23,6 +23,7 @@ from pixyz.losses import KullbackLeibler, LogProb
 from pixyz.losses.losses import Loss
 
 from pixyz_zoo.checks import check_count
+from pixyz_zoo.distributions.experts import only_expert
 from pixyz_zoo.distributions.refinement import (
     METHODS,
     GaussianFromParameters,
@@ -67,7 +68,7 @@ def amortized_posterior(
     or several latents is a ``TypeError`` that names the fix.
     """
     given = _given(model, given)
-    q = model.inference if set(given) == set(model.modalities) else model.inference_for(given)
+    q = model.inference if set(given) == set(model.modalities) else only_expert(model.inference_for(given))
     if unwrap and isinstance(q, RefinedGaussian):
         q = q.initial
     subset = f" from {given}" if set(given) != set(model.modalities) else ""  # the model's own inference
