@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from pixyz.losses import Expectation as E
 from pixyz.losses import KullbackLeibler, LogProb, Parameter
+from pixyz.losses.losses import Loss
 
 from pixyz_zoo.datasets import load_dataset
 from pixyz_zoo.distributions import MLP, BernoulliDecoder, GaussianEncoder, standard_normal
@@ -77,6 +78,28 @@ def test_numbers_lead_their_products_and_signs_combine(vae_parts):
     assert loss_text(kl * (-1)) == rf"- {KL}"
     assert loss_text(kl / (-2)) == rf"- \frac{{{KL}}}{{2}}"
     assert loss_text(-(0.5 * (kl + log_p))) == rf"- 0.5 \left({KL} + \log p(x|z)\right)"
+
+
+class LossOfOnesOwn(Loss):
+    """A user's loss whose symbol is its LaTeX text (a string, not a SymPy expression)."""
+
+    def __init__(self) -> None:
+        super().__init__(input_var=["x"])
+
+    @property
+    def _symbol(self) -> str:
+        return r"\mathrm{R}(x)"
+
+    def forward(self, x_dict, **kwargs):
+        return x_dict["x"].flatten(1).sum(1), {}
+
+
+def test_a_loss_of_ones_own_whose_symbol_is_text_prints_as_that_text(vae_parts):
+    """SymPy cannot parse a LaTeX string: ``print(model)`` failed on such a term; Pixyz's own text
+    mangles it to ``\\mathtt{\\text{...}}`` alone and fails beside another term."""
+    q, _, prior = vae_parts
+    assert loss_text(LossOfOnesOwn()) == r"\mathrm{R}(x)"
+    assert loss_text(KullbackLeibler(q, prior) + 0.1 * LossOfOnesOwn()) == rf"{KL} + 0.1 \mathrm{{R}}(x)"
 
 
 def test_telbo_prints_its_three_elbos_in_turn():

@@ -141,7 +141,10 @@ def _symbol(loss: Loss, ordered: bool) -> sympy.Expr:
         return _symbol(loss.base_loss, ordered)
     if kind is DataParalleledLoss:
         return _symbol(loss.paralleled.module, ordered)
-    return sympy.sympify(loss._symbol)  # a term that prints itself (a KL, a log-density, a number)
+    symbol = loss._symbol  # a term that prints itself: a KL, a log-density, a number
+    if isinstance(symbol, str):  # a loss of one's own whose symbol is its LaTeX text
+        return sympy.Symbol(symbol)
+    return sympy.sympify(symbol)
 
 
 #: Pixyz's one-argument wrappers, printed as Pixyz prints them around the wrapped loss
