@@ -1,5 +1,5 @@
 """Checks of the arguments that every layer takes: counts (samples, steps, examples, batch sizes),
-epochs and seeds, non-negative numbers.
+epochs and seeds, non-negative numbers; and the one way an error is re-raised once diagnosed.
 
 One check, one message, wherever a count is taken: ``k=2.5`` or ``samples=0`` is refused naming
 the argument, instead of failing deep inside ``repeat`` or drawing one sample where Pixyz is given 0.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
+from typing import Any, NoReturn
 
 
 def check_integer(value: Any, what: str, at_least: int) -> int:
@@ -36,4 +36,12 @@ def check_non_negative(value: Any, what: str) -> float:
     return float(value)
 
 
-__all__ = ["check_count", "check_integer", "check_non_negative"]
+def reraise_explained(error: Exception, problem: str | None) -> NoReturn:
+    """Raise ``ValueError(problem)`` from ``error`` when a diagnosis made after ``error`` (PyTorch's
+    broadcasting error, say) found what the user got wrong; else ``error`` itself, unchanged."""
+    if problem is None:
+        raise error
+    raise ValueError(problem) from error
+
+
+__all__ = ["check_count", "check_integer", "check_non_negative", "reraise_explained"]

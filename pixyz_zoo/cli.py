@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets import BINARIZE_CHOICES, DATA_ROOT_ENV, DATASETS
 from pixyz_zoo.models import MODELS, model_options
 from pixyz_zoo.training import PRECISIONS
@@ -393,8 +394,7 @@ def _train(args: argparse.Namespace) -> None:
     from pixyz_zoo.runs import evaluate_run, resume_run, train_run
 
     # every argument is checked before any data is loaded or anything is written
-    if args.iw_samples < 1:
-        raise ValueError(f"--iw-samples must be an integer >= 1, got {args.iw_samples}")
+    check_count(args.iw_samples, "--iw-samples")
     options, given_by = model_options_from(args)
     if args.model is None:  # `train --resume RUN`: the run's own model
         if args.resume is None:
@@ -552,8 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             from pixyz_zoo.runs import evaluate_run, load_run_model, load_test_split
 
-            if args.iw_samples < 1:
-                raise ValueError(f"--iw-samples must be an integer >= 1, got {args.iw_samples}")
+            check_count(args.iw_samples, "--iw-samples")
             from pixyz_zoo.refinement_runs import (
                 check_refinable,
                 check_refinement_options,

@@ -23,6 +23,7 @@ from pixyz.distributions.distributions import Distribution
 from torch import distributions as td
 from torch import nn
 
+from pixyz_zoo.checks import reraise_explained
 from pixyz_zoo.distributions.shared_parameters import SharedParameters, shared_value
 
 __all__ = ["MixtureOfExperts", "ProductOfGaussianExperts", "only_expert"]
@@ -90,14 +91,14 @@ def _select(experts: Sequence[Distribution], subset: Sequence[str], kind: str) -
     return chosen
 
 
-def _sizes_disagree(owner: str, var: str, named: list[tuple[str, torch.Tensor]]) -> ValueError | None:
-    """When combining the experts' tensors failed: a ``ValueError`` naming each expert's size of
-    ``var`` if they differ (an expert built for another latent size), else None (another cause)."""
+def _sizes_disagree(owner: str, var: str, named: list[tuple[str, torch.Tensor]]) -> str | None:
+    """When combining the experts' tensors failed: each expert's size of ``var`` if they differ (an
+    expert built for another latent size), else None (another cause)."""
     sizes = {text: tuple(tensor.shape[-1:]) for text, tensor in named}
     if len(set(sizes.values())) < 2:
         return None
     listed = ", ".join(f"{text} {size}" for text, size in sizes.items())
-    return ValueError(
+    return (
         f"the experts of {owner} give {var} different sizes per example: {listed}; build every "
         f"expert (and a prior expert) for one size of {var}"
     )
@@ -110,10 +111,7 @@ def _stack(owner: Distribution, tensors: list[torch.Tensor], experts: list[Distr
         return torch.stack(torch.broadcast_tensors(*tensors))
     except RuntimeError as error:
         named = [(expert.prob_text, tensor) for expert, tensor in zip(experts, tensors, strict=True)]
-        problem = _sizes_disagree(owner.prob_text, owner.var[0], named)
-        if problem is None:
-            raise
-        raise problem from error
+        reraise_explained(error, _sizes_disagree(owner.prob_text, owner.var[0], named))
 
 
 def _available(experts: Sequence[Distribution], x_dict: dict) -> list[int]:
@@ -251,10 +249,7 @@ class ProductOfGaussianExperts(SharedParameters, Normal):
                 self.experts[i].prob_text for i in chosen
             ]
             named = [(text, part["loc"]) for text, part in zip(texts, parts, strict=True)]
-            problem = _sizes_disagree(self.prob_text, self.var[0], named)
-            if problem is None:
-                raise
-            raise problem from error
+            reraise_explained(error, _sizes_disagree(self.prob_text, self.var[0], named))
 
     def _get_input_dict(self, input, var=None) -> dict:
         # Pixyz's version refuses a dict missing some cond var; a PoE takes any subset.

@@ -35,7 +35,7 @@ from torch import optim
 from torch.distributions import Distribution as TorchDistribution
 
 from pixyz_zoo import distributed
-from pixyz_zoo.checks import check_count
+from pixyz_zoo.checks import check_count, reraise_explained
 from pixyz_zoo.distributions.experts import MixtureOfExperts, ProductOfGaussianExperts
 from pixyz_zoo.distributions.refinement import RefinedGaussian
 from pixyz_zoo.distributions.shapes import factors, shape_mismatch
@@ -430,17 +430,11 @@ class ZooModel(Model):
                 f"a distribution's parameters became NaN/inf ({str(error).split(' of ')[0]})"
             ) from None
         except RuntimeError as error:  # a distribution that disagrees on a variable's shape?
-            problem = self.shape_mismatch(train_x_dict or {})
-            if problem is None:
-                raise
-            raise ValueError(problem) from error
+            reraise_explained(error, self.shape_mismatch(train_x_dict or {}))
         try:
             loss.backward()
         except RuntimeError as error:  # a loss left per example? (checked here, off the hot path)
-            problem = non_scalar_loss(loss)
-            if problem is None:
-                raise
-            raise ValueError(problem) from error
+            reraise_explained(error, non_scalar_loss(loss))
         if "loss" in self.averaged_losses:  # data parallel without DDP (see gradients_inside_loss)
             distributed.average_gradients(self._trained_parameters())
         norm = self.clip_and_check_gradients(self._trained_parameters())
@@ -550,10 +544,7 @@ class ZooModel(Model):
             try:
                 values = self._test_term_split()[1](x_dict)
             except RuntimeError as error:
-                problem = self.shape_mismatch(x_dict)
-                if problem is None:
-                    raise
-                raise ValueError(problem) from error
+                reraise_explained(error, self.shape_mismatch(x_dict))
         for term, value in zip(self.test_terms, values, strict=True):
             problem = non_scalar_loss(value, f"the test objective's term {term.text}")
             if problem is not None:
