@@ -121,3 +121,18 @@ def test_a_dataset_loads_as_it_declares(name, tmp_path, monkeypatch):
     assert loaded.modalities == declared.modalities  # names, order, shapes, likelihoods, labels
     assert loaded.classes == declared.classes
     assert (loaded.labels is None) == (declared.labels is None)
+
+
+def test_an_example_by_its_position_and_a_clear_error_for_anything_else():
+    data = load_dataset("digits", "test", binarize="none")
+    n = len(data)
+    for position in (-1, -n, 0, n - 1):
+        assert torch.equal(data[position]["x"], data.tensors["x"][position]), position
+    assert torch.equal(data[torch.tensor(3)]["y"], data.tensors["y"][3])  # a 0-d integer tensor
+    assert sum(1 for _ in data) == n  # iteration ends at the last example
+    for position in (n, -n - 1):
+        with pytest.raises(IndexError, match=f"example {position} is out of range: .* holds {n} examples"):
+            data[position]
+    for several in (slice(0, 4), [0, 1], 1.0):
+        with pytest.raises(TypeError, match=r"one example's position.*dataset\.first\(n\)"):
+            data[several]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import operator
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -178,8 +179,21 @@ class MultimodalDataset(Dataset):
         return batch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = {n: t[index : index + 1] for n, t in self.tensors.items()}
-        return {n: t[0] for n, t in self._finish(item, None).items()}
+        """Example ``index`` (negative counts from the end), each modality without a batch dimension."""
+        try:
+            position = operator.index(index)
+        except TypeError:
+            raise TypeError(
+                f"a dataset is indexed by one example's position, got {type(index).__name__}: for several "
+                "examples use dataset.first(n) (the first n as one batch), dataset.subset(indices) (a "
+                "dataset of them) or dataset.batches(batch_size)"
+            ) from None
+        n = len(self)
+        if not -n <= position < n:
+            raise IndexError(f"example {position} is out of range: dataset {self.name!r} holds {n} examples")
+        position %= n
+        item = {name: t[position : position + 1] for name, t in self.tensors.items()}
+        return {name: t[0] for name, t in self._finish(item, None).items()}
 
     def batches(
         self,

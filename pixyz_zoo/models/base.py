@@ -21,10 +21,13 @@ trainer ramps up linearly from 0 during warm-up.
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -807,6 +810,49 @@ class ZooModel(Model):
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
             fused_adam(self.optimizer)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the model's state to ``path``: the distributions' parameters, the optimiser's state and
+        a discriminator's (Pixyz's ``Model.save`` keeps the distributions only; its ``Model.load``
+        still reads the file). :meth:`load` reads it back into a model built the same way."""
+        torch.save(self.state(), path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Load a state written by :meth:`save`, by Pixyz's ``Model.save`` or by a ``Trainer`` (a run's
+        ``checkpoint.pt``) into this model, onto its device (a file saved on a GPU loads on the CPU).
+        The model must be built as the saved one was (same class, modalities and options)."""
+        if Path(path).is_dir():
+            raise IsADirectoryError(
+                f"{path} is a directory: pass the file (a run's checkpoint is "
+                f"{Path(path) / 'checkpoint.pt'}), or rebuild a command-line run's model with "
+                "pixyz_zoo.runs.load_run(run_dir)"
+            )
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get("state"), dict):  # a Trainer's checkpoint
+            state = state["state"]
+        if not isinstance(state, dict) or "distributions" not in state:
+            raise ValueError(
+                f"{path} holds no model state (no 'distributions'); save one with model.save(path)"
+            )
+        kind = type(self).__name__
+        missing = [part for part in self.state() if part not in state and not part.endswith("optimizer")]
+        if missing:
+            raise ValueError(
+                f"{path} holds no {' or '.join(missing)} state, which this {kind} has: it was saved from "
+                "another kind of model (or by Pixyz's Model.save, without it); save it with model.save(path)"
+            )
+        before = copy.deepcopy(self.state())
+        try:
+            self.load_state(state)
+        except (RuntimeError, ValueError, KeyError) as error:
+            self.load_state(before)  # a failed load leaves the model as it was
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            first = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0] if lines else ""
+            more = len(lines) - 2 if len(lines) > 2 and lines[0].endswith(":") else 0
+            raise ValueError(
+                f"{path} does not fit this {kind} (build the model with the class, modalities and "
+                f"options it was saved from): {first}" + (f" (and {more} more)" if more else "")
+            ) from error
 
 
 class WithDiscriminator:
