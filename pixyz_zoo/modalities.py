@@ -77,6 +77,18 @@ class Modality:
         its type and shape only, without reading the values: no host sync)."""
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"variable {self.name!r} must be a torch.Tensor, got {type(value).__name__}")
+        if self.is_label and value.dim() == 1 and not value.is_floating_point():
+            raise ValueError(
+                f"variable {self.name!r} holds {len(value)} class indices; the label is one-hot, shape "
+                f"(batch, {self.shape[0]}): pass "
+                f"torch.nn.functional.one_hot({self.name}, {self.shape[0]}).float()"
+            )
+        if tuple(value.shape) == self.shape:
+            raise ValueError(
+                f"variable {self.name!r} has shape {tuple(value.shape)}, one example without the batch "
+                f"dimension: a batch of it has shape (1, {', '.join(map(str, self.shape))}) "
+                "(value.unsqueeze(0); dataset.first(n) gives the first n examples as one batch)"
+            )
         if tuple(value.shape[1:]) != self.shape:
             raise ValueError(
                 f"variable {self.name!r} has shape {tuple(value.shape)}, expected "

@@ -35,6 +35,20 @@ def test_check_batch_names_wrong_shape():
         check_batch({"x": torch.zeros(2, 64)}, {"x": X})
 
 
+def test_one_example_without_its_batch_dimension_is_named():
+    with pytest.raises(
+        ValueError,
+        match=r"'x' has shape \(1, 8, 8\), one example without the batch dimension.*"
+        r"\(1, 1, 8, 8\).*unsqueeze\(0\)",
+    ):
+        check_batch({"x": torch.zeros(1, 8, 8)}, {"x": X})
+
+
+def test_class_indices_for_a_one_hot_label_are_named():
+    with pytest.raises(ValueError, match=r"'y' holds 4 class indices.*one_hot\(y, 10\)\.float\(\)"):
+        check_batch({"x": torch.zeros(4, 1, 8, 8), "y": torch.tensor([0, 3, 9, 1])}, {"x": X, "y": Y})
+
+
 def test_check_batch_finds_nan():
     bad = torch.zeros(2, 1, 8, 8)
     bad[1, 0, 3, 3] = float("nan")
