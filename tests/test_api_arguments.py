@@ -138,6 +138,7 @@ def test_every_count_argument_refuses_a_fraction_naming_itself(vae, digits_train
         "the number of importance samples k": lambda: StratifiedIWAE(None, vae.prior, [vae.p_x], k=2.5),
         "samples": lambda: IterativeVAE(digits_train.modalities, z_dim=2, hidden=[8], samples=2.5),
         r"check_every \(steps between reads of the loss\)": lambda: Trainer(vae, data, check_every=2.5),
+        "the number of samples n_samples": lambda: vae.sample_latents(batch, ["x"], n_samples=2.5),
     }
     for what, call in calls.items():
         with pytest.raises(ValueError, match=rf"^{what} must be an integer >= 1, got 2\.5"):
@@ -160,3 +161,32 @@ def test_the_trainer_refuses_settings_the_command_line_refuses(vae, digits_train
     (``pixyz-zoo train`` refused them all)."""
     with pytest.raises(ValueError, match=f"^{message}$"):
         Trainer(vae, digits_train.subset(slice(0, 8)), progress=False, **setting)
+
+
+def test_decoding_refuses_latents_the_model_does_not_have(vae, digits_train):
+    """``decode({"w": codes}, ...)`` ignored ``w`` and decoded a latent drawn from the prior."""
+    with pytest.raises(KeyError, match=r"decode takes the latents of VAE, \['z'\]; got \['w'\]"):
+        vae.decode({"w": torch.zeros(3, 2)}, ["x"])
+    with pytest.raises(KeyError, match=r"got \[\]"):
+        vae.decode({}, ["x"])
+    assert vae.decode({"z": torch.zeros(3, 2)}, ["x"])["x"].shape == (3, 1, 8, 8)
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2,)])
+def test_decoding_names_a_latent_of_another_size(vae, shape):
+    """It failed with "mat1 and mat2 shapes cannot be multiplied (3x5 and 2x8)" or an IndexError."""
+    with pytest.raises(
+        ValueError, match=rf"latent 'z' has shape \({shape[0]},.*VAE gives it shape \(batch, 2\)"
+    ):
+        vae.decode({"z": torch.zeros(shape)}, ["x"])
+
+
+def test_a_hierarchical_model_decodes_from_its_top_latent_alone(trimodal):
+    """z1 is drawn from p(z1|z2); a z2 of another size is named, not z1."""
+    from pixyz_zoo.models import build_model
+
+    model = build_model("hierarchical-jmvae", trimodal.select(["m", "t"]).modalities, z_dim=2, hidden=[8])
+    assert model.latents == ["z1", "z2"]
+    assert model.decode({"z2": torch.zeros(4, 2)}, ["m"])["m"].shape == (4, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"^latent 'z2' has shape \(4, 3\); HierarchicalJMVAE gives it"):
+        model.decode({"z2": torch.zeros(4, 3)}, ["m"])

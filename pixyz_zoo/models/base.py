@@ -707,15 +707,53 @@ class ZooModel(Model):
 
         ``conditions`` holds observed parents of a decoder (a conditional model's ``p(x|z,w)``).
         """
+        self._check_latent_names(latents)
+        targets = self.check_targets(targets)
         self.distributions.eval()
-        latents = self.complete_latents(latents)
-        out = {}
-        for target in self.check_targets(targets):
-            factor = self.generative.graph.distribution(target)
-            out[target] = factor.sample_mean(
-                self._decoder_inputs(factor, latents, {**(conditions or {}), **out})
-            )
+        try:
+            completed = self.complete_latents(latents)
+            out = {}
+            for target in targets:
+                factor = self.generative.graph.distribution(target)
+                out[target] = factor.sample_mean(
+                    self._decoder_inputs(factor, completed, {**(conditions or {}), **out})
+                )
+        except (RuntimeError, IndexError) as error:  # a latent of another size than the model's?
+            reraise_explained(error, self._latent_shape_problem(latents))
         return out
+
+    def _check_latent_names(self, latents: dict[str, torch.Tensor]) -> None:
+        """Refuse latents that are not a dict of the model's latent variables (a name the model does not
+        have would be ignored, and the decoders would read a latent drawn from the prior instead)."""
+        check_batch_is_dict(latents, self.latents)
+        unknown = [name for name in latents if name not in self.latents]
+        if unknown or not latents:
+            raise KeyError(
+                f"decode takes the latents of {type(self).__name__}, {self.latents}; got {list(latents)}"
+                " (model.encode(batch) infers them; model.sample_latents(None, (), n=N) draws them from "
+                "the prior)"
+            )
+
+    def _latent_shape_problem(self, latents: dict[str, torch.Tensor]) -> str | None:
+        """Which of ``latents`` has another per-example shape than the model gives that latent
+        (measured on one draw from the prior, outside the caller's random stream); None: none."""
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                expected = self.sample_latents(None, (), n=1)
+        except (RuntimeError, ValueError, KeyError):  # no prior to draw from (translation)
+            return None
+        wrong = {
+            name: (tuple(value.shape), tuple(expected[name].shape[1:]))
+            for name, value in latents.items()
+            if name in expected and tuple(value.shape[1:]) != tuple(expected[name].shape[1:])
+        }
+        if not wrong:
+            return None
+        return "; ".join(
+            f"latent {name!r} has shape {got}; {type(self).__name__} gives it shape (batch, "
+            f"{', '.join(map(str, want))})"
+            for name, (got, want) in wrong.items()
+        )
 
     def sample_latents(
         self,
@@ -731,6 +769,7 @@ class ZooModel(Model):
         experts, iterative sampling: whatever ``inference_for(given)`` returns).
         """
         given = self._check_given(given)
+        check_count(n_samples, "the number of samples n_samples")
         self.distributions.eval()
         if given:
             if batch is None:
