@@ -190,3 +190,10 @@ def test_a_hierarchical_model_decodes_from_its_top_latent_alone(trimodal):
     assert model.decode({"z2": torch.zeros(4, 2)}, ["m"])["m"].shape == (4, 1, 8, 8)
     with pytest.raises(ValueError, match=r"^latent 'z2' has shape \(4, 3\); HierarchicalJMVAE gives it"):
         model.decode({"z2": torch.zeros(4, 3)}, ["m"])
+
+
+def test_generating_from_the_prior_without_a_count_says_what_to_pass(vae, digits_train):
+    with pytest.raises(
+        ValueError, match=r"needs the number of samples n, e\.g\. model\.generate\(n=16\).*given="
+    ):
+        vae.generate(digits_train.first(4))

@@ -93,7 +93,10 @@ def prior_draws(n: int | None, n_samples: int = 1) -> int:
     """How many latents to draw from the prior for ``n`` examples of ``n_samples`` samples each,
     refusing a count Pixyz would not honour (it draws one for ``batch_n=0``)."""
     if n is None:
-        raise ValueError("sampling from the prior needs the number of samples n")
+        raise ValueError(
+            "sampling from the prior (no modality given) needs the number of samples n, e.g. "
+            "model.generate(n=16); to generate from a batch, name what to infer from: given=['x']"
+        )
     return check_count(n, "the number of samples n") * check_count(
         n_samples, "the number of samples n_samples"
     )
