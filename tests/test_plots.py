@@ -338,3 +338,22 @@ def test_a_whole_batch_or_a_dict_of_lists_is_refused_naming_what_to_pass() -> No
         training_curve({"train_loss": [1.0, 0.5]})
     history = [{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}]
     assert isinstance(training_curve(history), Figure)
+
+
+def test_a_model_or_a_dataset_where_values_are_drawn_is_refused_naming_what_to_pass(digits_train) -> None:
+    """``sample_grid(model)`` failed with "float() argument must be a string or a real number, not
+    'VAE'", ``image_grid(dataset)`` with "... not 'dict'", ``latent_scatter(model, data)`` with "latent
+    plots need codes of shape (N, 2), got ()"."""
+    from pixyz_zoo.models import VAE
+    from pixyz_zoo.plots import latent_scatter, sample_grid
+
+    model = VAE(digits_train.modalities, z_dim=2, hidden=[8])
+    what = r"where values \(a tensor or an array\) are drawn: pass them, e\.g\. model\.sample\(16\)\['x'\]"
+    with pytest.raises(TypeError, match=rf"^got a VAE {what}"):
+        sample_grid(model)
+    with pytest.raises(TypeError, match=rf"^got a MultimodalDataset {what}"):
+        image_grid(digits_train)
+    with pytest.raises(TypeError, match=rf"^got a VAE {what}"):
+        latent_scatter(model, digits_train)
+    codes = model.encode(digits_train.first(6))["z"]
+    assert isinstance(latent_scatter(codes, digits_train.first(6)["y"]), Figure)

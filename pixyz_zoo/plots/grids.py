@@ -40,7 +40,14 @@ _PAD_VALUE = 1.0  # white separators
 
 
 def _check_not_a_batch(values: object) -> None:
-    """Refuse a whole batch (a dict by variable name) where one variable's values are drawn."""
+    """Refuse a whole batch (a dict by variable name) where one variable's values are drawn, and a
+    model or a dataset (whose samples or examples are what is drawn)."""
+    if not isinstance(values, (torch.Tensor, np.ndarray, list, tuple, dict)):
+        raise TypeError(
+            f"got a {type(values).__name__} where values (a tensor or an array) are drawn: pass them, "
+            "e.g. model.sample(16)['x'] for a model's samples or data.first(16)['x'] for a dataset's "
+            "examples"
+        )
     if isinstance(values, dict):
         names = list(values)
         raise TypeError(

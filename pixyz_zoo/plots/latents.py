@@ -16,10 +16,11 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from pixyz_zoo.plots.grids import _as_images, _draw_tiles, _new_axes, tile_images
+from pixyz_zoo.plots.grids import _as_images, _check_not_a_batch, _draw_tiles, _new_axes, tile_images
 
 
 def _two_dimensional(codes: torch.Tensor | np.ndarray) -> np.ndarray:
+    _check_not_a_batch(codes)
     array = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
     if array.ndim != 2 or array.shape[1] != 2:
         raise ValueError(
@@ -30,6 +31,7 @@ def _two_dimensional(codes: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def _class_indices(labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    _check_not_a_batch(labels)
     array = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     return array.argmax(-1) if array.ndim == 2 else array.astype(int)
 
