@@ -103,6 +103,12 @@ class Modality:
             )
 
 
+def modality_names(names: str | Iterable[str]) -> list[str]:
+    """Modality names as a list; one name may be given alone (``"y1"`` is ``["y1"]``, not the list
+    of its letters). The one reading of a ``given`` or ``targets`` argument."""
+    return [names] if isinstance(names, str) else list(names)
+
+
 def check_modalities(modalities: Any) -> dict[str, Modality]:
     """``modalities`` as a dict of :class:`Modality` by name, the argument every model is built on;
     anything else (the dataset itself, a dict of tensors) is refused, naming ``data.modalities``."""

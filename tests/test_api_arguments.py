@@ -96,6 +96,19 @@ def test_one_modality_may_be_named_alone():
     batch = data.first(3)
     out = model.generate(batch, "y1", targets="x")
     assert list(out) == ["x"] and out["x"].shape == (3, *data.modalities["x"].shape)
+    # so do the evaluations and the figures (they refused the string, as "write ['y1']")
+    from matplotlib.figure import Figure
+
+    from pixyz_zoo.evaluation import conditional_log_likelihood, subset_log_likelihood
+    from pixyz_zoo.plots import cross_modal_grid
+
+    small = data.subset(slice(0, 4))
+    assert isinstance(cross_modal_grid(model, batch, "y1", targets="x", n=3), Figure)
+    torch.manual_seed(0)
+    by_name = conditional_log_likelihood(model, small, "x", "y1", n_samples=2)
+    torch.manual_seed(0)
+    assert by_name == conditional_log_likelihood(model, small, "x", ["y1"], n_samples=2)
+    assert subset_log_likelihood(model, small, "y1", k=2) == subset_log_likelihood(model, small, ["y1"], k=2)
 
 
 def test_the_trainer_refuses_an_empty_split(vae, digits_train):

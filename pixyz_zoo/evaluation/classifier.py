@@ -39,7 +39,7 @@ from torch import nn
 
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.distributions.networks import MLP
-from pixyz_zoo.modalities import Modality
+from pixyz_zoo.modalities import Modality, modality_names
 
 CLASSIFIER_FORMAT = 1
 ARCHS = ("mlp", "conv")
@@ -379,9 +379,7 @@ def cross_modal_accuracy(
     Only the ``given`` modalities of a batch are passed to
     ``model.generate(batch, given, [target], sample_latent=...)``: the target never leaks in.
     """
-    from pixyz_zoo.evaluation.conditional import _as_names
-
-    given = _as_names(given)
+    given = modality_names(given)
     for role, names in (("given", given), ("target", [target])):
         missing = [n for n in names if n not in data.modalities]
         if missing:

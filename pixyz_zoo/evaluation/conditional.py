@@ -42,19 +42,12 @@ import torch
 
 from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset
+from pixyz_zoo.modalities import modality_names
 
 
 def conditional_key(target: str, given: Sequence[str]) -> str:
     """The printed name of a conditional log-likelihood: ``"log p(x|w)"``, ``"log p(x|x,w)"``."""
     return f"log p({target}|{','.join(given)})" if given else f"log p({target})"
-
-
-def _as_names(given: Sequence[str]) -> list[str]:
-    if isinstance(given, str):
-        raise TypeError(
-            f"given must be a list of modality names, got the string {given!r}; write [{given!r}]"
-        )
-    return list(given)
 
 
 def _check_names(model: Any, data_modalities: Iterable[str], target: str, given: Sequence[str]) -> None:
@@ -98,7 +91,7 @@ def conditional_log_likelihood_batch(
     ``b``).
     """
     n_samples = check_count(n_samples, "the number of samples N")
-    given = _as_names(given)
+    given = modality_names(given)
     _check_names(model, batch, target, given)
     rows_in = {name: batch[name] for name in {*given, target}}
     size = len(batch[target])
@@ -152,7 +145,7 @@ def conditional_log_likelihood(
     """
     from pixyz_zoo.progress import tqdm
 
-    given = _as_names(given)
+    given = modality_names(given)
     _check_names(model, data.modalities, target, given)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

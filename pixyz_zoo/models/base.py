@@ -46,7 +46,13 @@ from pixyz_zoo.distributions.shared_parameters import shared_parameters
 from pixyz_zoo.distributions.text import joint_prob_text, joint_text, loss_text
 from pixyz_zoo.losses.evaluation import loss_evaluator
 from pixyz_zoo.losses.terms import Term, additive_terms, term_evaluator
-from pixyz_zoo.modalities import Modality, check_batch, check_batch_is_dict, check_modalities
+from pixyz_zoo.modalities import (
+    Modality,
+    check_batch,
+    check_batch_is_dict,
+    check_modalities,
+    modality_names,
+)
 from pixyz_zoo.models.optimizer_steps import fused_adam, masked_step, total_norm, zero_gradients
 
 
@@ -599,7 +605,7 @@ class ZooModel(Model):
     # ------------------------------------------------------------------ inference & generation
     def _check_given(self, given: str | Iterable[str]) -> list[str]:
         """Modality names as a list (one name may be given alone: ``"x1"``, not ``["x", "1"]``)."""
-        given = [given] if isinstance(given, str) else list(given)
+        given = modality_names(given)
         unknown = [g for g in given if g not in self.modalities]
         if unknown:
             raise KeyError(f"unknown modality {unknown}; this model has {sorted(self.modalities)}")

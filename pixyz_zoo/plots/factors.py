@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pixyz_zoo.modalities import Modality
+from pixyz_zoo.modalities import Modality, modality_names
 from pixyz_zoo.plots.grids import _as_images, _draw_tiles, tile_images
 from pixyz_zoo.plots.multimodal import _row, _rows_figure
 
@@ -179,10 +179,7 @@ def missing_modality_grid(
     generated from ``given`` per model (``model.generate(..., sample_latent=False)``: MFM's surrogate
     inference, a translation baseline), then one row per reference (``name -> one example``, e.g. the
     training mean image, repeated in every column). Column ``j`` is example ``j`` of ``batch``."""
-    if isinstance(given, str):
-        raise TypeError(
-            f"given must be a list of modality names, got the string {given!r}; write [{given!r}]"
-        )
+    given = modality_names(given)
     if not models:
         raise ValueError("missing_modality_grid needs at least one model")
     if not given or target in given:
