@@ -341,6 +341,17 @@ def train_run(
     return net, trainer
 
 
+def check_run_device(stored: str, asked: str | None, run_dir: str | os.PathLike) -> None:
+    """Refuse, naming the fix, to continue or evaluate on the run's own CUDA device (none asked for)
+    on a machine without one: the user did not ask for ``cuda`` here, the run's config.json did."""
+    if asked is None and str(stored).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"the run in {run_dir} was made with --device {stored}, and PyTorch sees no CUDA device here "
+            f"(torch {torch.__version__}): pass --device cpu (device='cpu' in Python) to use it on this "
+            "machine"
+        )
+
+
 def resume_run(
     run_dir: str | os.PathLike,
     epochs: int | None = None,
@@ -373,6 +384,7 @@ def resume_run(
                 f"has trained {payload['epoch']} epochs), got {epochs!r}"
             )
         spec = spec.replace(epochs=epochs)
+    check_run_device(stored.device, device, run_dir)
     if device is not None:
         spec = spec.replace(device=device)
     spec = spec.replace(**changes)  # checked: a bad value is refused before anything is loaded
@@ -471,6 +483,7 @@ def load_run_model(
     """A run's config, its checkpoint (checked against the config) and the model rebuilt on
     ``device`` (default: the run's), without its data."""
     config = read_config(run_dir)
+    check_run_device(config.get("device", "auto"), device, run_dir)
     payload = load_run_checkpoint(run_dir, config)
     return (
         config,

@@ -116,6 +116,24 @@ def test_resume_accepts_arguments_equal_to_the_run_and_records_epochs_and_device
     assert torch.load(run / CHECKPOINT, weights_only=True)["epoch"] == 2
 
 
+def test_a_run_made_on_a_gpu_is_used_on_a_machine_without_one_by_naming_the_cpu(run, capsys, monkeypatch):
+    """`evaluate RUN` of a run trained with --device cuda said "--device cuda was requested", which
+    the user had not typed here; it now names the run's setting and the fix."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = read_config(run)
+    (run / "config.json").write_text(json.dumps({**config, "device": "cuda"}))
+    before = snapshot(run)
+    for command in (["evaluate", str(run)], ["train", "--resume", str(run), "--epochs", "2", *QUIET]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert f"the run in {run} was made with --device cuda, and PyTorch sees no CUDA device" in err
+        assert "pass --device cpu" in err
+        assert snapshot(run) == before
+    assert main(["evaluate", str(run), "--device", "cpu", "--iw-samples", "2"]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--device", "cpu", *QUIET]) == 0
+    assert read_config(run)["device"] == "cpu"
+
+
 def test_resume_without_the_model_continues_the_runs_model(run, capsys):
     """`train --resume RUN` was refused by argparse: "the following arguments are required: model"."""
     assert main(["train", "--resume", str(run), "--epochs", "2", *QUIET]) == 0
