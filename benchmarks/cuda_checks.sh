@@ -37,7 +37,8 @@ echo "== CUDA tests" | tee -a "$out/summary.txt"
 "$python" -m pytest -q -p no:cacheprovider -k cuda \
     tests/test_hot_path.py tests/test_precision.py tests/test_device_data.py tests/test_training.py \
     tests/test_refinement.py tests/test_jmvae.py tests/test_jmvae_gan.py \
-    tests/test_conditional_models.py tests/test_distilled_model.py >"$out/tests.log" 2>&1 || status=1
+    tests/test_conditional_models.py tests/test_distilled_model.py tests/test_model_state.py \
+    >"$out/tests.log" 2>&1 || status=1
 tail -n 3 "$out/tests.log" | tee -a "$out/summary.txt"
 
 record() {  # record NAME SCRIPT [ARGS...]: one benchmark on CUDA, its JSON as OUT_DIR/NAME.json

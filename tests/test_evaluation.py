@@ -191,3 +191,19 @@ def test_evaluation_progress_counts_samples_and_is_silent_when_off(monkeypatch, 
     updates.clear()
     evaluate_log_likelihood(model, data, k=40, batch_size=10, max_rows=100, progress=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name", ["mfm", "translation"])
+def test_a_model_without_a_likelihood_bound_is_refused_with_its_reason(name):
+    """Deterministic encoders have no density: the bound failed with Pixyz's "Log probability of
+    deterministic distribution is not defined."."""
+    from pixyz_zoo.datasets import load_dataset
+    from pixyz_zoo.models import build_model
+
+    data = load_dataset("trimodal-digits", "test").with_labels().subset(slice(0, 8))
+    options = {"target": "t"} if name == "translation" else {}
+    model = build_model(name, data.modalities, z_dim=2, hidden=[8], **options)
+    with pytest.raises(
+        ValueError, match=rf"^no likelihood bound for {type(model).__name__}: .*deterministic"
+    ):
+        evaluate_log_likelihood(model, data, k=2)

@@ -174,3 +174,16 @@ def test_kl_per_dimension_of_a_mixture_of_one_expert_is_that_experts():
     measured = kl_per_dimension(model, data, variable="m", batch_size=16)
     assert measured.shape == (3,)
     assert torch.allclose(torch.from_numpy(measured), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_kl_per_dimension_infers_from_the_models_one_modality_by_default():
+    """The default ``variable="x"`` failed on a VAE of another modality ("VAE infers ['z'] only from
+    ['m'], not from ['x']") and on every multimodal model ("unknown modality ['x']")."""
+    from pixyz_zoo.models import build_model
+
+    data = load_dataset("trimodal-digits", "test", binarize="fixed").subset(slice(0, 20))
+    vae = build_model("vae", data.modalities, z_dim=3, hidden=[8], observed="s")
+    assert np.array_equal(kl_per_dimension(vae, data), kl_per_dimension(vae, data, variable="s"))
+    mopoe = build_model("mopoe", data.modalities, z_dim=3, hidden=[8])
+    with pytest.raises(ValueError, match=r"MoPoE infers from \['m', 's', 't'\]: name the one modality"):
+        kl_per_dimension(mopoe, data)

@@ -60,17 +60,26 @@ def _batches(data: Any, variable: str, batch_size: int) -> Iterator[torch.Tensor
 
 @torch.no_grad()
 def kl_per_dimension(
-    model: Any, data: Any, batch_size: int = 256, variable: str = "x", latent: str = "z"
+    model: Any, data: Any, batch_size: int = 256, variable: str | None = None, latent: str = "z"
 ) -> np.ndarray:
     """Average ``KL(q(z_d|x) || N(0, 1))`` per latent dimension over ``data`` (nats), ``(z_dim,)``.
 
     ``q`` is ``model.inference_for([variable])``, which must be a diagonal Gaussian over
     ``latent`` (its parameters ``loc`` and ``scale``); multimodal models infer from ``variable``
-    alone. ``data`` is a dataset, a batch dict ``{variable: tensor}``, a tensor, or an iterable of
-    batch dicts. The sum of the result is the average KL term of the ELBO when the prior is
-    ``N(0, I)``.
+    alone. ``variable`` defaults to the one modality the model infers from (a multimodal model
+    needs it named). ``data`` is a dataset, a batch dict ``{variable: tensor}``, a tensor, or an
+    iterable of batch dicts. The sum of the result is the average KL term of the ELBO when the
+    prior is ``N(0, I)``.
     """
     batch_size = check_count(batch_size, "batch_size")
+    if variable is None:
+        observed = list(model.inference.cond_var)
+        if len(observed) != 1:
+            raise ValueError(
+                f"{type(model).__name__} infers from {observed}: name the one modality to infer "
+                f"{latent!r} from, variable= one of them"
+            )
+        variable = observed[0]
     q = only_expert(model.inference_for([variable]))  # MoPoE's q(z|m): its one Gaussian expert
     if list(q.var) != [latent]:
         raise ValueError(

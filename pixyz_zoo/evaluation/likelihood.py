@@ -167,6 +167,9 @@ def log_weights(
     ``proposal`` replaces the model's inference (e.g. a refined or per-example optimised
     Gaussian); its conditioning variables are read from ``batch``.
     """
+    reason = getattr(model, "likelihood_not_applicable", None)
+    if reason and proposal is None:
+        raise ValueError(f"no likelihood bound for {type(model).__name__}: {reason}")
     given = list(model.modalities if given is None else given)
     model.distributions.eval()
     if proposal is not None:
