@@ -176,7 +176,7 @@ def test_kl_per_dimension_of_a_mixture_of_one_expert_is_that_experts():
     assert torch.allclose(torch.from_numpy(measured), expected, rtol=1e-5, atol=1e-7)
 
 
-def test_kl_per_dimension_infers_from_the_models_one_modality_by_default():
+def test_kl_per_dimension_and_traversals_infer_from_the_models_one_modality_by_default():
     """The default ``variable="x"`` failed on a VAE of another modality ("VAE infers ['z'] only from
     ['m'], not from ['x']") and on every multimodal model ("unknown modality ['x']")."""
     from pixyz_zoo.models import build_model
@@ -187,3 +187,8 @@ def test_kl_per_dimension_infers_from_the_models_one_modality_by_default():
     mopoe = build_model("mopoe", data.modalities, z_dim=3, hidden=[8])
     with pytest.raises(ValueError, match=r"MoPoE infers from \['m', 's', 't'\]: name the one modality"):
         kl_per_dimension(mopoe, data)
+    # and so does the traversal (its default "x" was refused: "the model has no modality 'x'")
+    assert isinstance(latent_traversal(vae, data.first(4)), Figure)
+    assert isinstance(latent_traversal(mopoe, data.first(4), variable="m"), Figure)
+    with pytest.raises(ValueError, match=r"MoPoE infers from \['m', 's', 't'\]: name the one modality"):
+        latent_traversal(mopoe, data.first(4))

@@ -59,6 +59,20 @@ def _batches(data: Any, variable: str, batch_size: int) -> Iterator[torch.Tensor
 
 
 @torch.no_grad()
+def inferred_from(model: Any, variable: str | None, latent: str = "z") -> str:
+    """``variable``, or when it is None the one modality the model infers ``latent`` from; a model
+    that infers from several (a multimodal one) needs it named."""
+    if variable is not None:
+        return variable
+    observed = list(model.inference.cond_var)
+    if len(observed) != 1:
+        raise ValueError(
+            f"{type(model).__name__} infers from {observed}: name the one modality to infer {latent!r} "
+            "from, variable= one of them"
+        )
+    return observed[0]
+
+
 def kl_per_dimension(
     model: Any, data: Any, batch_size: int = 256, variable: str | None = None, latent: str = "z"
 ) -> np.ndarray:
@@ -72,14 +86,7 @@ def kl_per_dimension(
     prior is ``N(0, I)``.
     """
     batch_size = check_count(batch_size, "batch_size")
-    if variable is None:
-        observed = list(model.inference.cond_var)
-        if len(observed) != 1:
-            raise ValueError(
-                f"{type(model).__name__} infers from {observed}: name the one modality to infer "
-                f"{latent!r} from, variable= one of them"
-            )
-        variable = observed[0]
+    variable = inferred_from(model, variable, latent)
     q = only_expert(model.inference_for([variable]))  # MoPoE's q(z|m): its one Gaussian expert
     if list(q.var) != [latent]:
         raise ValueError(
@@ -105,4 +112,4 @@ def kl_per_dimension(
     return (total / count).double().cpu().numpy()
 
 
-__all__ = ["gaussian_kl_per_dimension", "kl_per_dimension"]
+__all__ = ["gaussian_kl_per_dimension", "inferred_from", "kl_per_dimension"]

@@ -61,7 +61,7 @@ def latent_traversal(
     limit: float = 3.0,
     steps: int = 9,
     max_latents: int | None = None,
-    variable: str = "x",
+    variable: str | None = None,
     latent: str = "z",
     example: int = 0,
     relative: bool = False,
@@ -70,7 +70,8 @@ def latent_traversal(
     """Decoded traversals of each latent dimension, one row per dimension, sorted by KL.
 
     The code of example ``example`` of ``example_batch`` is its posterior mean
-    ``E_q[z|variable]`` (``model.encode``). Row ``d`` sets dimension ``d`` to ``steps`` values
+    ``E_q[z|variable]`` (``model.encode``; ``variable``: by default the one modality the model infers
+    from). Row ``d`` sets dimension ``d`` to ``steps`` values
     evenly spaced in ``[-limit, limit]`` (in units of the prior's standard deviation, as in
     Higgins et al. 2017; ``relative=True``: ``mean_d + [-limit, limit]``) with every other
     dimension at its posterior mean, and shows ``model.decode`` of each code (decoder means).
@@ -78,12 +79,13 @@ def latent_traversal(
     over ``example_batch``) and labelled with the dimension's index and its KL in nats;
     ``max_latents`` keeps the first rows only. The column labels give the values.
     """
-    from pixyz_zoo.evaluation.latents import kl_per_dimension
+    from pixyz_zoo.evaluation.latents import inferred_from, kl_per_dimension
 
     if steps < 2:
         raise ValueError(f"steps must be >= 2, got {steps}")
     if limit <= 0:
         raise ValueError(f"limit must be positive, got {limit}")
+    variable = inferred_from(model, variable, latent)
     modality = model.modalities.get(variable)
     if modality is None:
         raise KeyError(f"the model has no modality {variable!r}; it has {sorted(model.modalities)}")
