@@ -58,7 +58,6 @@ def _batches(data: Any, variable: str, batch_size: int) -> Iterator[torch.Tensor
     )
 
 
-@torch.no_grad()
 def inferred_from(model: Any, variable: str | None, latent: str = "z") -> str:
     """``variable``, or when it is None the one modality the model infers ``latent`` from; a model
     that infers from several (a multimodal one) needs it named."""
@@ -73,6 +72,7 @@ def inferred_from(model: Any, variable: str | None, latent: str = "z") -> str:
     return observed[0]
 
 
+@torch.no_grad()
 def kl_per_dimension(
     model: Any, data: Any, batch_size: int = 256, variable: str | None = None, latent: str = "z"
 ) -> np.ndarray:
