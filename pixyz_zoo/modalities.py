@@ -103,10 +103,22 @@ class Modality:
             )
 
 
-def modality_names(names: str | Iterable[str]) -> list[str]:
-    """Modality names as a list; one name may be given alone (``"y1"`` is ``["y1"]``, not the list
-    of its letters). The one reading of a ``given`` or ``targets`` argument."""
-    return [names] if isinstance(names, str) else list(names)
+def variable_name(name: object, what: str = "var") -> str:
+    """``name`` when it is one variable's name (a non-empty str), else a ``TypeError`` naming ``what``."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{what} is one variable's name, a string such as 'z', got {name!r}")
+    return name
+
+
+def variable_names(names: str | Iterable[str]) -> list[str]:
+    """Variable names (modalities, latents) as a list; one name may be given alone (``"y1"`` is
+    ``["y1"]``, not the list of its letters). The one reading of a ``given`` or ``targets`` argument
+    and of a distribution's ``cond_var``."""
+    names = [names] if isinstance(names, str) else list(names)
+    wrong = [name for name in names if not isinstance(name, str) or not name]
+    if wrong:
+        raise TypeError(f"variable names are strings such as 'x' or 'z', got {wrong!r} in {names!r}")
+    return names
 
 
 def check_modalities(modalities: Any) -> dict[str, Modality]:

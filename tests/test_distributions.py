@@ -295,3 +295,26 @@ def test_the_kl_to_the_standard_normal_is_torchs_to_the_bit(p_shape):
     wide.set_dist({}, batch_n=5)
     narrow = td.Normal(loc[:1].detach(), torch.ones(1, 3))
     assert td.kl_divergence(narrow, wide.dist).shape == (5, 3)
+
+
+def test_variable_names_are_strings_and_one_name_may_be_given_alone():
+    """``standard_normal(4)`` built a prior over a variable named 4, and the model then said the
+    decoder's z came from no prior; ``GaussianEncoder(net, "x1")`` read the condition as x and 1."""
+    from pixyz_zoo.distributions import GaussianEncoder, decoder_for, standard_normal
+    from pixyz_zoo.modalities import Modality
+
+    with pytest.raises(
+        TypeError, match=r"latent's name, a string such as 'z', got 4.*standard_normal\('z', 4\)"
+    ):
+        standard_normal(4)
+    with pytest.raises(ValueError, match=r"dim \(the latent's size\) must be an integer >= 1, got 0"):
+        standard_normal("z", 0)
+    assert standard_normal("w", 3).var == ["w"]
+    encoder = GaussianEncoder(torch.nn.Linear(2, 4), "x1")
+    assert encoder.cond_var == ["x1"] and encoder.var == ["z"]
+    with pytest.raises(TypeError, match=r"var is one variable's name, a string such as 'z', got 3"):
+        GaussianEncoder(torch.nn.Linear(2, 4), ["x"], var=3)
+    decoder = decoder_for(Modality("x1", (2,), "gaussian"), torch.nn.Linear(2, 2), "z1")
+    assert decoder.var == ["x1"] and decoder.cond_var == ["z1"]
+    with pytest.raises(TypeError, match=r"variable names are strings such as 'x' or 'z', got \[2\]"):
+        decoder_for(Modality("x1", (2,), "gaussian"), torch.nn.Linear(2, 2), ["z", 2])

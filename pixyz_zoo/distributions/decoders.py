@@ -20,7 +20,7 @@ from torch import nn
 from torch.distributions.utils import broadcast_all
 
 from pixyz_zoo.distributions.shared_parameters import SharedParameters, feature_sum
-from pixyz_zoo.modalities import Modality
+from pixyz_zoo.modalities import Modality, variable_name, variable_names
 
 
 class _NetworkDecoder(SharedParameters):
@@ -41,7 +41,7 @@ class BernoulliDecoder(_NetworkDecoder, Bernoulli):
     """
 
     def __init__(self, network: nn.Module, var: str, cond_var: Sequence[str] = ("z",), name: str = "p"):
-        super().__init__(var=[var], cond_var=list(cond_var), name=name)
+        super().__init__(var=[variable_name(var)], cond_var=variable_names(cond_var), name=name)
         self.network = network
 
     @property
@@ -67,7 +67,7 @@ class CategoricalDecoder(_NetworkDecoder, DistributionBase):
     """``p(w|z) = Cat(w; softmax(f(z)))`` over one-hot vectors (the JMVAE label decoder)."""
 
     def __init__(self, network: nn.Module, var: str, cond_var: Sequence[str] = ("z",), name: str = "p"):
-        super().__init__(var=[var], cond_var=list(cond_var), name=name)
+        super().__init__(var=[variable_name(var)], cond_var=variable_names(cond_var), name=name)
         self.network = network
 
     @property
@@ -160,7 +160,7 @@ class _LocScaleDecoder(_NetworkDecoder):
         name: str = "p",
         scale: str | float | None = None,
     ) -> None:
-        super().__init__(var=[var], cond_var=list(cond_var), name=name)
+        super().__init__(var=[variable_name(var)], cond_var=variable_names(cond_var), name=name)
         self.network = network
         self._init_scale(self.default_scale if scale is None else scale, shape)
 

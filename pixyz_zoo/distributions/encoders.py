@@ -12,6 +12,7 @@ from torch import distributions as td
 from torch import nn
 
 from pixyz_zoo.distributions.shared_parameters import SharedParameters
+from pixyz_zoo.modalities import variable_name, variable_names
 
 
 class GaussianEncoder(SharedParameters, Normal):
@@ -34,7 +35,7 @@ class GaussianEncoder(SharedParameters, Normal):
         name: str = "q",
         min_scale: float = 1e-4,
     ) -> None:
-        super().__init__(var=[var], cond_var=list(cond_var), name=name)
+        super().__init__(var=[variable_name(var)], cond_var=variable_names(cond_var), name=name)
         self.network = network
         self.min_scale = min_scale
 

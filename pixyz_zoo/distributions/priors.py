@@ -8,7 +8,9 @@ import torch
 from pixyz.distributions import Normal
 from torch import distributions as td
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.distributions.shared_parameters import SharedParameters
+from pixyz_zoo.modalities import variable_name
 
 
 class _TorchStandardNormal(td.Normal):
@@ -40,6 +42,12 @@ class StandardNormal(SharedParameters, Normal):
     with torch's Gaussian KL written for it (:func:`_kl_normal_standard_normal`)."""
 
     def __init__(self, var: str = "z", dim: int = 64, name: str = "p") -> None:
+        if isinstance(var, int) and not isinstance(var, bool):
+            raise TypeError(
+                f"the first argument is the latent's name, a string such as 'z', got {var!r}; its size is "
+                f"the second: standard_normal('z', {var})"
+            )
+        var, dim = variable_name(var), check_count(dim, "dim (the latent's size)")
         super().__init__(
             loc=torch.tensor(0.0), scale=torch.tensor(1.0), var=[var], features_shape=[dim], name=name
         )

@@ -39,7 +39,7 @@ from torch import nn
 
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.distributions.networks import MLP
-from pixyz_zoo.modalities import Modality, modality_names
+from pixyz_zoo.modalities import Modality, variable_names
 
 CLASSIFIER_FORMAT = 1
 ARCHS = ("mlp", "conv")
@@ -379,7 +379,7 @@ def cross_modal_accuracy(
     Only the ``given`` modalities of a batch are passed to
     ``model.generate(batch, given, [target], sample_latent=...)``: the target never leaks in.
     """
-    given = modality_names(given)
+    given = variable_names(given)
     for role, names in (("given", given), ("target", [target])):
         missing = [n for n in names if n not in data.modalities]
         if missing:

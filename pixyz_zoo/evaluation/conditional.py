@@ -42,7 +42,7 @@ import torch
 
 from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset
-from pixyz_zoo.modalities import modality_names
+from pixyz_zoo.modalities import variable_names
 
 
 def conditional_key(target: str, given: Sequence[str]) -> str:
@@ -91,7 +91,7 @@ def conditional_log_likelihood_batch(
     ``b``).
     """
     n_samples = check_count(n_samples, "the number of samples N")
-    given = modality_names(given)
+    given = variable_names(given)
     _check_names(model, batch, target, given)
     rows_in = {name: batch[name] for name in {*given, target}}
     size = len(batch[target])
@@ -145,7 +145,7 @@ def conditional_log_likelihood(
     """
     from pixyz_zoo.progress import tqdm
 
-    given = modality_names(given)
+    given = variable_names(given)
     _check_names(model, data.modalities, target, given)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

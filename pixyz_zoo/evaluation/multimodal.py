@@ -63,7 +63,7 @@ from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.evaluation.classifier import ModalityClassifier, train_classifier
 from pixyz_zoo.markdown import markdown_table
-from pixyz_zoo.modalities import Modality, modality_names, nonempty_subsets
+from pixyz_zoo.modalities import Modality, nonempty_subsets, variable_names
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
 METRICS = ("coherence", "joint_coherence", "fd", "probe", "cosine", "likelihood")
@@ -98,7 +98,7 @@ def subset_key(given: Sequence[str]) -> str:
 
 def _names(given: Sequence[str], known: Iterable[str], role: str = "given") -> list[str]:
     known = list(known)
-    given = modality_names(given)
+    given = variable_names(given)
     unknown = [g for g in given if g not in known]
     if unknown:
         raise KeyError(f"{role} modality {unknown} is not one of {sorted(known)}")

@@ -51,7 +51,7 @@ from pixyz_zoo.modalities import (
     check_batch,
     check_batch_is_dict,
     check_modalities,
-    modality_names,
+    variable_names,
 )
 from pixyz_zoo.models.optimizer_steps import fused_adam, masked_step, total_norm, zero_gradients
 
@@ -605,7 +605,7 @@ class ZooModel(Model):
     # ------------------------------------------------------------------ inference & generation
     def _check_given(self, given: str | Iterable[str]) -> list[str]:
         """Modality names as a list (one name may be given alone: ``"x1"``, not ``["x", "1"]``)."""
-        given = modality_names(given)
+        given = variable_names(given)
         unknown = [g for g in given if g not in self.modalities]
         if unknown:
             raise KeyError(f"unknown modality {unknown}; this model has {sorted(self.modalities)}")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pixyz_zoo.modalities import Modality, modality_names
+from pixyz_zoo.modalities import Modality, variable_names
 from pixyz_zoo.plots.multimodal import _row, _rows_figure
 
 __all__ = ["generations_by_model", "inference_accuracy_figure", "metrics_by_steps_figure"]
@@ -34,7 +34,7 @@ def generations_by_model(
     example ``j`` of ``batch``. Each row is drawn as :func:`~pixyz_zoo.plots.cross_modal_grid`
     draws its rows (images as tiles, text as strings).
     """
-    given = modality_names(given)
+    given = variable_names(given)
     if not models:
         raise ValueError("generations_by_model needs at least one model")
     modalities: dict[str, Modality] = dict(next(iter(models.values())).modalities)

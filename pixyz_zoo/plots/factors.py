@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pixyz_zoo.modalities import Modality, modality_names
+from pixyz_zoo.modalities import Modality, variable_names
 from pixyz_zoo.plots.grids import _as_images, _draw_tiles, tile_images
 from pixyz_zoo.plots.multimodal import _row, _rows_figure
 
@@ -179,7 +179,7 @@ def missing_modality_grid(
     generated from ``given`` per model (``model.generate(..., sample_latent=False)``: MFM's surrogate
     inference, a translation baseline), then one row per reference (``name -> one example``, e.g. the
     training mean image, repeated in every column). Column ``j`` is example ``j`` of ``batch``."""
-    given = modality_names(given)
+    given = variable_names(given)
     if not models:
         raise ValueError("missing_modality_grid needs at least one model")
     if not given or target in given:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from pixyz_zoo.modalities import Modality, modality_names, nonempty_subsets
+from pixyz_zoo.modalities import Modality, nonempty_subsets, variable_names
 from pixyz_zoo.plots.grids import (
     _as_categorical,
     _as_images,
@@ -54,8 +54,8 @@ def cross_modal_grid(
 ) -> Figure:
     """One figure: a row of real inputs per modality in ``given``, then one row per target
     (default: every modality) generated from them; column ``j`` is example ``j`` of ``batch``."""
-    given = modality_names(given)
-    targets = None if targets is None else modality_names(targets)
+    given = variable_names(given)
+    targets = None if targets is None else variable_names(targets)
     modalities: dict[str, Modality] = dict(model.modalities)
     unknown = [m for m in [*given, *(targets or [])] if m not in modalities]
     if unknown:
