@@ -318,3 +318,15 @@ def test_variable_names_are_strings_and_one_name_may_be_given_alone():
     assert decoder.var == ["x1"] and decoder.cond_var == ["z1"]
     with pytest.raises(TypeError, match=r"variable names are strings such as 'x' or 'z', got \[2\]"):
         decoder_for(Modality("x1", (2,), "gaussian"), torch.nn.Linear(2, 2), ["z", 2])
+
+
+def test_an_encoder_network_of_an_odd_number_of_features_is_named():
+    """7 features were split into a mean of 4 and a scale of 3, and the model reported that the
+    network could not take its input ("The size of tensor a (4) must match the size of tensor b (3)")."""
+    from pixyz_zoo.distributions import GaussianEncoder
+
+    q = GaussianEncoder(torch.nn.Linear(2, 7), ["x"])
+    with pytest.raises(
+        ValueError, match=r"network of q\(z\|x\) gives 7 features per example; it must give 2 \*"
+    ):
+        q.sample({"x": torch.zeros(3, 2)})

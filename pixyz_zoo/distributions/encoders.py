@@ -46,5 +46,11 @@ class GaussianEncoder(SharedParameters, Normal):
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.network(*(inputs[name] for name in self.cond_var))
+        if h.shape[-1] % 2:
+            raise ValueError(
+                f"the network of {self.prob_text} gives {h.shape[-1]} features per example; it must give "
+                f"2 * the size of {self.var[0]} (the mean, then the scale before its softplus): an even "
+                "number"
+            )
         loc, raw_scale = h.chunk(2, dim=-1)
         return {"loc": loc, "scale": F.softplus(raw_scale) + self.min_scale}
