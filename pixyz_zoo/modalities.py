@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from pixyz_zoo.checks import check_count
+
 LIKELIHOODS = ("bernoulli", "categorical", "gaussian", "laplace")
 
 
@@ -36,6 +38,8 @@ class Modality:
     labels: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise TypeError(f"a modality's name is a string such as 'x', got {self.name!r}")
         if not self.name.isidentifier():
             raise ValueError(
                 f"modality name {self.name!r} is not a valid variable name; use letters, digits "
@@ -46,7 +50,22 @@ class Modality:
                 f"modality {self.name!r}: unknown likelihood {self.likelihood!r}; "
                 f"choose one of {', '.join(LIKELIHOODS)}"
             )
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        shape = (self.shape,) if isinstance(self.shape, int) else self.shape  # Modality("x", 64, ...)
+        try:
+            sizes = tuple(check_count(size, "size") for size in shape)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"modality {self.name!r}: its shape is the sizes of one example, integers >= 1, such as "
+                f"(1, 28, 28) or (10,); got {self.shape!r}"
+            ) from None
+        object.__setattr__(self, "shape", sizes)
+        object.__setattr__(self, "labels", tuple(self.labels))
+        entries = self.shape[-1] if self.shape else 1
+        if self.labels and len(self.labels) != entries:
+            raise ValueError(
+                f"modality {self.name!r}: labels name the {entries} entries of its last dimension "
+                f"(shape {self.shape}), got {len(self.labels)}: {list(self.labels)}"
+            )
         if self.likelihood == "categorical" and len(self.shape) not in (1, 2):
             raise ValueError(
                 f"modality {self.name!r}: a categorical modality is a one-hot vector of shape "
@@ -101,6 +120,14 @@ class Modality:
                 f"variable {self.name!r} contains {bad} NaN/inf values; clean or impute the data "
                 "before training"
             )
+        if values and self.likelihood == "bernoulli" and value.numel():
+            low, high = (float(v) for v in torch.aminmax(value.float()))
+            if low < 0 or high > 1:
+                raise ValueError(
+                    f"variable {self.name!r} is declared bernoulli, so its values are probabilities or "
+                    f"binary pixels in [0, 1], but they lie in [{low:g}, {high:g}]: divide 8-bit pixels "
+                    "by 255, or declare the modality 'gaussian' or 'laplace'"
+                )
 
 
 def variable_name(name: object, what: str = "var") -> str:

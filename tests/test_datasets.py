@@ -136,3 +136,30 @@ def test_an_example_by_its_position_and_a_clear_error_for_anything_else():
     for several in (slice(0, 4), [0, 1], 1.0):
         with pytest.raises(TypeError, match=r"one example's position.*dataset\.first\(n\)"):
             data[several]
+
+
+def test_a_dataset_of_numpy_float64_or_integers_trains_in_the_networks_dtype():
+    """``torch.from_numpy`` of a float64 array (or integer counts) met the float32 networks:
+    "mat1 and mat2 must have the same dtype, but got Double and Float"."""
+    import numpy as np
+
+    from pixyz_zoo.models import VAE
+    from pixyz_zoo.training import Trainer
+
+    gaussian = {"x": Modality("x", (5,), "gaussian")}
+    for values in (torch.from_numpy(np.random.default_rng(0).random((40, 5))), torch.randint(0, 5, (40, 5))):
+        data = MultimodalDataset("mine", {"x": values}, gaussian)
+        assert data.tensors["x"].dtype == torch.float32
+        assert torch.equal(data.tensors["x"], values.float())
+        Trainer(VAE(data.modalities, z_dim=2, hidden=[8]), data, epochs=1, progress=False).fit()
+
+
+def test_bernoulli_values_outside_the_unit_interval_are_refused():
+    """8-bit pixels declared bernoulli trained on BCE against targets up to 255 (binarize="none"), or
+    failed in torch.bernoulli with "Expected p_in >= 0 && p_in <= 1 to be true"."""
+    pixels = torch.arange(40 * 16, dtype=torch.float32).reshape(40, 1, 4, 4) % 256
+    for binarize in ("none", "dynamic"):
+        with pytest.raises(ValueError, match=r"'x' is declared bernoulli.*lie in \[0, 255\]: divide 8-bit"):
+            MultimodalDataset("mine", {"x": pixels}, {"x": Modality("x", (1, 4, 4), "bernoulli")}, binarize)
+    data = MultimodalDataset("mine", {"x": pixels / 255}, {"x": Modality("x", (1, 4, 4), "bernoulli")})
+    assert data.first(4)["x"].unique().tolist() in ([0.0, 1.0], [0.0], [1.0])

@@ -18,11 +18,30 @@ def test_declaration_properties():
         ({"name": "1x", "shape": (3,), "likelihood": "gaussian"}, "not a valid variable name"),
         ({"name": "x", "shape": (3,), "likelihood": "poisson"}, "unknown likelihood"),
         ({"name": "y", "shape": (2, 5, 3), "likelihood": "categorical"}, "one-hot vector"),
+        # a size of 0, a negative or a fractional one was taken (2.5 as 2)
+        ({"name": "x", "shape": (0,), "likelihood": "gaussian"}, r"integers >= 1.*got \(0,\)"),
+        ({"name": "x", "shape": (-1, 3), "likelihood": "gaussian"}, r"integers >= 1.*got \(-1, 3\)"),
+        ({"name": "x", "shape": (2.5,), "likelihood": "gaussian"}, r"integers >= 1.*got \(2\.5,\)"),
+        # labels for another number of classes than the shape's were taken
+        (
+            {"name": "y", "shape": (3,), "likelihood": "categorical", "labels": ("a", "b")},
+            "labels name the 3",
+        ),
     ],
 )
 def test_bad_declarations_are_explained(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Modality(**kwargs)
+
+
+def test_a_size_alone_is_a_one_dimensional_shape_and_a_name_must_be_a_string():
+    """``Modality("x", 64, ...)`` failed with "'int' object is not iterable", a name 3 with
+    "'int' object has no attribute 'isidentifier'"."""
+    assert Modality("x", 64, "gaussian").shape == (64,)
+    assert Modality("x", torch.Size([1, 8, 8]), "bernoulli") == X
+    assert Modality("y", (2,), "categorical", ["a", "b"]).labels == ("a", "b")
+    with pytest.raises(TypeError, match="a modality's name is a string such as 'x', got 3"):
+        Modality(3, (2,), "gaussian")
 
 
 def test_check_batch_names_missing_variable():

@@ -81,8 +81,9 @@ class MultimodalDataset(Dataset):
 
     Args:
         name: dataset name (as registered).
-        tensors: one tensor per variable, all with the same first dimension. Bernoulli image
-            modalities hold grey levels in [0, 1].
+        tensors: one tensor per variable, all with the same first dimension, stored in torch's
+            default dtype (float32 unless changed), the networks' (integers or NumPy's float64 are
+            converted). Bernoulli modalities hold grey levels or binary values in [0, 1].
         modalities: the declaration of each variable in ``tensors``.
         binarize: ``dynamic``, ``fixed`` or ``none`` (see module docstring).
         seed: seed of the fixed binarisation draw.
@@ -111,6 +112,11 @@ class MultimodalDataset(Dataset):
         sizes = {n: len(t) for n, t in tensors.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"dataset {name!r}: variables have different lengths {sizes}")
+        # in the dtype the networks' parameters are made in (float32 unless torch's default is changed):
+        # NumPy's float64 or integer arrays would meet float32 weights ("mat1 and mat2 must have the
+        # same dtype")
+        dtype = torch.get_default_dtype()
+        tensors = {n: t.to(dtype) if isinstance(t, torch.Tensor) else t for n, t in tensors.items()}
         check_batch(tensors, modalities)
         if labels is not None:
             labels = torch.as_tensor(labels, dtype=torch.long)
