@@ -21,6 +21,7 @@ indexed on the device with no host-to-device copy per step.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -245,6 +246,28 @@ def _at_step(error: NonFiniteLossError, step: int) -> NonFiniteLossError:
     return error
 
 
+def _check_callback(callback: Any) -> Any:
+    """``callback`` when it can be called as ``callback(trainer, record)``, refused before training
+    otherwise (it would fail after the first epoch)."""
+    if callback is None:
+        return None
+    if not callable(callback):
+        raise TypeError(
+            "callback must be a function called as callback(trainer, record) after each epoch, got "
+            f"{type(callback).__name__}"
+        )
+    try:
+        inspect.signature(callback).bind(None, None)
+    except TypeError:
+        raise TypeError(
+            f"callback is called as callback(trainer, record) after each epoch; {callback!r} cannot take "
+            "these two arguments"
+        ) from None
+    except ValueError:  # no signature to read (some builtins): called as it is
+        pass
+    return callback
+
+
 class Trainer:
     """Train a :class:`~pixyz_zoo.models.ZooModel` on a :class:`MultimodalDataset`.
 
@@ -349,10 +372,12 @@ class Trainer:
                 warnings.warn(note, stacklevel=2)
         self.seed, self.warmup_epochs = seed, warmup_epochs
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None and self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ValueError(f"run_dir {self.run_dir} is a file, not a directory; choose another run_dir")
         if progress not in (True, False, "lines"):
             raise ValueError(f"progress must be True, False or 'lines', got {progress!r}")
         self.progress = progress if self.rank == 0 else False  # one rank reports
-        self.callback = callback
+        self.callback = _check_callback(callback)
         model.warmup_epochs = warmup_epochs  # what print(model) says about the annealed symbols
         self.divergence = (
             DivergenceCheck(divergence_factor, divergence_warmup_steps, divergence_patience)

@@ -210,3 +210,23 @@ def test_generating_from_the_prior_without_a_count_says_what_to_pass(vae, digits
         ValueError, match=r"needs the number of samples n, e\.g\. model\.generate\(n=16\).*given="
     ):
         vae.generate(digits_train.first(4))
+
+
+def test_the_trainer_refuses_a_callback_or_run_dir_it_could_not_use_before_training(
+    vae, digits_train, tmp_path
+):
+    """A callback of one argument or a number failed after the first epoch ("takes 1 positional
+    argument but 2 were given", "'int' object is not callable"); a run_dir that is a file failed at
+    the first checkpoint with "[Errno 17] File exists"."""
+    with pytest.raises(TypeError, match=r"called as callback\(trainer, record\).*cannot take these two"):
+        Trainer(vae, digits_train, callback=lambda trainer: None)
+    with pytest.raises(TypeError, match=r"callback must be a function .* got int"):
+        Trainer(vae, digits_train, callback=3)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match=r"run_dir .*a_file is a file, not a directory"):
+        Trainer(vae, digits_train, run_dir=tmp_path / "a_file")
+    seen = []
+    Trainer(
+        vae, digits_train.subset(slice(0, 20)), epochs=1, progress=False, callback=lambda *a: seen.append(a)
+    ).fit()
+    assert len(seen) == 1 and seen[0][1]["epoch"] == 1
