@@ -305,3 +305,24 @@ def test_representation_from_model_gives_batched_posterior_means():
     assert 0.0 <= result["mig"] <= 1.0
     with pytest.raises(KeyError, match="latent="):
         representation_from_model(model, latent="w")(obs)
+
+
+def test_each_metric_names_what_to_pass_for_a_dataset_a_model_or_a_seed():
+    """``compute_all(dataset, model, rng)`` failed with "'GroundTruthDataset' object has no attribute
+    'num_factors'", ``mutual_information_gap(gt, model, rng)`` with "'BetaVAE' object is not callable";
+    only a seed in place of the generator was named."""
+    from pixyz_zoo.datasets import load_dataset
+
+    data = load_dataset("dsprites-procedural", "test").subset(slice(0, 8))
+    model = build_model("beta-vae", data.modalities, z_dim=2, hidden=[8])
+    represent, rng = representation_from_model(model), np.random.default_rng(0)
+    metrics = [beta_vae_score, factor_vae_score, mutual_information_gap, dci, sap_score, compute_all]
+    for metric in metrics:
+        with pytest.raises(TypeError, match=r"got GroundTruthDataset: pass the dataset's \.ground_truth"):
+            metric(data, represent, rng)
+        with pytest.raises(TypeError, match=r"ground_truth must be a dataset's ground truth, got BetaVAE"):
+            metric(model, data, rng)
+        with pytest.raises(TypeError, match=r"got BetaVAE: pass representation_from_model\(model\)"):
+            metric(data.ground_truth, model, rng)
+        with pytest.raises(TypeError, match=r"rng must be a np\.random\.Generator, got int"):
+            metric(data.ground_truth, represent, 0)

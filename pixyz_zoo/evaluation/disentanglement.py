@@ -100,12 +100,28 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31 - 1))
 
 
-def _check_rng(rng: Any) -> np.random.Generator:
+def _check_arguments(ground_truth: Any, represent: Any, rng: Any) -> None:
+    """Refuse, naming what to pass, what a metric cannot use: a dataset in place of its ground truth,
+    a model in place of a representation function, a seed in place of a generator."""
+    if not all(hasattr(ground_truth, name) for name in ("num_factors", "sample_factors")):
+        fix = (
+            "pass the dataset's .ground_truth (the process that generates its examples)"
+            if hasattr(ground_truth, "ground_truth")
+            else "pass data.ground_truth of a dataset that has one (dsprites-procedural, colored-shapes, "
+            "dsprites)"
+        )
+        raise TypeError(
+            f"ground_truth must be a dataset's ground truth, got {type(ground_truth).__name__}: {fix}"
+        )
+    if isinstance(represent, torch.nn.Module) or not callable(represent):
+        raise TypeError(
+            "represent must be a function from observations to codes, got "
+            f"{type(represent).__name__}: pass representation_from_model(model) for a zoo model"
+        )
     if not isinstance(rng, np.random.Generator):
         raise TypeError(
             f"rng must be a np.random.Generator, got {type(rng).__name__}; pass np.random.default_rng(seed)"
         )
-    return rng
 
 
 def _as_codes(codes: Any, n: int) -> np.ndarray:
@@ -214,7 +230,7 @@ def beta_vae_score(
 
     Returns ``train_accuracy`` and ``eval_accuracy`` (the score).
     """
-    _check_rng(rng)
+    _check_arguments(ground_truth, represent, rng)
     x_train, y_train = _beta_vae_points(ground_truth, represent, num_train, batch_size, rng, max_rows)
     x_eval, y_eval = _beta_vae_points(ground_truth, represent, num_eval, batch_size, rng, max_rows)
     classifier = LogisticRegression(max_iter=max_iter, random_state=_seed(rng))
@@ -282,7 +298,7 @@ def factor_vae_score(
 
     Returns ``train_accuracy``, ``eval_accuracy`` (the score) and ``num_active_dims``.
     """
-    _check_rng(rng)
+    _check_arguments(ground_truth, represent, rng)
     codes, _ = sample_codes(ground_truth, represent, num_variance_estimate, rng, max_rows)
     global_variances = codes.var(axis=0, ddof=1)
     active = np.sqrt(global_variances) >= prune_threshold
@@ -370,7 +386,7 @@ def mutual_information_gap(
 
     Returns ``mig`` and ``mig_<factor name>`` per factor.
     """
-    _check_rng(rng)
+    _check_arguments(ground_truth, represent, rng)
     codes, factors = sample_codes(ground_truth, represent, num_train, rng, max_rows)
     gaps = mig_from_codes(codes, factors, num_bins)
     result = {"mig": float(np.nanmean(gaps)) if np.isfinite(gaps).any() else math.nan}
@@ -499,7 +515,7 @@ def dci(
     ``benchmarks/metric_timing.py``); use smaller ``num_train`` or the random forest for
     quick checks.
     """
-    _check_rng(rng)
+    _check_arguments(ground_truth, represent, rng)
     codes_train, factors_train = sample_codes(ground_truth, represent, num_train, rng, max_rows)
     codes_test, factors_test = sample_codes(ground_truth, represent, num_test, rng, max_rows)
     importance, train_accuracy, test_accuracy = dci_importance(
@@ -581,7 +597,7 @@ def sap_score(
 
     Returns ``sap``.
     """
-    _check_rng(rng)
+    _check_arguments(ground_truth, represent, rng)
     codes_train, factors_train = sample_codes(ground_truth, represent, num_train, rng, max_rows)
     codes_test, factors_test = sample_codes(ground_truth, represent, num_test, rng, max_rows)
     scores = sap_score_matrix(
@@ -627,7 +643,7 @@ def compute_all(
     ``options`` overrides a metric's options by name, e.g. ``{"dci": {"predictor":
     "random_forest"}}``. The metrics draw from ``rng`` one after the other.
     """
-    _check_rng(rng)
+    _check_arguments(ground_truth, represent, rng)
     settings = {k: dict(v) for k, v in (QUICK_SETTINGS if quick else FULL_SETTINGS).items()}
     for name, values in (options or {}).items():
         if name not in settings:
