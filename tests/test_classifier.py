@@ -157,3 +157,12 @@ def test_errors(digits, mlp):
         train_classifier(train, input="y", label="y", arch="conv", epochs=0)
     with pytest.raises(ValueError, match="shape"):
         mlp.predict(torch.zeros(3, 1, 28, 28))
+
+
+def test_a_missing_label_modality_points_to_the_datasets_class_labels():
+    """``train_classifier(trimodal, "m")`` said only "'y' is not a modality": the digit of
+    MNIST-SVHN-Text-like data is ``data.labels``, which ``label=None`` trains on."""
+    data = load_dataset("trimodal-digits", "test").subset(slice(0, 20))
+    with pytest.raises(KeyError, match=r"'y' is not a modality.*class labels \(data\.labels\): label=None"):
+        train_classifier(data, "m", epochs=0)
+    assert train_classifier(data, "m", label=None, epochs=0, device="cpu").classes

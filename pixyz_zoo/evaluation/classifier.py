@@ -304,8 +304,13 @@ def train_classifier(
 
     for name in (input,) if label is None else (input, label):
         if name not in data.modalities:
+            hint = (
+                "; its examples carry class labels (data.labels): label=None trains on them"
+                if name == label and data.labels is not None
+                else ""
+            )
             raise KeyError(
-                f"{name!r} is not a modality of the dataset {data.name!r}: {sorted(data.modalities)}"
+                f"{name!r} is not a modality of the dataset {data.name!r}: {sorted(data.modalities)}{hint}"
             )
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
