@@ -451,3 +451,14 @@ def test_grids_for_two_and_three_modalities(data):
         grids[tuple(names)].savefig(io.BytesIO(), format="png")
     with pytest.raises(KeyError, match="unknown modality"):
         cross_modal_grid(model, batch, ["x"])
+
+
+def test_one_classifier_or_a_list_in_place_of_the_mapping_is_refused_naming_the_mapping(data, classifiers):
+    """``coherence(model, test, classifier, ...)`` failed with "argument of type 'ModalityClassifier'
+    is not iterable"; a list printed the whole network in a KeyError."""
+    _, test = data
+    for wrong in (classifiers["m"], [classifiers["m"]]):
+        with pytest.raises(TypeError, match=r"classifiers map each modality to its own, e\.g\. \{'m': one\}"):
+            coherence(Oracle(test), test, wrong, ["m"], "s")
+        with pytest.raises(TypeError, match=r"classifiers map each modality"):
+            joint_coherence(Oracle(test), wrong, n=10)

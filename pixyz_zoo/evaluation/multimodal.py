@@ -96,6 +96,17 @@ def subset_key(given: Sequence[str]) -> str:
     return ",".join(given)
 
 
+def _by_modality(value: Any, what: str) -> Mapping[str, Any]:
+    """``value`` when it maps modality names to ``what`` (classifiers, feature extractors); a single one
+    or a list is refused, naming the mapping to pass."""
+    if isinstance(value, Mapping):
+        return value
+    raise TypeError(
+        f"{what} map each modality to its own, e.g. {{'m': one}} (train_modality_classifiers returns "
+        f"such a dict), got {type(value).__name__}"
+    )
+
+
 def _names(given: Sequence[str], known: Iterable[str], role: str = "given") -> list[str]:
     known = list(known)
     given = variable_names(given)
@@ -239,7 +250,7 @@ def coherence(
     if not given:
         raise ValueError("coherence needs at least one given modality; use joint_coherence for the prior")
     (target,) = _names([target], data.modalities, "target")
-    if target not in classifiers:
+    if target not in _by_modality(classifiers, "classifiers"):
         raise KeyError(
             f"no classifier for the target {target!r}; classifiers are given for {sorted(classifiers)}"
         )
@@ -270,6 +281,7 @@ def coherence_table(
 ) -> dict[str, float]:
     """Coherence from every subset (default: every non-empty one) to every target with a
     classifier; keys ``coherence[m,s->t]``."""
+    classifiers = _by_modality(classifiers, "classifiers")
     names = [m for m in data.modalities if m in classifiers] if targets is None else list(targets)
     subsets = nonempty_subsets(data.modalities) if subsets is None else subsets
     out = {}
@@ -293,7 +305,7 @@ def joint_coherence(
     """Joint coherence (Shi et al. 2019): the fraction of ``n`` unconditional samples of all
     ``modalities`` (default: every modality of the model) whose predicted classes all agree."""
     names = list(model.modalities if modalities is None else modalities)
-    missing = [m for m in names if m not in classifiers]
+    missing = [m for m in names if m not in _by_modality(classifiers, "classifiers")]
     if missing:
         raise KeyError(f"no classifier for {missing}; classifiers are given for {sorted(classifiers)}")
     if len(names) < 2:
@@ -471,7 +483,7 @@ def cross_modal_fd(
     ``target`` of ``data`` (its stored values), both through ``extractors[target]``."""
     given = _names(given, data.modalities)
     (target,) = _names([target], data.modalities, "target")
-    if target not in extractors:
+    if target not in _by_modality(extractors, "extractors"):
         raise KeyError(f"no feature extractor for {target!r}; extractors are given for {sorted(extractors)}")
     extractor = extractors[target]
     modality = data.modalities[target]
@@ -632,6 +644,7 @@ def evaluate_multimodal(
     subsets = nonempty_subsets(names)
     test = _subsample(test_data, n_test, seed)
     likelihood_test = _subsample(test_data, n_likelihood if n_likelihood is not None else n_test, seed)
+    classifiers = _by_modality(classifiers, "classifiers")
     if extractors is None:
         extractors = {
             m: classifier_features(c)
