@@ -171,9 +171,10 @@ def check_modalities(modalities: Any) -> dict[str, Modality]:
 def check_batch_is_dict(batch: object, names: Iterable[str]) -> None:
     """Refuse a batch that is not a dict of tensors by variable name (a bare tensor)."""
     if not isinstance(batch, dict):
+        hint = " (dataset.first(n) is a batch of its first n examples)" if hasattr(batch, "first") else ""
         raise TypeError(
             f"a batch must be a dict keyed by variable name, got {type(batch).__name__}; "
-            f"e.g. {{{', '.join(repr(n) + ': tensor' for n in names)}}}"
+            f"e.g. {{{', '.join(repr(n) + ': tensor' for n in names)}}}{hint}"
         )
 
 

@@ -230,3 +230,17 @@ def test_the_trainer_refuses_a_callback_or_run_dir_it_could_not_use_before_train
         vae, digits_train.subset(slice(0, 20)), epochs=1, progress=False, callback=lambda *a: seen.append(a)
     ).fit()
     assert len(seen) == 1 and seen[0][1]["epoch"] == 1
+
+
+def test_a_dataset_where_a_batch_belongs_points_to_dataset_first(trimodal):
+    """``cross_modal_grid(model, dataset, ...)`` indexed the dataset by a modality's name and failed
+    with "a dataset is indexed by one example's position, got str"; a model's own batch check named
+    only the dict it wanted."""
+    from pixyz_zoo.models import MoPoE
+    from pixyz_zoo.plots import cross_modal_grid
+
+    model = MoPoE(trimodal.modalities, z_dim=2, hidden=[8])
+    with pytest.raises(TypeError, match=r"dataset\['m'\]: a dataset is not a batch.*dataset\.first\(n\)"):
+        cross_modal_grid(model, trimodal, ["m"])
+    with pytest.raises(TypeError, match=r"got MultimodalDataset.*\(dataset\.first\(n\) is a batch"):
+        model.reconstruct(trimodal)

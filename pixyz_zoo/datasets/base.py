@@ -186,6 +186,12 @@ class MultimodalDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """Example ``index`` (negative counts from the end), each modality without a batch dimension."""
+        if isinstance(index, str):
+            raise TypeError(
+                f"dataset[{index!r}]: a dataset is not a batch; where a batch belongs pass "
+                f"dataset.first(n) (its first n examples as one batch); dataset.tensors[{index!r}] holds "
+                "every example of the variable"
+            )
         try:
             position = operator.index(index)
         except TypeError:
