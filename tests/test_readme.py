@@ -67,7 +67,7 @@ def notebook_commands() -> list[tuple[str, list[str]]]:
 
 
 def test_the_readme_has_the_examples_these_tests_read():
-    assert len(code_blocks("python")) == 1
+    assert len(code_blocks("python")) == 2
     assert len(cli_commands()) >= 23
     assert len(notebook_commands()) >= 20
 
@@ -106,7 +106,7 @@ def test_every_notebook_command_is_one_the_cli_accepts(notebook, arguments):
 
 
 def test_the_readme_python_example_runs_and_prints_the_terms(monkeypatch, tmp_path):
-    (source,) = code_blocks("python")
+    source = code_blocks("python")[0]
     monkeypatch.chdir(tmp_path)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -116,3 +116,14 @@ def test_the_readme_python_example_runs_and_prints_the_terms(monkeypatch, tmp_pa
     terms = [line for line in out.splitlines() if re.match(r"\s+-?\d+\.\d{3}  ", line)]
     assert len(terms) == 2 and r"\log p(x|z)" in terms[0] and "4.0 D_{KL}" in terms[1]
     assert list(tmp_path.iterdir()) == []  # the example writes no file
+
+
+def test_the_readme_example_of_ones_own_data_trains_and_generates(monkeypatch, tmp_path):
+    source = code_blocks("python")[1]
+    monkeypatch.chdir(tmp_path)
+    printed, progress = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(progress):
+        exec(compile(source, str(README), "exec"), {"__name__": "readme"})
+    assert "torch.Size([4, 1, 16, 16])" in printed.getvalue()
+    assert "epoch 2/2: train_loss" in printed.getvalue() + progress.getvalue()  # two epochs trained
+    assert list(tmp_path.iterdir()) == []
