@@ -163,3 +163,9 @@ def test_bernoulli_values_outside_the_unit_interval_are_refused():
             MultimodalDataset("mine", {"x": pixels}, {"x": Modality("x", (1, 4, 4), "bernoulli")}, binarize)
     data = MultimodalDataset("mine", {"x": pixels / 255}, {"x": Modality("x", (1, 4, 4), "bernoulli")})
     assert data.first(4)["x"].unique().tolist() in ([0.0, 1.0], [0.0], [1.0])
+
+
+def test_class_indices_for_a_one_hot_label_are_named_by_the_dataset():
+    labels = Modality("y", (3,), "categorical")
+    with pytest.raises(ValueError, match=r"'y' holds 4 class indices.*one_hot\(y, 3\)\.float\(\)"):
+        MultimodalDataset("mine", {"y": torch.tensor([0, 2, 1, 1])}, {"y": labels})

@@ -115,9 +115,9 @@ class MultimodalDataset(Dataset):
         # in the dtype the networks' parameters are made in (float32 unless torch's default is changed):
         # NumPy's float64 or integer arrays would meet float32 weights ("mat1 and mat2 must have the
         # same dtype")
-        dtype = torch.get_default_dtype()
-        tensors = {n: t.to(dtype) if isinstance(t, torch.Tensor) else t for n, t in tensors.items()}
         check_batch(tensors, modalities)
+        dtype = torch.get_default_dtype()
+        tensors = {n: t.to(dtype) for n, t in tensors.items()}
         if labels is not None:
             labels = torch.as_tensor(labels, dtype=torch.long)
             if labels.shape != (len(next(iter(tensors.values()))),):
