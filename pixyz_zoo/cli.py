@@ -243,11 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from pixyz_zoo.experiments import check_experiment, default_out, reproduce
+    from pixyz_zoo.runs import check_writable_dir
 
     # before the output directory is announced
     check_experiment(args.experiment, args.dataset, args.device, args.seed)
     setting = "quick" if args.quick else "smoke" if args.smoke else "full"
     out = args.out or default_out(args.experiment, setting, args.dataset)
+    check_writable_dir(out)
     print(f"output directory: {out}")
     results = reproduce(
         args.experiment,

@@ -88,6 +88,12 @@ def check_run_dir(run_dir: str | os.PathLike) -> None:
         raise FileExistsError(
             f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out"
         )
+    check_writable_dir(run_dir)
+
+
+def check_writable_dir(run_dir: str | os.PathLike) -> None:
+    """Refuse an output directory that cannot be created or written (a file in its way, no permission)."""
+    run_dir = Path(run_dir)
     for path in (run_dir, *run_dir.parents):
         if path.exists():
             if not path.is_dir():

@@ -470,3 +470,14 @@ def test_every_argument_of_every_command_says_what_it_is():
         if not isinstance(action, argparse._HelpAction) and not action.help
     ]
     assert silent == []
+
+
+def test_reproduce_refuses_an_out_it_cannot_write_before_it_starts(tmp_path, capsys):
+    """`reproduce iterative-inference --out FILE` announced the directory and started its first model
+    before it failed on the run directory."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["reproduce", "iterative-inference", "--smoke", "--out", str(blocker), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert f"{blocker} is a file, not a directory; choose another --out" in captured.err
+    assert "output directory" not in captured.out and "VAE" not in captured.out

@@ -20,7 +20,7 @@ from typing import Any
 from pixyz_zoo.datasets import MultimodalDataset, load_dataset
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.run_spec import RunSpec, integer_at_least
-from pixyz_zoo.runs import fit_run, write_json
+from pixyz_zoo.runs import check_writable_dir, fit_run, write_json
 
 SETTINGS = ("full", "quick", "smoke")
 
@@ -208,6 +208,7 @@ def reproduce(
     setting's default (None). ``precision`` and ``download``: see :class:`ExperimentContext`."""
     experiment = check_experiment(name, dataset, device)
     out = Path(out) if out is not None else default_out(name, setting, dataset)
+    check_writable_dir(out)
     context = ExperimentContext(out, setting, device, data_root, seed, progress, dataset, precision, download)
     return experiment.run(context)
 
