@@ -112,10 +112,10 @@ class MultimodalDataset(Dataset):
         sizes = {n: len(t) for n, t in tensors.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"dataset {name!r}: variables have different lengths {sizes}")
+        check_batch(tensors, modalities)  # before the conversion: class indices are named as such
         # in the dtype the networks' parameters are made in (float32 unless torch's default is changed):
         # NumPy's float64 or integer arrays would meet float32 weights ("mat1 and mat2 must have the
         # same dtype")
-        check_batch(tensors, modalities)
         dtype = torch.get_default_dtype()
         tensors = {n: t.to(dtype) for n, t in tensors.items()}
         if labels is not None:
