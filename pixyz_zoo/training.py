@@ -586,7 +586,19 @@ class Trainer:
                 f"model has {self.model.config}; rebuild the model with the checkpoint's options "
                 "(pixyz-zoo train --resume does this for you)"
             )
-        stored_world = payload.get("trainer", {}).get("world_size", 1)
+        stored = payload.get("trainer", {})
+        differing = [
+            f"{name}={getattr(self, name)!r} (the run's: {stored[name]!r})"
+            for name in ("batch_size", "seed", "warmup_epochs")
+            if name in stored and stored[name] != getattr(self, name)
+        ]
+        if differing:
+            raise CheckpointError(
+                f"checkpoint {source} continues only as it was made, and this trainer has "
+                f"{', '.join(differing)}; build the Trainer with the run's settings (only epochs, "
+                "check_every and precision may change)"
+            )
+        stored_world = stored.get("world_size", 1)
         if stored_world != self.world_size:
             raise CheckpointError(
                 f"checkpoint {source} was trained by {stored_world} process(es), and {self.world_size} "

@@ -5,6 +5,8 @@ element #0 has length 3" or "Tensor.__contains__ only supports Tensor or scalar"
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -244,3 +246,20 @@ def test_a_dataset_where_a_batch_belongs_points_to_dataset_first(trimodal):
         cross_modal_grid(model, trimodal, ["m"])
     with pytest.raises(TypeError, match=r"got MultimodalDataset.*\(dataset\.first\(n\) is a batch"):
         model.reconstruct(trimodal)
+
+
+@pytest.mark.parametrize(
+    "setting, named",
+    [({"batch_size": 50}, "batch_size=50 (the run's: 64)"), ({"seed": 3}, "seed=3 (the run's: 0)")],
+)
+def test_trainer_resume_refuses_settings_that_differ_from_the_run(digits_train, tmp_path, setting, named):
+    """A trainer of batch 50 resumed a run of batch 64 and went on with batch 50 (`train --resume`
+    refuses a different --batch-size); the run then matched neither setting."""
+    data = digits_train.subset(slice(0, 128))
+    made = {"epochs": 1, "batch_size": 64, "seed": 0, "progress": False, "run_dir": tmp_path}
+    Trainer(VAE(data.modalities, z_dim=2, hidden=[8]), data, **made).fit()
+    other = Trainer(VAE(data.modalities, z_dim=2, hidden=[8]), data, **{**made, "epochs": 2, **setting})
+    with pytest.raises(CheckpointError, match=rf"continues only as it was made.*{re.escape(named)}"):
+        other.resume()
+    same = Trainer(VAE(data.modalities, z_dim=2, hidden=[8]), data, **{**made, "epochs": 2})
+    assert [record["epoch"] for record in same.resume().fit()] == [1, 2]
