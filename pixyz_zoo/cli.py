@@ -204,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(graph)
     graph.add_argument("--parameters", action="store_true", help="draw the parameters theta and phi")
     graph.add_argument(
-        "--out", type=Path, default=None, help="figure path, or a folder for MODEL_graph.png (default: here)"
+        "--out",
+        default=None,
+        help="figure path, or a folder for MODEL_graph.png (an existing one, or a path ending in /; "
+        "default: here)",
     )
 
     reproduce = sub.add_parser(
@@ -504,8 +507,13 @@ def cmd_graph(args: argparse.Namespace) -> None:
     from pixyz_zoo.datasets import load_dataset
     from pixyz_zoo.models import build_model
     from pixyz_zoo.run_spec import RunSpec
-    from pixyz_zoo.runs import as_the_run_reads, run_modalities
+    from pixyz_zoo.runs import as_the_run_reads, check_writable_dir, run_modalities
 
+    name = Path(f"{args.model}_graph.png")
+    out = Path(args.out) if args.out is not None else name
+    folder = out.is_dir() or (args.out or "").endswith(("/", os.sep))
+    target = out / name if folder else out  # a folder: the figure inside
+    check_writable_dir(target.parent, "the figure's folder")
     # the model a run with these settings builds (its options checked as the run is described, before
     # any data is loaded): on the modalities a dataset read from files declares (no file needed), else
     # on its test split's
@@ -529,9 +537,7 @@ def cmd_graph(args: argparse.Namespace) -> None:
         show_parameters=args.parameters,
         title=type(model).__name__,
     )
-    name = Path(f"{args.model}_graph.png")
-    out = args.out if args.out is not None else name
-    path = plots.save_figure(fig, out / name if out.is_dir() else out)  # a folder: the figure inside
+    path = plots.save_figure(fig, target)
     print(f"graphical model: {path}")
 
 

@@ -91,20 +91,17 @@ def check_run_dir(run_dir: str | os.PathLike) -> None:
     check_writable_dir(run_dir)
 
 
-def check_writable_dir(run_dir: str | os.PathLike) -> None:
+def check_writable_dir(run_dir: str | os.PathLike, what: str = "the run directory") -> None:
     """Refuse an output directory that cannot be created or written (a file in its way, no permission)."""
     run_dir = Path(run_dir)
     for path in (run_dir, *run_dir.parents):
         if path.exists():
             if not path.is_dir():
                 raise NotADirectoryError(
-                    f"cannot make the run directory {run_dir}: {path} is a file, not a directory; "
-                    "choose another --out"
+                    f"cannot make {what} {run_dir}: {path} is a file, not a directory; choose another --out"
                 )
             if not os.access(path, os.W_OK | os.X_OK):
-                raise PermissionError(
-                    f"cannot write the run directory {run_dir} under {path}; choose another --out"
-                )
+                raise PermissionError(f"cannot write {what} {run_dir} under {path}; choose another --out")
             return
 
 

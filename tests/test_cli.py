@@ -147,6 +147,20 @@ def test_graph_into_a_folder_writes_the_figure_inside(tmp_path, capsys):
     assert f"graphical model: {folder / 'vae_graph.png'}" in capsys.readouterr().out
 
 
+def test_graph_into_a_new_folder_named_with_a_slash_and_a_file_in_the_way(tmp_path, capsys):
+    """``--out new/`` wrote new.png; ``--out FILE/x.png`` failed with "[Errno 17] File exists" after the
+    model was printed."""
+    assert main(["graph", "vae", "--out", f"{tmp_path / 'new'}/", "-o", "hidden=[8]"]) == 0
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["vae_graph.png"]
+    assert not (tmp_path / "new.png").exists()
+    capsys.readouterr()
+    (tmp_path / "a_file").write_text("")
+    assert main(["graph", "vae", "--out", str(tmp_path / "a_file" / "x.png"), "-o", "hidden=[8]"]) == 1
+    out, err = capsys.readouterr()
+    assert f"cannot make the figure's folder {tmp_path / 'a_file'}: {tmp_path / 'a_file'} is a file" in err
+    assert "p(x,z)" not in out  # refused before the model is printed
+
+
 @pytest.mark.parametrize("split,size", [("train", 1438), ("test", 359)])
 def test_more_examples_than_the_split_holds_are_refused_before_the_run_starts(split, size, tmp_path, capsys):
     run = tmp_path / "run"
