@@ -357,3 +357,9 @@ def test_a_model_or_a_dataset_where_values_are_drawn_is_refused_naming_what_to_p
         latent_scatter(model, digits_train)
     codes = model.encode(digits_train.first(6))["z"]
     assert isinstance(latent_scatter(codes, digits_train.first(6)["y"]), Figure)
+    from pixyz_zoo.plots import comparison_grid
+
+    with pytest.raises(
+        TypeError, match=r"comparison_grid draws labelled rows, a dict such as .* got MultimodalDataset"
+    ):
+        comparison_grid(digits_train)  # it failed with "'MultimodalDataset' object has no attribute 'values'"

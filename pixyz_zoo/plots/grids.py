@@ -343,6 +343,11 @@ def comparison_grid(
     each example's decoded string under its column; a label or vector row is a heat map with one
     column per example, one line per class.
     """
+    if not isinstance(rows, Mapping):
+        raise TypeError(
+            "comparison_grid draws labelled rows, a dict such as {'data': batch['x'], 'reconstruction': "
+            f"model.reconstruct(batch)['x']}}, got {type(rows).__name__}"
+        )
     if not rows:
         raise ValueError("comparison_grid needs at least one row, e.g. {'data': x}")
     n = min(int(nrow), *(len(values) for values in rows.values()))
