@@ -151,13 +151,17 @@ def test_every_count_argument_refuses_a_fraction_naming_itself(vae, digits_train
             vae, batch, "x", [], n_samples=2.5
         ),
         "the number of importance samples k": lambda: StratifiedIWAE(None, vae.prior, [vae.p_x], k=2.5),
-        "samples": lambda: IterativeVAE(digits_train.modalities, z_dim=2, hidden=[8], samples=2.5),
         r"check_every \(steps between reads of the loss\)": lambda: Trainer(vae, data, check_every=2.5),
         "the number of samples n_samples": lambda: vae.sample_latents(batch, ["x"], n_samples=2.5),
     }
     for what, call in calls.items():
         with pytest.raises(ValueError, match=rf"^{what} must be an integer >= 1, got 2\.5"):
             call()
+    # a model's count option is checked as build_model checks it, naming the model and the option
+    with pytest.raises(
+        ValueError, match=r"^model 'iterative-vae': invalid option value\(s\): samples=2\.5 \(expected"
+    ):
+        IterativeVAE(digits_train.modalities, z_dim=2, hidden=[8], samples=2.5)
 
 
 @pytest.mark.parametrize(
@@ -263,3 +267,28 @@ def test_trainer_resume_refuses_settings_that_differ_from_the_run(digits_train, 
         other.resume()
     same = Trainer(VAE(data.modalities, z_dim=2, hidden=[8]), data, **{**made, "epochs": 2})
     assert [record["epoch"] for record in same.resume().fit()] == [1, 2]
+
+
+def test_a_model_class_checks_its_options_as_build_model_does(digits_train):
+    """``VAE(modalities, z_dim=2.5)`` failed inside torch ("empty(): argument 'size' ... must be tuple of
+    ints"), ``hidden=32`` with "'int' object is not iterable", ``zdim=3`` as an unexpected keyword."""
+    from pixyz_zoo.models import BetaVAE
+
+    modalities = digits_train.modalities
+    with pytest.raises(
+        ValueError, match=r"model 'vae': invalid option value\(s\): z_dim=2\.5 \(expected an int >= 1\)"
+    ):
+        VAE(modalities, z_dim=2.5)
+    with pytest.raises(ValueError, match=r"hidden=32 \(expected a list of ints >= 1\)"):
+        VAE(modalities, hidden=32)
+    with pytest.raises(TypeError, match=r"model 'vae' has no option\(s\) \['zdim'\]; its options are"):
+        VAE(modalities, zdim=3)
+    with pytest.raises(ValueError, match=r"model 'beta-vae': .*beta=-1"):
+        BetaVAE(modalities, beta=-1)
+
+    class WithAnOptionOfItsOwn(VAE):  # a subclass of one's own is built as it is written
+        def __init__(self, modalities, extra: int = 1, **options):
+            super().__init__(modalities, **options)
+            self.extra = extra
+
+    assert WithAnOptionOfItsOwn(modalities, extra=5, z_dim=2, hidden=[8]).extra == 5

@@ -290,14 +290,18 @@ def test_negative_steps_are_a_clear_error(digits_train):
     model = VAE(digits_train.modalities, **TINY)
     for make in (
         lambda: refined_inference(model, steps=-1),
-        lambda: IterativeVAE(digits_train.modalities, refine_steps=-1, **TINY),
-        lambda: RefinedVAE(digits_train.modalities, refine_steps=-2, **TINY),
         lambda: refined_inference(model, steps=2).run({"x": digits_train.first(2)["x"]}, steps=-1),
     ):
         with pytest.raises(ValueError, match="T must be an integer >= 0.*use T = 0"):
             make()
-    with pytest.raises(ValueError, match="refine_steps=-1 .expected an int >= 0"):
-        build_model("iterative-vae", digits_train.modalities, refine_steps=-1)
+    # a model's options are checked as build_model checks them, whether it is built by name or by class
+    for name, make in (
+        ("iterative-vae", lambda: IterativeVAE(digits_train.modalities, refine_steps=-1, **TINY)),
+        ("refined-vae", lambda: RefinedVAE(digits_train.modalities, refine_steps=-2, **TINY)),
+        ("iterative-vae", lambda: build_model("iterative-vae", digits_train.modalities, refine_steps=-1)),
+    ):
+        with pytest.raises(ValueError, match=rf"model '{name}': .*refine_steps=-\d .expected an int >= 0"):
+            make()
 
 
 def test_a_model_without_a_gaussian_posterior_is_a_clear_error():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import types
@@ -55,7 +56,29 @@ MODELS: dict[str, type[ZooModel]] = {
 def register_model(cls: type[ZooModel]) -> type[ZooModel]:
     """Class decorator: make ``cls`` available to ``build_model`` and the CLI as ``cls.name``."""
     MODELS[cls.name] = cls
+    _checks_its_options(cls)
     return cls
+
+
+def _checks_its_options(cls: type[ZooModel]) -> None:
+    """Make ``cls(modalities, **options)`` check its options as :func:`build_model` does (a model built
+    directly took ``z_dim=2.5`` or ``hidden=32`` and failed inside torch). Only the class built
+    checks them: a subclass of one's own, with options of its own, is built as it is written."""
+    init = cls.__init__
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: ZooModel, *args: Any, **kwargs: Any) -> None:
+        if type(self) is cls:
+            try:
+                bound = signature.bind(self, *args, **kwargs)
+            except TypeError:
+                validate_options(cls.name, kwargs)  # names an unknown option and the model's options
+                raise
+            validate_options(cls.name, dict(list(bound.arguments.items())[2:]))  # after self, modalities
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
 
 
 def model_options(name: str) -> dict[str, Any]:
@@ -205,9 +228,13 @@ def validate_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_model(name: str, modalities: dict[str, Modality], **options: Any) -> ZooModel:
-    """Build the registered model ``name`` on ``modalities`` with constructor ``options``."""
-    validate_options(name, options)
+    """Build the registered model ``name`` on ``modalities`` with constructor ``options`` (checked by
+    the class itself, see :func:`_checks_its_options`)."""
     return get_model_class(name)(modalities, **options)
+
+
+for _cls in MODELS.values():
+    _checks_its_options(_cls)
 
 
 __all__ = [
