@@ -587,10 +587,11 @@ class Trainer:
                 "(pixyz-zoo train --resume does this for you)"
             )
         stored = payload.get("trainer", {})
-        differing = [
-            f"{name}={getattr(self, name)!r} (the run's: {stored[name]!r})"
-            for name in ("batch_size", "seed", "warmup_epochs")
-            if name in stored and stored[name] != getattr(self, name)
+        differing = [  # every setting the checkpoint records but epochs (a resume extends them) and the
+            # number of processes (refused below with the torchrun command)
+            f"{name}={getattr(self, name)!r} (the run's: {value!r})"
+            for name, value in stored.items()
+            if name not in ("epochs", "world_size") and value != getattr(self, name)
         ]
         if differing:
             raise CheckpointError(
