@@ -292,3 +292,61 @@ def test_a_model_class_checks_its_options_as_build_model_does(digits_train):
             self.extra = extra
 
     assert WithAnOptionOfItsOwn(modalities, extra=5, z_dim=2, hidden=[8]).extra == 5
+
+
+def test_encoding_from_no_modality_points_to_the_prior(trimodal):
+    """``encode(batch, given=[])`` of a multimodal model returned one prior mean of shape (1, z),
+    whatever the batch's size."""
+    from pixyz_zoo.models import MoPoE
+
+    model = MoPoE(trimodal.modalities, z_dim=2, hidden=[8])
+    with pytest.raises(ValueError, match=r"given=\[\] names none.*model\.sample_latents\(None, \[\], n=N\)"):
+        model.encode(trimodal.first(5), given=[])
+    assert model.sample_latents(None, [], n=5)["z"].shape == (5, 2)
+
+
+@pytest.mark.parametrize("sample_latent", [True, False])
+def test_a_count_of_prior_draws_is_refused_beside_a_given_modality(trimodal, sample_latent):
+    """``generate(batch, given=["m"], n=3)`` of a batch of 5 ignored ``n`` and generated 5 rows. An
+    ``n`` that is the batch's size stays allowed (a loop over subsets, the empty one included)."""
+    from pixyz_zoo.models import MoPoE
+
+    model = MoPoE(trimodal.modalities, z_dim=2, hidden=[8])
+    batch = trimodal.first(5)
+    with pytest.raises(ValueError, match=r"n=3 is the number of draws .*\[.m.\].*5 here.*first\(n\)"):
+        model.generate(batch, given=["m"], n=3, sample_latent=sample_latent)
+    with pytest.raises(ValueError, match=r"n=3 is the number of draws from the prior"):
+        model.sample_latents(batch, ["m"], n=3)
+    assert model.generate(trimodal.first(3), given=["m"], sample_latent=sample_latent)["t"].shape[0] == 3
+    assert model.generate(batch, given=["m"], n=5, sample_latent=sample_latent)["t"].shape[0] == 5
+
+
+def test_reconstructing_a_batch_that_lacks_a_modality_names_the_cross_modal_generation(trimodal):
+    """reconstruct takes no ``given``, but its message said "name only what it holds as given"."""
+    from pixyz_zoo.models import MoPoE, build_model
+
+    model = MoPoE(trimodal.modalities, z_dim=2, hidden=[8])
+    batch = trimodal.first(4)
+    with pytest.raises(
+        KeyError, match=r"lacks \['s', 't'\].*from those it holds: model\.generate\(batch, given=\['m'\]\)"
+    ):
+        model.reconstruct({"m": batch["m"]})
+    assert model.generate({"m": batch["m"]}, given=["m"])["t"].shape[0] == 4
+    with pytest.raises(KeyError, match=r"lacks \['m', 's', 't'\] \(it holds \['x'\]\).*modality name\"$"):
+        model.reconstruct({"x": batch["m"]})
+    translation = build_model("translation", trimodal.modalities, z_dim=2, hidden=[8])  # m, s -> t
+    with pytest.raises(KeyError, match=r"lacks \['s'\].*keyed by modality name\"$"):
+        translation.reconstruct({"m": batch["m"]})
+
+
+def test_a_translation_model_given_nothing_it_reads_says_it_has_no_prior(trimodal):
+    """Its advice was to train a translation model with observed=[], which is refused."""
+    from pixyz_zoo.models import build_model
+
+    model = build_model("translation", trimodal.modalities, z_dim=2, hidden=[8])  # m, s -> t
+    batch = trimodal.first(3)
+    for given in ([], ["t"]):
+        with pytest.raises(ValueError, match=r"Give them \(it has no prior to generate from without them\)"):
+            model.generate(batch, given=given)
+    with pytest.raises(ValueError, match=r"or train a translation model with observed=\['m'\]"):
+        model.generate(batch, given=["m", "t"])

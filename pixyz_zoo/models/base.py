@@ -651,6 +651,11 @@ class ZooModel(Model):
     ) -> dict[str, torch.Tensor]:
         """Latents inferred from ``given`` (default: every modality): means, or one sample."""
         given = self._check_given(self.modalities if given is None else given)
+        if not given:
+            raise ValueError(
+                "encode infers the latents from modalities, and given=[] names none. Without a "
+                "modality they follow the prior: draw them with model.sample_latents(None, [], n=N)"
+            )
         self._check_given_batch(batch, given)
         self.distributions.eval()
         q = self.inference_for(given)
@@ -779,6 +784,7 @@ class ZooModel(Model):
         """
         given = self._check_given(given)
         check_count(n_samples, "the number of samples n_samples")
+        self._check_count_beside_given(batch, given, n)
         self.distributions.eval()
         if given:
             if batch is None:
@@ -821,11 +827,28 @@ class ZooModel(Model):
         """
         targets = self.check_targets(self.default_targets() if targets is None else targets)
         given = self._check_given(given)
+        self._check_count_beside_given(batch, given, n)
         if given and not sample_latent:
             latents = self.encode(batch if batch is not None else {}, given)
         else:
             latents = self.sample_latents(batch, given, n=n)
         return self.decode(latents, targets, conditions=batch)
+
+    @staticmethod
+    def _check_count_beside_given(
+        batch: dict[str, torch.Tensor] | None, given: list[str], n: int | None
+    ) -> None:
+        """``n`` counts draws from the prior; with modalities given, the batch's rows are the count,
+        so an ``n`` given beside them must be that count (another was ignored)."""
+        if not given or n is None or not isinstance(batch, dict) or given[0] not in batch:
+            return
+        rows = len(batch[given[0]])
+        if n != rows:
+            raise ValueError(
+                f"n={n!r} is the number of draws from the prior, but the latents are inferred from "
+                f"{given}: one generation per example of the batch, {rows} here. Pass n rows of the "
+                "data (dataset.first(n)), or leave given out to sample from the prior"
+            )
 
     def modalities_in_generative(self) -> list[str]:
         return [v for v in self.generative.var if v in self.modalities]
@@ -834,7 +857,28 @@ class ZooModel(Model):
         self, batch: dict[str, torch.Tensor], sample_latent: bool = False
     ) -> dict[str, torch.Tensor]:
         """Decode every modality from the latent inferred from all of them."""
+        self._check_reconstructed_batch(batch, list(self.modalities))
         return self.generate(batch, given=list(self.modalities), sample_latent=sample_latent)
+
+    def _check_reconstructed_batch(
+        self, batch: dict[str, torch.Tensor], names: list[str], from_fewer: bool = True
+    ) -> None:
+        """A batch that lacks some of the modalities ``names`` a reconstruction infers from is refused
+        (reconstruct takes no ``given``); ``from_fewer``: name the cross-modal generation from those
+        it holds."""
+        check_batch_is_dict(batch, names)
+        held = [m for m in names if m in batch]
+        if len(held) < len(names):
+            advice = (
+                f", or generate from those it holds: model.generate(batch, given={held})"
+                if held and from_fewer
+                else ""
+            )
+            raise KeyError(
+                f"reconstruct infers the latents from all of {names}, but the batch lacks "
+                f"{[m for m in names if m not in batch]} (it holds {sorted(batch)}); pass those in "
+                f"the batch, keyed by modality name{advice}"
+            )
 
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         """``n`` unconditional samples (decoder means at latents drawn from the prior)."""

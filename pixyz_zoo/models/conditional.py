@@ -145,6 +145,7 @@ class ConditionalModel(ZooModel):
         self, batch: dict[str, torch.Tensor], sample_latent: bool = False
     ) -> dict[str, torch.Tensor]:
         """The target decoded from ``q(z|t,c)`` (the condition is not generated)."""
+        self._check_reconstructed_batch(batch, list(self.modalities), from_fewer=False)
         return self.generate(batch, given=list(self.modalities), sample_latent=sample_latent)
 
 

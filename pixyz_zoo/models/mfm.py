@@ -505,6 +505,7 @@ class MFM(ZooModel):
         self, batch: dict[str, torch.Tensor], sample_latent: bool = False
     ) -> dict[str, torch.Tensor]:
         """Every generated modality, and the predicted label, from all data modalities."""
+        self._check_reconstructed_batch(batch, self.data_modalities)
         return self.generate(batch, given=self.data_modalities, sample_latent=sample_latent)
 
     @torch.no_grad()

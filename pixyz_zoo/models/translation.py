@@ -148,9 +148,15 @@ class Translation(ZooModel):
         given = self._check_given(given)
         missing = [m for m in self.observed if m not in given]
         if missing:
+            sources = [m for m in given if m != self.target]
+            retrain = (
+                f", or train a translation model with observed={sources!r}"
+                if sources
+                else " (it has no prior to generate from without them)"
+            )
             raise ValueError(
                 f"translation encodes all of its observed modalities {self.observed}; {missing} not given. "
-                f"Give them, or train a translation model with observed={list(given)!r}"
+                f"Give them{retrain}"
             )
         return self.q
 
@@ -168,6 +174,7 @@ class Translation(ZooModel):
         self, batch: dict[str, torch.Tensor], sample_latent: bool = False
     ) -> dict[str, torch.Tensor]:
         """The target translated from the observed modalities (the observed ones are not generated)."""
+        self._check_reconstructed_batch(batch, self.observed, from_fewer=False)
         return self.generate(batch, given=self.observed, sample_latent=sample_latent)
 
     @torch.no_grad()
