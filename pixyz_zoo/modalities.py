@@ -87,6 +87,18 @@ class Modality:
         return self.likelihood == "categorical" and len(self.shape) == 1
 
     @property
+    def kind(self) -> str:
+        """What the modality is, in words: its likelihood, or a categorical one's form (for messages
+        that say why it is not a class label)."""
+        if self.is_label:
+            return f"a one-hot class label of {self.shape[0]} classes"
+        if self.is_sequence:
+            return f"a sequence of {self.shape[0]} one-hot symbols of {self.shape[1]} classes"
+        if self.likelihood == "categorical":
+            return f"categorical of shape {self.shape}"
+        return self.likelihood
+
+    @property
     def is_sequence(self) -> bool:
         """A sequence of one-hot symbols, e.g. text (categorical of shape ``(length, classes)``)."""
         return self.likelihood == "categorical" and len(self.shape) == 2

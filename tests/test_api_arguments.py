@@ -350,3 +350,37 @@ def test_a_translation_model_given_nothing_it_reads_says_it_has_no_prior(trimoda
             model.generate(batch, given=given)
     with pytest.raises(ValueError, match=r"or train a translation model with observed=\['m'\]"):
         model.generate(batch, given=["m", "t"])
+
+
+def test_likelihood_bounds_refuse_no_observed_modality_and_take_one_named_alone():
+    """``observed=[]`` bounded the likelihood of nothing (a negative KL, reported as a result), and
+    ``observed="m0"`` was read as the modalities 'm' and '0'."""
+    from pixyz_zoo.models import MoPoE
+
+    data = load_dataset("polydigits", "test").select(["m0", "m1"]).subset(slice(0, 6))
+    model = MoPoE(data.modalities, z_dim=2, hidden=[8])
+    with pytest.raises(ValueError, match=r"observed=\[\] names no modality.*observed=\['m0'\]"):
+        evaluate_log_likelihood(model, data, k=2, observed=[])
+    named_alone = evaluate_log_likelihood(model, data, k=2, observed="m0", given="m0")
+    assert named_alone == evaluate_log_likelihood(model, data, k=2, observed=["m0"], given=["m0"])
+
+
+def test_conditional_likelihoods_name_the_form_of_target_and_pairs(trimodal):
+    """A list as the target failed with "unhashable type: 'list'", a dict of pairs with "not enough
+    values to unpack (expected 2, got 1)"."""
+    from pixyz_zoo.evaluation.conditional import conditional_log_likelihood, conditional_log_likelihood_table
+    from pixyz_zoo.models import MoPoE
+
+    data = trimodal.subset(slice(0, 6))
+    model = MoPoE(trimodal.modalities, z_dim=2, hidden=[8])
+    with pytest.raises(
+        TypeError, match=r"target is the one modality .*got \['m'\].*_table\(model, data, pairs\)"
+    ):
+        conditional_log_likelihood(model, data, ["m"], ["s"], n_samples=2)
+    form = r"pairs is a list of \(target, given\) pairs, e\.g\. \[\('x', \['w'\]\)"
+    with pytest.raises(TypeError, match=form + r".*got a dict"):
+        conditional_log_likelihood_table(model, data, pairs={"m": ["s"]}, n_samples=2)
+    with pytest.raises(TypeError, match=form + r".*got one pair alone: write \[\('m', \['s'\]\)\]"):
+        conditional_log_likelihood_table(model, data, pairs=("m", ["s"]), n_samples=2)
+    table = conditional_log_likelihood_table(model, data, pairs=[("m", "s"), ("m", ["m", "s"])], n_samples=2)
+    assert list(table) == ["log p(m|s)", "log p(m|m,s)"]

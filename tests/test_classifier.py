@@ -149,7 +149,7 @@ def test_errors(digits, mlp):
         torch.manual_seed(0)
         accuracies.append(cross_modal_accuracy(RandomModel(), test, given, "x", classifier=mlp))
     assert accuracies[0] == accuracies[1]
-    with pytest.raises(ValueError, match="not categorical"):
+    with pytest.raises(ValueError, match="'x' is bernoulli, not one class label"):
         train_classifier(train, input="y", label="x", epochs=0)
     with pytest.raises(KeyError, match="not a modality of the dataset 'digits'"):
         train_classifier(train, input="x", label="w", epochs=0)
@@ -166,3 +166,13 @@ def test_a_missing_label_modality_points_to_the_datasets_class_labels():
     with pytest.raises(KeyError, match=r"'y' is not a modality.*class labels \(data\.labels\): label=None"):
         train_classifier(data, "m", epochs=0)
     assert train_classifier(data, "m", label=None, epochs=0, device="cpu").classes
+
+
+def test_a_text_modality_is_named_a_sequence_not_one_class_label():
+    """Text is categorical too; the message said "'t' is categorical, not categorical"."""
+    test = load_dataset("trimodal-digits", "test").subset(slice(0, 10))
+    named = r"'t' is a sequence of 8 one-hot symbols of 71 classes, not one class label"
+    with pytest.raises(ValueError, match=named + ": pass a classifier"):
+        cross_modal_accuracy(RandomModel(), test, ["m"], "t")
+    with pytest.raises(ValueError, match=named):
+        train_classifier(test, input="m", label="t", epochs=0)

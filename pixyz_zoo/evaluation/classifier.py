@@ -115,8 +115,8 @@ class ModalityClassifier(nn.Module):
         super().__init__()
         if not label.is_label:
             raise ValueError(
-                f"the label modality {label.name!r} is {label.likelihood}, not categorical: a "
-                "classifier needs one-hot class labels"
+                f"the label modality {label.name!r} is {label.kind}, not one class label: a "
+                "classifier needs one-hot class labels of shape (classes,)"
             )
         if arch not in ARCHS:
             raise ValueError(f"unknown classifier architecture {arch!r}; choose one of {ARCHS}")
@@ -394,7 +394,7 @@ def cross_modal_accuracy(
     if classifier is None:
         if not data.modalities[target].is_label:
             raise ValueError(
-                f"{target!r} is {data.modalities[target].likelihood}, not categorical: pass a "
+                f"{target!r} is {data.modalities[target].kind}, not one class label: pass a "
                 "classifier (train_classifier(train_data, input=..., label=...)) to score it"
             )
         truth_name = target

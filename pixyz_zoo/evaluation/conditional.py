@@ -35,7 +35,7 @@ batch)``, so it works on every zoo model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -52,6 +52,11 @@ def conditional_key(target: str, given: Sequence[str]) -> str:
 
 def _check_names(model: Any, data_modalities: Iterable[str], target: str, given: Sequence[str]) -> None:
     """Raise a ``KeyError`` naming the problem when ``target`` or ``given`` is not usable."""
+    if not isinstance(target, str):
+        raise TypeError(
+            f"target is the one modality whose likelihood is measured, a name such as 'x'; got "
+            f"{target!r}. For several targets, use conditional_log_likelihood_table(model, data, pairs)"
+        )
     model_names = sorted(model.modalities)
     data_names = sorted(data_modalities)
     for role, names in (("target", [target]), ("given", list(given))):
@@ -204,9 +209,25 @@ def conditional_log_likelihood_table(
             for target, given in default_pairs([m for m in model.modalities if m in data.modalities])
             if target in generated
         ]
+    pairs = _check_pairs(pairs)
     out: dict[str, float] = {}
     for target, given in pairs:
         out[conditional_key(target, list(given))] = conditional_log_likelihood(
             model, data, target, list(given), n_samples, batch_size, progress, seed, max_rows
         )
     return out
+
+
+def _check_pairs(pairs: Any) -> list[tuple[str, list[str]]]:
+    """``pairs`` as a list of ``(target, given)``; anything else (a dict, one pair alone) is refused
+    with the form to write."""
+    form = "pairs is a list of (target, given) pairs, e.g. [('x', ['w']), ('x', ['x', 'w'])]"
+    if isinstance(pairs, Mapping | str):
+        raise TypeError(f"{form}; got a {type(pairs).__name__}")
+    pairs = list(pairs)
+    if len(pairs) == 2 and isinstance(pairs[0], str):
+        raise TypeError(f"{form}; got one pair alone: write [{tuple(pairs)!r}]")
+    for pair in pairs:
+        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise TypeError(f"{form}; one of them is {pair!r}")
+    return [(target, variable_names(given)) for target, given in pairs]

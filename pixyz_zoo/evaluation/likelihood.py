@@ -47,6 +47,7 @@ from pixyz_zoo.checks import check_count
 from pixyz_zoo.datasets.base import MultimodalDataset, check_dataset
 from pixyz_zoo.distributions.experts import MixtureOfExperts
 from pixyz_zoo.distributions.shared_parameters import shared_parameters
+from pixyz_zoo.modalities import variable_names
 from pixyz_zoo.models.base import ZooModel
 
 __all__ = ["elbo_estimate", "evaluate_log_likelihood", "iwae_bound", "log_weights"]
@@ -170,7 +171,15 @@ def log_weights(
     reason = getattr(model, "likelihood_not_applicable", None)
     if reason and proposal is None:
         raise ValueError(f"no likelihood bound for {type(model).__name__}: {reason}")
-    given = list(model.modalities if given is None else given)
+    given = variable_names(model.modalities if given is None else given)
+    if observed is not None:
+        observed = variable_names(observed)
+        if not observed:
+            raise ValueError(
+                "observed=[] names no modality: there is no likelihood of nothing to bound. Name the "
+                f"modalities whose likelihood to bound (e.g. observed={list(model.modalities)[:1]}), or "
+                "leave observed out for all of them"
+            )
     model.distributions.eval()
     if proposal is not None:
         q, given = proposal, list(proposal.cond_var)
@@ -277,6 +286,7 @@ def evaluate_log_likelihood(
     from pixyz_zoo.progress import tqdm
 
     k = check_count(k, "the number of importance samples k")
+    observed = variable_names(observed) if observed is not None else None
     batches = evaluation_batches(data, batch_size, seed)
     elbo_sum = iwae_sum = 0.0
     count = 0
