@@ -144,3 +144,19 @@ def test_bad_optimiser_settings_are_clear_errors(digits_test):
         optimal_gaussian(model, digits_test.first(2), init="middle")
     with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
         amortization_gaps(model, digits_test, k=0)
+    for lr in (0, -0.1, float("nan")):  # lr=0 returned the start as q*, reported as optimised
+        with pytest.raises(ValueError, match=r"the step size lr of q\*'s optimiser must be a number > 0"):
+            optimal_gaussian(model, digits_test.first(2), lr=lr, max_steps=3)
+    with pytest.raises(ValueError, match=r"lr of q\*'s optimiser must be a number > 0, got 0"):
+        amortization_gaps(model, digits_test.subset(slice(0, 4)), k=2, elbo_samples=2, lr=0)
+
+
+def test_a_dataset_where_the_batch_belongs_points_to_dataset_first(digits_test):
+    """It failed with "'<' not supported between instances of 'dict' and 'dict'"."""
+    model = VAE(digits_test.modalities, **TINY)
+    first = r"got MultimodalDataset.*dataset\.first\(n\) is a batch"
+    with pytest.raises(TypeError, match=first):
+        refinement_trajectory(model, digits_test, steps=2)
+    with pytest.raises(TypeError, match=first):
+        optimal_gaussian(model, digits_test, max_steps=3)
+    assert len(refinement_trajectory(model, digits_test.first(3), steps=2)) == 3

@@ -44,6 +44,7 @@ from pixyz_zoo.distributions.refinement import (
     require_gaussian,
 )
 from pixyz_zoo.evaluation.likelihood import elbo_estimate, evaluation_batches, iwae_bound, log_weights
+from pixyz_zoo.modalities import check_batch_is_dict
 from pixyz_zoo.models.base import ZooModel
 from pixyz_zoo.models.refinement import (
     amortized_posterior,
@@ -64,6 +65,7 @@ __all__ = [
 
 
 def _inputs(model: ZooModel, batch: dict[str, torch.Tensor], names: Sequence[str]) -> dict[str, torch.Tensor]:
+    check_batch_is_dict(batch, [n for n in names if n in model.modalities])
     missing = [n for n in names if n not in batch]
     if missing:
         raise KeyError(f"the batch lacks {missing}, which the refinement needs; it has {sorted(batch)}")
@@ -236,6 +238,8 @@ def optimal_gaussian(
     """
     max_steps, window = check_count(max_steps, "max_steps"), check_count(window, "window")
     patience = check_count(patience, "patience")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
+        raise ValueError(f"the step size lr of q*'s optimiser must be a number > 0, got {lr!r}")
     objective, posterior = loss if loss is not None else elbo_refinement_loss(model, given, samples=samples)
     q = amortized_posterior(model, given, unwrap=False)
     model.distributions.eval()
