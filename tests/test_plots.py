@@ -363,3 +363,53 @@ def test_a_model_or_a_dataset_where_values_are_drawn_is_refused_naming_what_to_p
         TypeError, match=r"comparison_grid draws labelled rows, a dict such as .* got MultimodalDataset"
     ):
         comparison_grid(digits_train)  # it failed with "'MultimodalDataset' object has no attribute 'values'"
+
+
+def test_latent_plane_figures_name_a_latent_of_more_than_two_dimensions_and_their_own_arguments(
+    digits_train,
+) -> None:
+    """``latent_grid`` of a 3-D latent said "latent 'z' has shape (100, 2)", of an unknown modality
+    raised a bare KeyError 'q'; ``steps=0`` failed in image_grid ("empty batch") and ``nrow=0`` drew
+    a figure."""
+    from pixyz_zoo.models import VAE
+    from pixyz_zoo.plots import decision_regions, latent_grid
+
+    model = VAE(digits_train.modalities, z_dim=3, hidden=[8])
+    with pytest.raises(ValueError, match=r"^latent_grid decodes points of the 2-D plane of 'z'.*z_dim=2"):
+        latent_grid(model, "x")
+    with pytest.raises(KeyError, match=r"'q' is not a modality of VAE; it has \['x'\]"):
+        latent_grid(model, "q")
+    with pytest.raises(KeyError, match=r"'w' is not a latent of VAE; it has \['z'\]"):
+        latent_grid(model, "x", latent="w")
+    plane = VAE(digits_train.modalities, z_dim=2, hidden=[8])
+    with pytest.raises(ValueError, match=r"steps, the number of points per axis .* >= 2, got 0"):
+        latent_grid(plane, "x", steps=0)
+    with pytest.raises(ValueError, match=r"extent is the half-width .* got -1"):
+        latent_grid(plane, "x", extent=-1)
+    assert isinstance(latent_grid(plane, "x", steps=3), Figure)
+    with pytest.raises(ValueError, match=r"need a categorical class label; 'x' is bernoulli"):
+        decision_regions(plane, "x")
+    with pytest.raises(ValueError, match=r"nrow, the number of images per row, must be an integer >= 1"):
+        image_grid(torch.rand(4, 1, 8, 8), nrow=0)
+
+
+def test_figures_of_one_row_per_model_refuse_a_model_alone() -> None:
+    """``generations_by_model(model, ...)`` failed with "'MoPoE' object has no attribute 'values'"."""
+    from pixyz_zoo.datasets import load_dataset
+    from pixyz_zoo.models import MoPoE
+    from pixyz_zoo.plots import generations_by_model, missing_modality_grid
+
+    data = load_dataset("trimodal-digits", "test")
+    model, batch = MoPoE(data.modalities, z_dim=2, hidden=[8]), data.first(3)
+    for figure in (generations_by_model, missing_modality_grid):
+        with pytest.raises(
+            TypeError, match=r"one row per model: pass a dict of row label -> model, e\.g\. \{'MoPoE'"
+        ):
+            figure(model, batch, ["m"], "s", n=3)
+        with pytest.raises(
+            ValueError, match=r"n, the number of examples shown, must be an integer >= 1, got 0"
+        ):
+            figure({"a": model}, batch, ["m"], "s", n=0)
+        with pytest.raises(TypeError, match=r"got MultimodalDataset.*dataset\.first\(n\)"):
+            figure({"a": model}, data, ["m"], "s", n=3)
+        assert isinstance(figure({"a": model}, batch, ["m"], "s", n=8), Figure)

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pixyz_zoo.modalities import Modality, variable_names
-from pixyz_zoo.plots.multimodal import _row, _rows_figure
+from pixyz_zoo.plots.multimodal import _models_and_views, _row, _rows_figure
 
 __all__ = ["generations_by_model", "inference_accuracy_figure", "metrics_by_steps_figure"]
 
@@ -34,19 +33,8 @@ def generations_by_model(
     example ``j`` of ``batch``. Each row is drawn as :func:`~pixyz_zoo.plots.cross_modal_grid`
     draws its rows (images as tiles, text as strings).
     """
-    given = variable_names(given)
-    if not models:
-        raise ValueError("generations_by_model needs at least one model")
-    modalities: dict[str, Modality] = dict(next(iter(models.values())).modalities)
-    unknown = [m for m in [*given, target] if m not in modalities]
-    if unknown:
-        raise KeyError(f"unknown modality {unknown}; the models have {sorted(modalities)}")
-    if not given or target in given:
-        raise ValueError(f"given must be a non-empty list of modalities without the target {target!r}")
+    given, modalities, n = _models_and_views(models, batch, given, target, n, "generations_by_model")
     given = [m for m in modalities if m in given]
-    n = min(int(n), *(len(batch[m]) for m in [*given, target]))
-    if n < 1:
-        raise ValueError("generations_by_model got an empty batch")
     inputs = {m: batch[m][:n] for m in given}
     rows = [(m, *_row(inputs[m], modalities[m], n)) for m in given]
     rows.append((f"{target} (ground truth)", *_row(batch[target][:n], modalities[target], n)))

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pixyz_zoo.modalities import Modality, variable_names
+from pixyz_zoo.modalities import Modality
 from pixyz_zoo.plots.grids import _as_images, _draw_tiles, tile_images
-from pixyz_zoo.plots.multimodal import _row, _rows_figure
+from pixyz_zoo.plots.multimodal import _models_and_views, _row, _rows_figure
 
 __all__ = [
     "factor_swap_grid",
@@ -179,22 +179,7 @@ def missing_modality_grid(
     generated from ``given`` per model (``model.generate(..., sample_latent=False)``: MFM's surrogate
     inference, a translation baseline), then one row per reference (``name -> one example``, e.g. the
     training mean image, repeated in every column). Column ``j`` is example ``j`` of ``batch``."""
-    given = variable_names(given)
-    if not models:
-        raise ValueError("missing_modality_grid needs at least one model")
-    if not given or target in given:
-        raise ValueError(f"given must be a non-empty list of modalities without the target {target!r}")
-    modalities: dict[str, Modality] = {}
-    for model in models.values():
-        modalities.update({k: v for k, v in model.modalities.items() if k not in modalities})
-    unknown = [m for m in [*given, target] if m not in modalities or m not in batch]
-    if unknown:
-        raise KeyError(
-            f"modality {unknown} is not in the batch and the models; they have {sorted(modalities)}"
-        )
-    n = min(int(n), *(len(batch[m]) for m in [*given, target]))
-    if n < 1:
-        raise ValueError("missing_modality_grid got an empty batch")
+    given, modalities, n = _models_and_views(models, batch, given, target, n, "missing_modality_grid")
     inputs = {m: batch[m][:n] for m in given}
     rows = [(f"{m} (observed)", *_row(inputs[m], modalities[m], n)) for m in given]
     rows.append((f"{target} (missing: truth)", *_row(batch[target][:n], modalities[target], n)))

@@ -23,6 +23,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.modalities import Modality
 
 __all__ = [
@@ -95,7 +96,7 @@ def tile_images(images: torch.Tensor | np.ndarray, nrow: int = 8) -> np.ndarray:
     """
     array = _as_images(images, None)
     n, channels, height, width = array.shape
-    cols = max(1, min(int(nrow), n))
+    cols = min(check_count(nrow, "nrow, the number of images per row,"), n)
     rows = math.ceil(n / cols)
     grid = np.full(
         (channels, rows * (height + _PAD) + _PAD, cols * (width + _PAD) + _PAD),

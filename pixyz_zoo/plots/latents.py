@@ -16,6 +16,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from pixyz_zoo.checks import check_integer
 from pixyz_zoo.plots.grids import _as_images, _check_not_a_batch, _draw_tiles, _new_axes, tile_images
 
 
@@ -70,10 +71,36 @@ def latent_scatter(
     return fig
 
 
-def _lattice(extent: float, steps: int) -> tuple[np.ndarray, torch.Tensor]:
+def _lattice(extent: float, steps: int, name: str = "steps") -> tuple[np.ndarray, torch.Tensor]:
+    steps = check_integer(steps, f"{name}, the number of points per axis of the latent plane,", 2)
+    if isinstance(extent, bool) or not isinstance(extent, int | float) or not 0 < extent < float("inf"):
+        raise ValueError(f"extent is the half-width of the latent square drawn, a number > 0; got {extent!r}")
     axis = np.linspace(-extent, extent, steps)
     z1, z2 = np.meshgrid(axis, axis[::-1])  # top row = largest z_2
     return axis, torch.tensor(np.stack([z1.ravel(), z2.ravel()], axis=1), dtype=torch.float32)
+
+
+def _plane_target(model: Any, target: str, latent: str) -> Any:
+    """The declaration of ``target``, once it and ``latent`` are known to be the model's."""
+    if target not in model.modalities:
+        raise KeyError(
+            f"{target!r} is not a modality of {type(model).__name__}; it has {sorted(model.modalities)}"
+        )
+    if latent not in getattr(model, "latents", [latent]):
+        raise KeyError(f"{latent!r} is not a latent of {type(model).__name__}; it has {model.latents}")
+    return model.modalities[target]
+
+
+def _decode_plane(model: Any, grid: torch.Tensor, target: str, latent: str, what: str) -> torch.Tensor:
+    """``p(target|z)``'s means on the points ``grid`` (N, 2) of the latent plane; a latent of more
+    than two dimensions is refused, naming what to use instead."""
+    try:
+        return model.decode({latent: grid.to(model.device)}, [target])[target]
+    except ValueError as error:  # the latent's shape: names and target are checked above
+        raise ValueError(
+            f"{what} decodes points of the 2-D plane of {latent!r}, but {error}. Train the model "
+            "with z_dim=2 (-o z_dim=2), or draw a latent_traversal for more dimensions"
+        ) from error
 
 
 def decision_regions(
@@ -89,11 +116,11 @@ def decision_regions(
 ) -> Figure:
     """The class of ``argmax p(target|z)`` over a square of the 2-D latent plane, with optional
     points on top: the decision boundaries of a categorical decoder."""
-    modality = model.modalities[target]
+    modality = _plane_target(model, target, latent)
     if not modality.is_label:
-        raise ValueError(f"decision regions need a categorical modality; {target!r} is {modality.likelihood}")
-    axis, grid = _lattice(extent, resolution)
-    decoded = model.decode({latent: grid.to(model.device)}, [target])[target]
+        raise ValueError(f"decision regions need a categorical class label; {target!r} is {modality.kind}")
+    axis, grid = _lattice(extent, resolution, "resolution")
+    decoded = _decode_plane(model, grid, target, latent, "decision_regions")
     classes = decoded.argmax(-1).cpu().numpy().reshape(resolution, resolution)
     fig, ax = _new_axes(ax, 4.6, 4.0)
     k = modality.shape[0]
@@ -126,13 +153,13 @@ def latent_grid(
 ) -> Figure:
     """Images decoded by ``p(target|z)`` on a ``steps x steps`` lattice of the 2-D latent plane
     (left to right: z_1 from -extent to extent; top to bottom: z_2 from extent to -extent)."""
-    modality = model.modalities[target]
+    modality = _plane_target(model, target, latent)
     if not modality.is_image:
         raise ValueError(
             f"a decoded latent grid needs an image modality; {target!r} has shape {modality.shape}"
         )
     _, grid = _lattice(extent, steps)
-    images = model.decode({latent: grid.to(model.device)}, [target])[target].cpu()
+    images = _decode_plane(model, grid, target, latent, "latent_grid").cpu()
     tiles = tile_images(_as_images(images, modality), nrow=steps)
     fig, ax = _new_axes(ax, 5.0, 5.0)
     _draw_tiles(ax, tiles)

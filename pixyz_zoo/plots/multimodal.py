@@ -10,13 +10,14 @@ used, so every multimodal zoo model can be drawn.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from matplotlib.figure import Figure
 
-from pixyz_zoo.modalities import Modality, nonempty_subsets, variable_names
+from pixyz_zoo.checks import check_count
+from pixyz_zoo.modalities import Modality, check_batch_is_dict, nonempty_subsets, variable_names
 from pixyz_zoo.plots.grids import (
     _as_categorical,
     _as_images,
@@ -29,6 +30,38 @@ from pixyz_zoo.plots.grids import (
 )
 
 __all__ = ["cross_modal_grid", "decode_text", "subset_grids"]
+
+
+def _models_and_views(
+    models: Any, batch: Any, given: Sequence[str], target: str, n: int, what: str
+) -> tuple[list[str], dict[str, Modality], int]:
+    """The checked arguments of a figure with one row per model of ``target`` generated from
+    ``given``: ``given`` as a list, the models' modalities and the number of columns (at most
+    ``n``, at most the batch's size)."""
+    given = variable_names(given)
+    if not isinstance(models, Mapping):
+        raise TypeError(
+            f"{what} draws one row per model: pass a dict of row label -> model, e.g. "
+            f"{{'{type(models).__name__}': model}}; got {type(models).__name__}"
+        )
+    if not models:
+        raise ValueError(f"{what} needs at least one model")
+    if not given or target in given:
+        raise ValueError(f"given must be a non-empty list of modalities without the target {target!r}")
+    check_batch_is_dict(batch, [*given, target])
+    modalities: dict[str, Modality] = {}
+    for model in models.values():
+        modalities.update({k: v for k, v in model.modalities.items() if k not in modalities})
+    unknown = [m for m in [*given, target] if m not in modalities or m not in batch]
+    if unknown:
+        raise KeyError(
+            f"unknown modality {unknown}: the batch and the models must both have it; the models have "
+            f"{sorted(modalities)}, the batch {sorted(batch)}"
+        )
+    n = min(check_count(n, "n, the number of examples shown,"), *(len(batch[m]) for m in [*given, target]))
+    if n < 1:
+        raise ValueError(f"{what} got an empty batch")
+    return given, modalities, n
 
 
 def _row(values: torch.Tensor, modality: Modality, n: int) -> tuple[str, Any]:
