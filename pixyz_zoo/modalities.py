@@ -180,6 +180,18 @@ def check_modalities(modalities: Any) -> dict[str, Modality]:
     )
 
 
+def check_declared_by_name(modalities: Mapping[str, Modality]) -> None:
+    """Refuse a declaration keyed by another name than its own (``{"x": Modality("y", ...)}``): the
+    data would hold ``x`` and describe ``y``."""
+    renamed = {key: m.name for key, m in modalities.items() if key != m.name}
+    if renamed:
+        key, name = next(iter(renamed.items()))
+        raise ValueError(
+            f"modalities[{key!r}] declares a modality named {name!r}: key each declaration by its own "
+            f"name, e.g. {{m.name: m for m in declarations}} (or Modality({key!r}, ...))"
+        )
+
+
 def check_batch_is_dict(batch: object, names: Iterable[str]) -> None:
     """Refuse a batch that is not a dict of tensors by variable name (a bare tensor)."""
     if not isinstance(batch, dict):

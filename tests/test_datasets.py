@@ -169,3 +169,26 @@ def test_class_indices_for_a_one_hot_label_are_named_by_the_dataset():
     labels = Modality("y", (3,), "categorical")
     with pytest.raises(ValueError, match=r"'y' holds 4 class indices.*one_hot\(y, 3\)\.float\(\)"):
         MultimodalDataset("mine", {"y": torch.tensor([0, 2, 1, 1])}, {"y": labels})
+
+
+def test_dataset_arguments_a_newcomer_gets_wrong_are_refused_naming_the_fix():
+    """``first(-1)`` returned every example but the last; ``load_dataset(seed="a")`` and ``seed=-1``
+    were taken; ``select("m0")`` looked for the modalities 'm' and '0'; a declaration keyed by another
+    name than its own made a dataset holding ``x`` that described ``y``."""
+    data = load_dataset("polydigits", "test")
+    with pytest.raises(
+        ValueError, match=r"first\(n\): n, the number of examples, must be an integer >= 0, got -1"
+    ):
+        data.first(-1)
+    assert len(data.first(0)["m0"]) == 0 and len(data.first(3)["m0"]) == 3
+    for seed in ("a", -1, 2.5):
+        with pytest.raises(ValueError, match=rf"seed must be an integer >= 0, got {seed!r}"):
+            load_dataset("digits", seed=seed)
+    assert list(data.select("m0").modalities) == ["m0"]
+    x = Modality("x", (2,), "gaussian")
+    with pytest.raises(
+        ValueError, match=r"modalities\['y'\] declares a modality named 'x': key each declaration"
+    ):
+        MultimodalDataset("bad", {"y": torch.zeros(3, 2)}, {"y": x})
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0, got 'a'"):
+        MultimodalDataset("bad", {"x": torch.zeros(3, 2)}, {"x": x}, seed="a")

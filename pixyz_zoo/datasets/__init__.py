@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pixyz_zoo.checks import check_integer
 from pixyz_zoo.datasets.base import (
     BINARIZE_CHOICES,
     DATA_ROOT_ENV,
@@ -133,6 +134,7 @@ def load_dataset(
         raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    seed = check_integer(seed, "seed", 0)
     return DATASETS[name].loader(
         split=split, root=resolve_data_root(root), binarize=binarize, seed=seed, download=download
     )

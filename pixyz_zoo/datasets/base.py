@@ -25,7 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from pixyz_zoo.modalities import Modality, check_batch
+from pixyz_zoo.checks import check_integer
+from pixyz_zoo.modalities import (
+    Modality,
+    check_batch,
+    check_declared_by_name,
+    check_modalities,
+    variable_names,
+)
 
 BINARIZE_CHOICES = ("dynamic", "fixed", "none")
 DATA_ROOT_ENV = "PIXYZ_ZOO_DATA"
@@ -104,11 +111,14 @@ class MultimodalDataset(Dataset):
     ) -> None:
         if binarize not in BINARIZE_CHOICES:
             raise ValueError(f"binarize={binarize!r} is not supported; choose one of {BINARIZE_CHOICES}")
+        seed = check_integer(seed, "seed", 0)
+        modalities = check_modalities(modalities)
         if set(tensors) != set(modalities):
             raise ValueError(
                 f"dataset {name!r}: tensors {sorted(tensors)} and modalities "
                 f"{sorted(modalities)} must name the same variables"
             )
+        check_declared_by_name(modalities)
         sizes = {n: len(t) for n, t in tensors.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"dataset {name!r}: variables have different lengths {sizes}")
@@ -274,7 +284,7 @@ class MultimodalDataset(Dataset):
 
     def select(self, names: Iterable[str]) -> MultimodalDataset:
         """The same examples with only the modalities ``names`` (in that order); ``labels`` are kept."""
-        names = list(dict.fromkeys(names))
+        names = list(dict.fromkeys(variable_names(names)))
         unknown = [n for n in names if n not in self.modalities]
         if unknown:
             raise KeyError(f"dataset {self.name!r} has no modality {unknown}; it has {list(self.modalities)}")
@@ -290,6 +300,7 @@ class MultimodalDataset(Dataset):
 
     def first(self, n: int) -> dict[str, torch.Tensor]:
         """The first ``n`` examples as one batch (binarised as configured, dynamic with seed 0)."""
+        n = check_integer(n, "first(n): n, the number of examples,", 0)  # -1 would drop the last one
         batch = {name: t[:n] for name, t in self.tensors.items()}
         return self._finish(batch, device_generator(torch.Generator().manual_seed(0), self.device))
 
