@@ -330,3 +330,35 @@ def test_an_encoder_network_of_an_odd_number_of_features_is_named():
         ValueError, match=r"network of q\(z\|x\) gives 7 features per example; it must give 2 \*"
     ):
         q.sample({"x": torch.zeros(3, 2)})
+
+
+def test_building_blocks_refuse_arguments_a_newcomer_gets_wrong_naming_the_fix():
+    """``MLP(4, 2, 8)`` failed with "'int' object is not iterable", ``MLP(0, 2)`` and
+    ``LearnedUpdate(0)`` built layers of no input, ``encoder_network(data.modalities, ...)`` failed
+    with "'str' object has no attribute 'dim'", ``GaussianEncoder(min_scale=-1)`` was taken and
+    ``negative_elbo(q, p_x, prior)`` failed with "'BernoulliDecoder' object is not iterable"."""
+    from pixyz_zoo.distributions import MLP, LearnedUpdate, decoder_for, decoder_network, encoder_network
+    from pixyz_zoo.losses import negative_elbo
+
+    x = Modality("x", (1, 8, 8), "bernoulli")
+    with pytest.raises(
+        TypeError, match=r"hidden is a list of hidden-layer widths, e\.g\. \[8\] for one layer"
+    ):
+        MLP(4, 2, 8)
+    with pytest.raises(TypeError, match=r"e\.g\. \[8\] for one layer"):
+        decoder_network(x, 2, hidden=8)
+    with pytest.raises(ValueError, match=r"each width of hidden must be an integer >= 1, got 0"):
+        MLP(4, 2, [8, 0])
+    with pytest.raises(ValueError, match=r"in_dim must be an integer >= 1, got 0"):
+        MLP(0, 2)
+    with pytest.raises(ValueError, match=r"z_dim must be an integer >= 1, got 0"):
+        LearnedUpdate(0)
+    assert MLP(4, 2, []).net[0].in_features == 4  # no hidden layer: one linear map
+    with pytest.raises(TypeError, match=r"pass list\(modalities\.values\(\)\).*not the dict"):
+        encoder_network({"x": x}, 4, hidden=[8])
+    with pytest.raises(ValueError, match=r"min_scale, the floor added to the scale, must be a number >= 0"):
+        GaussianEncoder(MLP(64, 4, [8]), cond_var=["x"], min_scale=-1)
+    q = GaussianEncoder(encoder_network(x, 4, hidden=[8]), cond_var=["x"])
+    p_x = decoder_for(x, decoder_network(x, 2, hidden=[8]))
+    prior = standard_normal("z", 2)
+    assert str(negative_elbo(q, p_x, prior)) == str(negative_elbo(q, [p_x], prior))

@@ -221,7 +221,8 @@ def decoder_for(
     name: str = "p",
     scale: str | float | None = None,
 ) -> DistributionBase:
-    """The decoder ``p(modality|cond_var)`` of the modality's declared likelihood family."""
+    """The decoder ``p(modality|cond_var)`` of the modality's declared likelihood family; ``scale``
+    is that of a Gaussian or Laplace decoder (a Bernoulli or categorical one has none)."""
     if modality.likelihood == "bernoulli":
         return BernoulliDecoder(network, modality.name, cond_var, name)
     if modality.likelihood == "categorical":

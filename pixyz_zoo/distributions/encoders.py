@@ -11,6 +11,7 @@ from pixyz.distributions import Normal
 from torch import distributions as td
 from torch import nn
 
+from pixyz_zoo.checks import check_non_negative
 from pixyz_zoo.distributions.shared_parameters import SharedParameters
 from pixyz_zoo.modalities import variable_name, variable_names
 
@@ -37,7 +38,7 @@ class GaussianEncoder(SharedParameters, Normal):
     ) -> None:
         super().__init__(var=[variable_name(var)], cond_var=variable_names(cond_var), name=name)
         self.network = network
-        self.min_scale = min_scale
+        self.min_scale = check_non_negative(min_scale, "min_scale, the floor added to the scale,")
 
     @property
     def distribution_torch_class(self):

@@ -8,14 +8,25 @@ the model. MLPs work on any modality; the convolutional backbones cover 8x8, 28x
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
+from pixyz_zoo.checks import check_count
 from pixyz_zoo.modalities import Modality
 
 CONV_SIZES = (8, 28, 32, 64)
+
+
+def check_widths(hidden: Sequence[int], what: str = "hidden") -> tuple[int, ...]:
+    """Hidden-layer widths as a tuple of integers >= 1; a width alone (``hidden=32``) is refused,
+    naming the list to write."""
+    if isinstance(hidden, int | str) or not isinstance(hidden, Sequence):
+        raise TypeError(
+            f"{what} is a list of hidden-layer widths, e.g. [{hidden!r}] for one layer; got {hidden!r}"
+        )
+    return tuple(check_count(width, f"each width of {what}") for width in hidden)
 
 
 class MLP(nn.Module):
@@ -29,9 +40,10 @@ class MLP(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
+        in_dim, out_dim = check_count(in_dim, "in_dim"), check_count(out_dim, "out_dim")
         layers: list[nn.Module] = []
         last = in_dim
-        for width in hidden:
+        for width in check_widths(hidden):
             layers += [nn.Linear(last, width), activation()]
             last = width
         layers.append(nn.Linear(last, out_dim))
@@ -149,6 +161,12 @@ def encoder_network(
     """
     if isinstance(modalities, Modality):
         modalities = [modalities]
+    if isinstance(modalities, Mapping):
+        raise TypeError(
+            "encoder_network takes the declarations themselves, in the encoder's cond_var order: pass "
+            "list(modalities.values()) (or [modalities[name] for name in cond_var]), not the dict"
+        )
+    hidden = check_widths(hidden)
     if arch == "mlp":
         if len(modalities) == 1 or not hidden:
             return MLP(sum(m.dim for m in modalities), out_dim, hidden)
@@ -179,6 +197,7 @@ def decoder_network(
     out_channels: int = 1,
 ) -> nn.Module:
     """A network from ``in_dim`` latent features to ``out_channels`` x the modality's shape."""
+    hidden = check_widths(hidden)
     if arch == "celeba":  # the JMVAE paper's CelebA preset: tanh mean, unit variance; no ``hidden``
         from pixyz_zoo.distributions.celeba_networks import celeba_decoder_network
 

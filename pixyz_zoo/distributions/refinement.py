@@ -51,6 +51,8 @@ from pixyz.utils import convert_latex_name
 from torch import distributions as td
 from torch import nn
 
+from pixyz_zoo.checks import check_count
+from pixyz_zoo.distributions.networks import check_widths
 from pixyz_zoo.distributions.shared_parameters import SharedParameters
 from pixyz_zoo.distributions.text import loss_text
 
@@ -206,9 +208,10 @@ class LearnedUpdate(UpdateRule):
 
     def __init__(self, z_dim: int, hidden: Sequence[int] = (256, 256), gate_bias: float = 1.0) -> None:
         super().__init__()
+        z_dim = check_count(z_dim, "z_dim")
         layers: list[nn.Module] = []
         last = 4 * z_dim
-        for width in hidden:
+        for width in check_widths(hidden):
             layers += [nn.Linear(last, width), nn.ELU()]
             last = width
         layers.append(nn.Linear(last, 4 * z_dim))

@@ -28,7 +28,10 @@ def sum_losses(terms: Sequence[Loss]) -> Loss:
 def negative_elbo(
     q: Distribution, decoders: Sequence[Distribution], prior: Distribution, beta: Loss | float = 1.0
 ) -> Loss:
-    """Per-example negative ELBO (apply ``.mean()`` for a training objective)."""
+    """Per-example negative ELBO (apply ``.mean()`` for a training objective); ``decoders``: one
+    decoder ``p(x|z)`` or a list of them."""
+    if isinstance(decoders, Distribution):
+        decoders = [decoders]
     if not decoders:
         raise ValueError("the ELBO needs at least one decoder p(x|z)")
     reconstruction = sum_losses([LogProb(decoder) for decoder in decoders])
