@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from pixyz.losses import Expectation as E
@@ -139,3 +141,21 @@ def test_a_convolutional_architecture_without_an_image_is_refused(name):
     with pytest.raises(ValueError, match="arch='conv' builds convolutional networks .* use arch='mlp'"):
         build_model(name, sequences, arch="conv", hidden=[8])
     build_model(name, sequences, arch="mlp", hidden=[8])
+
+
+def test_a_user_loss_reads_the_models_own_symbols_with_their_values_and_warm_up(digits_train, tiny_options):
+    """``vae.with_loss(... Parameter("beta") * KL ...)`` was refused: "the loss reads ['beta'], which no
+    ... hyperparameter ([]) feeds", though the VAE has beta; a tensor where the loss belongs failed
+    with "'Tensor' object has no attribute 'input_var'"."""
+    from pixyz.losses import Parameter
+
+    vae = VAE(digits_train.modalities, beta=3.0, **tiny_options)
+    q, p_x, prior = vae.q, vae.p_x, vae.prior
+    loss = (E(q, -LogProb(p_x)) + Parameter("beta") * KullbackLeibler(q, prior)).mean()
+    model = vae.with_loss(loss)
+    assert model.hyperparameters == {"beta": 3.0} and model.annealed == {"beta"}
+    assert vae.with_loss(loss, {"beta": 0.5}).hyperparameters == {"beta": 0.5}
+    assert vae.with_loss((E(q, -LogProb(p_x))).mean()).hyperparameters == {}  # beta not read: not carried
+    assert math.isfinite(model.train_step(digits_train.first(8)))
+    with pytest.raises(TypeError, match=r"loss must be a Pixyz loss expression .*got Tensor"):
+        vae.with_loss(torch.tensor(1.0))

@@ -261,6 +261,12 @@ class ZooModel(Model):
         clip_grad_norm: float | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
+        for what, expression in (("loss", loss), ("test_loss", test_loss)):
+            if expression is not None and not isinstance(expression, Loss):
+                raise TypeError(
+                    f"{what} must be a Pixyz loss expression over the model's distributions, e.g. (E(q, "
+                    f"-LogProb(p_x)) + KullbackLeibler(q, prior)).mean(); got {type(expression).__name__}"
+                )
         super().__init__(
             loss,
             test_loss=test_loss,
@@ -587,7 +593,12 @@ class ZooModel(Model):
         yield
 
     def with_loss(self, loss: Loss, hyperparameters: dict[str, float] | None = None) -> ZooModel:
-        """A model over the same distributions trained with another loss expression."""
+        """A model over the same distributions trained with another loss expression. A symbol of the
+        model's own that the loss reads (``Parameter("beta")``) keeps its warm-up and its value, unless
+        ``hyperparameters`` gives it another value."""
+        read = set(getattr(loss, "input_var", ()))
+        own = {name: value for name, value in self.hyperparameters.items() if name in read}
+        hyperparameters = {**own, **(hyperparameters or {})}
         model = ZooModel(
             loss,
             list(self.distributions),
@@ -595,6 +606,7 @@ class ZooModel(Model):
             self.generative,
             self.inference,
             hyperparameters=hyperparameters,
+            annealed=self.annealed & set(own),
             lr=self.config["lr"],
             clip_grad_norm=self.clip_norm,
         )
