@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,33 @@ def parse_option(text: str) -> tuple[str, Any]:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         value = raw
+        if raw.strip()[:1] in "[{(":  # bare names inside: groups=[[m],[s,t]], likelihood_weights={m:2}
+            with contextlib.suppress(ValueError, SyntaxError):
+                value = ast.literal_eval(BARE_NAME.sub(lambda m: repr(m.group()), raw))
     return key.strip().replace("-", "_"), value
+
+
+#: a name written without quotes inside a list or dict value (not True, False or None)
+BARE_NAME = re.compile(r"(?<![\w'\"])(?!(?:True|False|None)(?![\w'\"]))[A-Za-z_]\w*(?![\w'\"])")
+
+
+def split_option_value(argv: list[str]) -> str | None:
+    """The problem when the shell split an option's value at a space (``-o hidden=[256, 256]``
+    unquoted: argparse would report only the stray ``256]``); None when there is none."""
+
+    def unclosed(text: str) -> int:
+        return sum(text.count(c) for c in "[{(") - sum(text.count(c) for c in "]})")
+
+    for at, (flag, value) in enumerate(zip(argv, argv[1:], strict=False)):
+        if flag in ("-o", "--option") and unclosed(value) > 0:
+            for end in range(at + 2, len(argv)):
+                whole = " ".join(argv[at + 1 : end + 1])
+                if unclosed(whole) <= 0:
+                    return (
+                        f"the value of {flag} {value} ends before its brackets close: the shell split it "
+                        f"at a space. Quote it, -o '{whole}', or leave the spaces out"
+                    )
+    return None
 
 
 def parse_names(text: str) -> list[str]:
@@ -542,7 +570,11 @@ def cmd_graph(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    split = split_option_value(sys.argv[1:] if argv is None else list(argv))
+    if split:
+        parser.error(split)
+    args = parser.parse_args(argv)
     from pixyz_zoo import distributed
     from pixyz_zoo.models.base import NonFiniteLossError
     from pixyz_zoo.training import CheckpointError

@@ -481,3 +481,26 @@ def test_reproduce_refuses_an_out_it_cannot_write_before_it_starts(tmp_path, cap
     captured = capsys.readouterr()
     assert f"{blocker} is a file, not a directory; choose another --out" in captured.err
     assert "output directory" not in captured.out and "VAE" not in captured.out
+
+
+def test_names_inside_a_list_or_dict_option_need_no_quotes():
+    """``-o groups=[[m],[s,t]]`` was refused as "not a well-formed Python literal: check its brackets"
+    (its brackets were right; the shell had eaten nothing, the names were bare)."""
+    from pixyz_zoo.cli import parse_option
+
+    assert parse_option("groups=[[m],[s,t]]") == ("groups", [["m"], ["s", "t"]])
+    assert parse_option("likelihood_weights={m:2,s:1.5}") == ("likelihood_weights", {"m": 2, "s": 1.5})
+    assert parse_option("groups=[['m'],[\"s\",t]]") == ("groups", [["m"], ["s", "t"]])
+    assert parse_option("subsets=[[m0, m1], None]") == ("subsets", [["m0", "m1"], None])
+    assert parse_option("lr=1e-3") == ("lr", 1e-3) and parse_option("arch=conv") == ("arch", "conv")
+    assert parse_option("hidden=[256,256") == ("hidden", "[256,256")  # refused by the option check
+
+
+def test_an_option_value_the_shell_split_at_a_space_says_to_quote_it(tmp_path, capsys):
+    """``-o hidden=[256, 256]`` unquoted failed with "unrecognized arguments: 256]"."""
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        main(["train", "vae", "--out", str(out), "-o", "hidden=[256,", "256]", *QUIET])
+    err = capsys.readouterr().err
+    assert "the value of -o hidden=[256, ends before its brackets close" in err, err
+    assert "Quote it, -o 'hidden=[256, 256]'" in err and not out.exists()
