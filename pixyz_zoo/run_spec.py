@@ -90,7 +90,7 @@ def _binarize(value: Any) -> str | None:
     return None
 
 
-def _precision(value: Any) -> str | None:
+def precision_problem(value: Any) -> str | None:
     if value not in PRECISIONS:
         return f"must be one of {', '.join(PRECISIONS)}, got {value!r}"
     return None
@@ -194,7 +194,7 @@ class TrainSpec(_Part):
     #: ``fp32``, or ``bf16``: each training step's forward pass and loss under bfloat16 autocast (the
     #: parameters, optimiser and test loss stay float32). A resume may change it: the checkpoint is the
     #: same either way, and each continuation records its precision (``config.json``'s ``resumed``)
-    precision: str = field(default="fp32", metadata=setting(check=_precision, resume=True))
+    precision: str = field(default="fp32", metadata=setting(check=precision_problem, resume=True))
 
 
 @dataclass(frozen=True)

@@ -209,3 +209,14 @@ def test_reproduce_precision_and_download_reach_every_run_and_data_load(tmp_path
     assert config["train"]["precision"] == "bf16" and config["data"]["download"] is True
     with pytest.raises(ValueError, match="precision"):
         ExperimentContext(tmp_path / "d", "smoke", progress=False, precision="fp8").fit("x", "vae", "digits")
+
+
+def test_reproduce_in_python_refuses_a_precision_or_seed_before_any_run_starts(tmp_path, capsys):
+    """``reproduce(..., precision="fp16")`` started the first run (and printed it) before failing."""
+    for arguments, message in (
+        ({"precision": "fp16"}, r"precision \(--precision\) must be one of fp32, bf16, got 'fp16'"),
+        ({"seed": -1}, r"seed \(--seed\) must be an integer >= 0, got -1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            reproduce("beta-vae", tmp_path / "out", setting="smoke", progress=False, **arguments)
+        assert capsys.readouterr().out == "" and not (tmp_path / "out").exists()

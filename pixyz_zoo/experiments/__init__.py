@@ -19,7 +19,7 @@ from typing import Any
 
 from pixyz_zoo.datasets import MultimodalDataset, load_dataset
 from pixyz_zoo.models import ZooModel
-from pixyz_zoo.run_spec import RunSpec, integer_at_least
+from pixyz_zoo.run_spec import RunSpec, integer_at_least, precision_problem
 from pixyz_zoo.runs import check_writable_dir, fit_run, write_json
 
 SETTINGS = ("full", "quick", "smoke")
@@ -206,7 +206,7 @@ def reproduce(
     """Run the experiment ``name`` in ``setting`` (full, quick, smoke); returns its results (also
     in ``OUT/results.json``). ``dataset``: one of the experiment's ``datasets`` instead of the
     setting's default (None). ``precision`` and ``download``: see :class:`ExperimentContext`."""
-    experiment = check_experiment(name, dataset, device)
+    experiment = check_experiment(name, dataset, device, seed, precision)
     out = Path(out) if out is not None else default_out(name, setting, dataset)
     check_writable_dir(out)
     context = ExperimentContext(out, setting, device, data_root, seed, progress, dataset, precision, download)
@@ -214,18 +214,24 @@ def reproduce(
 
 
 def check_experiment(
-    name: str, dataset: str | None = None, device: str | None = None, seed: int | None = None
+    name: str,
+    dataset: str | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    precision: str | None = None,
 ) -> Experiment:
     """The registered experiment ``name``, or a clear error when there is none, when it does not
     take ``dataset`` (None: the setting's default), when ``device`` is not at hand or when ``seed``
-    is not one a run takes."""
+    or ``precision`` is not one a run takes: before any run starts."""
     from pixyz_zoo.training import resolve_device
 
     if device is not None:
         resolve_device(device)
-    problem = integer_at_least(0)(seed) if seed is not None else None
-    if problem:
-        raise ValueError(f"seed (--seed) {problem}")
+    checks = (("seed", seed, integer_at_least(0)), ("precision", precision, precision_problem))
+    for option, value, check in checks:
+        problem = check(value) if value is not None else None
+        if problem:
+            raise ValueError(f"{option} (--{option}) {problem}")
     _load_all()
     if name not in EXPERIMENTS:
         raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
