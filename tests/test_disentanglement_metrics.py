@@ -326,3 +326,23 @@ def test_each_metric_names_what_to_pass_for_a_dataset_a_model_or_a_seed():
             metric(data.ground_truth, model, rng)
         with pytest.raises(TypeError, match=r"rng must be a np\.random\.Generator, got int"):
             metric(data.ground_truth, represent, 0)
+
+
+def test_counts_bins_and_names_are_checked_before_the_metric_runs():
+    """``num_train=0`` failed with "no factors to represent", ``batch_size=0`` with a
+    ZeroDivisionError, ``num_bins=1`` gave a MIG of 0 for every representation and
+    ``representation_from_model(model, variable="q")`` failed only when first called."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"num_train must be an integer >= 1, got 0"):
+        mutual_information_gap(GROUND_TRUTH, identity, rng, num_train=0)
+    with pytest.raises(ValueError, match=r"num_bins must be an integer >= 2, got 1"):
+        mutual_information_gap(GROUND_TRUTH, identity, rng, num_train=50, num_bins=1)
+    with pytest.raises(ValueError, match=r"num_bins must be an integer >= 2, got 0"):
+        discretize(np.zeros((4, 2)), num_bins=0)
+    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1, got 0"):
+        beta_vae_score(GROUND_TRUTH, identity, rng, batch_size=0, num_train=10, num_eval=10)
+    with pytest.raises(ValueError, match=r"num_test must be an integer >= 1, got 0"):
+        sap_score(GROUND_TRUTH, identity, rng, num_train=10, num_test=0)
+    model = build_model("vae", {"x": Modality("x", (len(SIZES),), "gaussian")}, z_dim=2, hidden=[8])
+    with pytest.raises(KeyError, match=r"variable='q' is not a modality of VAE; it has \['x'\]"):
+        representation_from_model(model, variable="q")

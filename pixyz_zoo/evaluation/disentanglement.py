@@ -42,7 +42,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mutual_info_score
 from sklearn.svm import LinearSVC
 
-from pixyz_zoo.checks import check_count
+from pixyz_zoo.checks import check_count, check_integer
 
 Represent = Callable[[torch.Tensor], np.ndarray]
 """``represent(observations) -> codes``: a batch of observations to an ``(n, code_dim)`` array."""
@@ -77,6 +77,13 @@ def representation_from_model(
     the CPU. Multimodal models infer from ``variable`` alone.
     """
     batch_size = check_count(batch_size, "batch_size")
+    if variable not in getattr(model, "modalities", [variable]):
+        raise KeyError(
+            f"variable={variable!r} is not a modality of {type(model).__name__}; it has "
+            f"{sorted(model.modalities)}: name the one its codes are inferred from"
+        )
+    if latent not in getattr(model, "latents", [latent]):
+        raise KeyError(f"latent={latent!r} is not a latent of {type(model).__name__}; it has {model.latents}")
 
     def represent(observations: torch.Tensor) -> np.ndarray:
         codes = []
@@ -100,9 +107,12 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31 - 1))
 
 
-def _check_arguments(ground_truth: Any, represent: Any, rng: Any) -> None:
+def _check_arguments(ground_truth: Any, represent: Any, rng: Any, **counts: int) -> None:
     """Refuse, naming what to pass, what a metric cannot use: a dataset in place of its ground truth,
-    a model in place of a representation function, a seed in place of a generator."""
+    a model in place of a representation function, a seed in place of a generator, a count (of
+    examples, of a batch's rows) that is not an integer >= 1 or ``num_bins`` < 2."""
+    for name, value in counts.items():
+        check_integer(value, name, 2 if name == "num_bins" else 1)
     if not all(hasattr(ground_truth, name) for name in ("num_factors", "sample_factors")):
         fix = (
             "pass the dataset's .ground_truth (the process that generates its examples)"
@@ -230,7 +240,16 @@ def beta_vae_score(
 
     Returns ``train_accuracy`` and ``eval_accuracy`` (the score).
     """
-    _check_arguments(ground_truth, represent, rng)
+    _check_arguments(
+        ground_truth,
+        represent,
+        rng,
+        batch_size=batch_size,
+        num_train=num_train,
+        num_eval=num_eval,
+        max_iter=max_iter,
+        max_rows=max_rows,
+    )
     x_train, y_train = _beta_vae_points(ground_truth, represent, num_train, batch_size, rng, max_rows)
     x_eval, y_eval = _beta_vae_points(ground_truth, represent, num_eval, batch_size, rng, max_rows)
     classifier = LogisticRegression(max_iter=max_iter, random_state=_seed(rng))
@@ -298,7 +317,16 @@ def factor_vae_score(
 
     Returns ``train_accuracy``, ``eval_accuracy`` (the score) and ``num_active_dims``.
     """
-    _check_arguments(ground_truth, represent, rng)
+    _check_arguments(
+        ground_truth,
+        represent,
+        rng,
+        batch_size=batch_size,
+        num_train=num_train,
+        num_eval=num_eval,
+        num_variance_estimate=num_variance_estimate,
+        max_rows=max_rows,
+    )
     codes, _ = sample_codes(ground_truth, represent, num_variance_estimate, rng, max_rows)
     global_variances = codes.var(axis=0, ddof=1)
     active = np.sqrt(global_variances) >= prune_threshold
@@ -326,6 +354,7 @@ def discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
     Returns integer bin labels in ``1..num_bins`` (the column maximum falls into the last bin);
     a constant column falls into one bin. This is disentanglement_lib's histogram discretiser.
     """
+    num_bins = check_integer(num_bins, "num_bins", 2)
     codes = np.asarray(codes, dtype=np.float64)
     out = np.empty(codes.shape, dtype=np.int64)
     for j in range(codes.shape[1]):
@@ -386,7 +415,7 @@ def mutual_information_gap(
 
     Returns ``mig`` and ``mig_<factor name>`` per factor.
     """
-    _check_arguments(ground_truth, represent, rng)
+    _check_arguments(ground_truth, represent, rng, num_train=num_train, num_bins=num_bins, max_rows=max_rows)
     codes, factors = sample_codes(ground_truth, represent, num_train, rng, max_rows)
     gaps = mig_from_codes(codes, factors, num_bins)
     result = {"mig": float(np.nanmean(gaps)) if np.isfinite(gaps).any() else math.nan}
@@ -515,7 +544,7 @@ def dci(
     ``benchmarks/metric_timing.py``); use smaller ``num_train`` or the random forest for
     quick checks.
     """
-    _check_arguments(ground_truth, represent, rng)
+    _check_arguments(ground_truth, represent, rng, num_train=num_train, num_test=num_test, max_rows=max_rows)
     codes_train, factors_train = sample_codes(ground_truth, represent, num_train, rng, max_rows)
     codes_test, factors_test = sample_codes(ground_truth, represent, num_test, rng, max_rows)
     importance, train_accuracy, test_accuracy = dci_importance(
@@ -597,7 +626,7 @@ def sap_score(
 
     Returns ``sap``.
     """
-    _check_arguments(ground_truth, represent, rng)
+    _check_arguments(ground_truth, represent, rng, num_train=num_train, num_test=num_test, max_rows=max_rows)
     codes_train, factors_train = sample_codes(ground_truth, represent, num_train, rng, max_rows)
     codes_test, factors_test = sample_codes(ground_truth, represent, num_test, rng, max_rows)
     scores = sap_score_matrix(
