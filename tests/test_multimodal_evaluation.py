@@ -462,3 +462,36 @@ def test_one_classifier_or_a_list_in_place_of_the_mapping_is_refused_naming_the_
             coherence(Oracle(test), test, wrong, ["m"], "s")
         with pytest.raises(TypeError, match=r"classifiers map each modality"):
             joint_coherence(Oracle(test), wrong, n=10)
+
+
+def test_multimodal_metrics_refuse_a_classifier_keyed_by_another_modality_and_check_k_and_metrics():
+    """A classifier of 'm' keyed 's' failed with "variable 'm' has shape (40, 3, 32, 32), expected
+    (batch, 1, 8, 8)"; ``metrics="coherence"`` was read letter by letter; ``k=0`` gave NaN for every
+    subset likelihood instead of an error."""
+    from pixyz_zoo.datasets import load_dataset
+    from pixyz_zoo.evaluation import coherence, evaluate_multimodal, train_classifier
+    from pixyz_zoo.models import MoPoE
+
+    train = load_dataset("trimodal-digits").subset(slice(0, 40))
+    test = load_dataset("trimodal-digits", "test").subset(slice(0, 20))
+    model = MoPoE(train.modalities, z_dim=2, hidden=[8])
+    clf = train_classifier(train, "m", None, epochs=0, hidden=[8])
+    with pytest.raises(
+        ValueError, match=r"classifiers\['s'\] reads the modality 'm', not 's'.*\{'m': \.\.\.\}"
+    ):
+        coherence(model, test, {"s": clf}, ["t"], "s")
+    named_alone = evaluate_multimodal(model, train, test, {"m": clf}, metrics="coherence", n_test=10)
+    assert named_alone == evaluate_multimodal(
+        model, train, test, {"m": clf}, metrics=["coherence"], n_test=10
+    )
+    with pytest.raises(
+        ValueError, match=r"the number of importance samples k must be an integer >= 1, got 0"
+    ):
+        evaluate_multimodal(model, train, test, {"m": clf}, metrics=["likelihood"], k=0)
+    for wrong, message in (
+        ({"lr": 0}, r"lr, the classifier's learning rate, must be a number > 0"),
+        ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
+        ({"hidden": 8}, r"hidden is a list of hidden-layer widths"),
+    ):
+        with pytest.raises((ValueError, TypeError), match=message):
+            train_classifier(train, "m", None, epochs=1, **wrong)

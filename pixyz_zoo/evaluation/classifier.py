@@ -37,8 +37,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from pixyz_zoo.checks import check_count, check_integer
 from pixyz_zoo.datasets.base import MultimodalDataset
-from pixyz_zoo.distributions.networks import MLP
+from pixyz_zoo.distributions.networks import MLP, check_widths
 from pixyz_zoo.modalities import Modality, variable_names
 
 CLASSIFIER_FORMAT = 1
@@ -312,8 +313,11 @@ def train_classifier(
             raise KeyError(
                 f"{name!r} is not a modality of the dataset {data.name!r}: {sorted(data.modalities)}{hint}"
             )
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    epochs = check_integer(epochs, "epochs", 0)  # 0: an untrained classifier
+    batch_size = check_count(batch_size, "batch_size")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
+        raise ValueError(f"lr, the classifier's learning rate, must be a number > 0, got {lr!r}")
+    hidden = list(check_widths(hidden))
     in_mod = data.modalities[input]
     label_mod = data_label_modality(data) if label is None else data.modalities[label]
     settings = {
@@ -324,7 +328,7 @@ def train_classifier(
         "input": [input, list(in_mod.shape), in_mod.likelihood],
         "label": [label, list(label_mod.shape)] if label is not None else [None, list(label_mod.labels)],
         "arch": arch,
-        "hidden": list(hidden) if arch == "mlp" else None,
+        "hidden": hidden if arch == "mlp" else None,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,

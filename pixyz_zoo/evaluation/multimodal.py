@@ -100,6 +100,13 @@ def _by_modality(value: Any, what: str) -> Mapping[str, Any]:
     """``value`` when it maps modality names to ``what`` (classifiers, feature extractors); a single one
     or a list is refused, naming the mapping to pass."""
     if isinstance(value, Mapping):
+        for name, one in value.items():
+            reads = getattr(one, "input", name)
+            if isinstance(reads, str) and reads != name:
+                raise ValueError(
+                    f"{what}[{name!r}] reads the modality {reads!r}, not {name!r}: key each one by the "
+                    f"modality it reads, {{{reads!r}: ...}}"
+                )
         return value
     raise TypeError(
         f"{what} map each modality to its own, e.g. {{'m': one}} (train_modality_classifiers returns "
@@ -637,9 +644,11 @@ def evaluate_multimodal(
     """
     from pixyz_zoo.progress import tqdm
 
+    metrics = variable_names(metrics)
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {METRICS}")
+    k = check_count(k, "the number of importance samples k")
     names = list(model.modalities)
     subsets = nonempty_subsets(names)
     test = _subsample(test_data, n_test, seed)
