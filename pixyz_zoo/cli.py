@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import difflib
 import json
 import os
 import re
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,33 @@ def split_option_value(argv: list[str]) -> str | None:
     return None
 
 
+def registered(kind: str, names: Iterable[str]) -> Callable[[str], str]:
+    """An argparse type for a registered ``kind`` of name (model, dataset, experiment): a name written
+    in capitals or with ``_`` for ``-`` is taken as the registered one (``VAE``, ``beta_vae``); an
+    unknown one is refused with the nearest registered names."""
+    known = sorted(names)
+    folded = {fold_name(name): name for name in known}
+
+    def convert(text: str) -> str:
+        if text in known:
+            return text
+        if fold_name(text) in folded:
+            return folded[fold_name(text)]
+        close = difflib.get_close_matches(fold_name(text), list(folded), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(folded[c]) for c in close)}?" if close else ""
+        raise argparse.ArgumentTypeError(
+            f"unknown {kind} {text!r}{hint} (`pixyz-zoo list {kind}s` shows every {kind})"
+        )
+
+    convert.__name__ = kind
+    return convert
+
+
+def fold_name(text: str) -> str:
+    """A registered name as a user may type it: any case, ``_`` or ``-``."""
+    return text.strip().lower().replace("_", "-")
+
+
 def parse_names(text: str) -> list[str]:
     """``m,s``: comma-separated modality names."""
     names = [name.strip() for name in text.split(",") if name.strip()]
@@ -105,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pixyz-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("list", help="list models and datasets")
+    listing = sub.add_parser("list", help="list models, datasets and experiments")
+    listing.add_argument(
+        "what",
+        nargs="?",
+        help="models, datasets or experiments only, or the entries of one name (e.g. vae, polymnist)",
+    )
 
     train = sub.add_parser("train", help="train a model into a run directory, then evaluate it")
     # Settings that define a run default to None here, so that --resume can tell the ones given
@@ -114,10 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "model",
         nargs="?",
+        type=registered("model", MODELS),
         choices=sorted(MODELS),
         help="the model to train (see `pixyz-zoo list`); with --resume it may be left out",
     )
-    train.add_argument("--dataset", choices=sorted(DATASETS), help="dataset (default digits)")
+    train.add_argument(
+        "--dataset",
+        type=registered("dataset", DATASETS),
+        choices=sorted(DATASETS),
+        help="dataset (default digits)",
+    )
     train.add_argument(
         "--modalities",
         type=parse_names,
@@ -213,11 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="print a model's factorisation and loss and draw its DAG")
     graph.add_argument(
-        "model", choices=sorted(MODELS), help="the model to print and draw (see `pixyz-zoo list`)"
+        "model",
+        type=registered("model", MODELS),
+        choices=sorted(MODELS),
+        help="the model to print and draw (see `pixyz-zoo list`)",
     )
     graph.add_argument(
         "--dataset",
         default="digits",
+        type=registered("dataset", DATASETS),
         choices=sorted(DATASETS),
         help="the dataset whose modalities the model is built on (default digits)",
     )
@@ -298,23 +342,50 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     print(f"report: {out / 'report.md'} ({results['wall_seconds']:.0f} s)")
 
 
-def cmd_list() -> None:
-    print("Models:")
-    for name, cls in sorted(MODELS.items()):
-        print(f"  {name:<12} {cls.description}")
-        options = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items())
-        print(f"  {'':<12} options: {options}")
-    print("\nDatasets:")
-    for name, info in sorted(DATASETS.items()):
-        where = "offline" if info.offline else f"files under the data root (${DATA_ROOT_ENV})"
-        print(f"  {name:<14} {info.description} [{where}]")
+def cmd_list(what: str | None = None) -> None:
+    """Every registered model, dataset and experiment; ``what``: one section (``models``,
+    ``datasets``, ``experiments``) or the entries of one name (a name may be a model and an
+    experiment, such as ``beta-vae``)."""
     from pixyz_zoo.experiments import EXPERIMENTS, experiment_names
 
-    print("\nExperiments (pixyz-zoo reproduce NAME [--quick]):")
+    sections: dict[str, tuple[str, dict[str, list[str]]]] = {
+        "models": ("Models:", {}),
+        "datasets": ("Datasets:", {}),
+        "experiments": ("Experiments (pixyz-zoo reproduce NAME [--quick]):", {}),
+    }
+    for name, cls in sorted(MODELS.items()):
+        options = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items())
+        sections["models"][1][name] = [f"  {name:<12} {cls.description}", f"  {'':<12} options: {options}"]
+    for name, info in sorted(DATASETS.items()):
+        where = "offline" if info.offline else f"files under the data root (${DATA_ROOT_ENV})"
+        sections["datasets"][1][name] = [f"  {name:<14} {info.description} [{where}]"]
     for name in experiment_names():
-        print(f"  {name:<22} {EXPERIMENTS[name].description}")
+        lines = [f"  {name:<22} {EXPERIMENTS[name].description}"]
         if EXPERIMENTS[name].datasets:
-            print(f"  {'':<22} --dataset: {', '.join(EXPERIMENTS[name].datasets)}")
+            lines.append(f"  {'':<22} --dataset: {', '.join(EXPERIMENTS[name].datasets)}")
+        sections["experiments"][1][name] = lines
+    if what is None or fold_name(what).rstrip("s") + "s" in sections:
+        chosen = list(sections) if what is None else [fold_name(what).rstrip("s") + "s"]
+        shown = {section: list(sections[section][1]) for section in chosen}
+    else:
+        shown = {
+            section: [name for name in entries if fold_name(name) == fold_name(what)]
+            for section, (_, entries) in sections.items()
+        }
+        shown = {section: names for section, names in shown.items() if names}
+        if not shown:
+            every = [name for _, entries in sections.values() for name in entries]
+            close = difflib.get_close_matches(fold_name(what), every, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise KeyError(
+                f"no model, dataset or experiment is named {what!r}{hint} (`pixyz-zoo list` shows them all; "
+                "`pixyz-zoo list models`, `datasets` or `experiments` one kind)"
+            )
+    for index, (section, names) in enumerate(shown.items()):
+        header, entries = sections[section]
+        print(("\n" if index else "") + header)
+        for name in names:
+            print("\n".join(entries[name]))
 
 
 #: what ``train`` uses for a setting left out (a resumed run keeps its own)
@@ -586,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"Run it without torchrun: pixyz-zoo {args.command} ..."
             )
         if args.command == "list":
-            cmd_list()
+            cmd_list(args.what)
         elif args.command == "train":
             cmd_train(args)
         elif args.command == "evaluate":

@@ -19,6 +19,37 @@ def test_list_shows_models_and_datasets(capsys):
     assert "digits" in out and "mnist-10k" in out and "offline" in out
 
 
+def test_list_shows_one_kind_or_the_entries_of_one_name(capsys):
+    """``pixyz-zoo list vae`` and ``list models`` failed with "unrecognized arguments"."""
+    assert main(["list", "models"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Models:") and "mopoe" in out and "Datasets:" not in out
+    assert main(["list", "Datasets"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Datasets:") and "polydigits" in out and "Models:" not in out
+    assert main(["list", "beta_vae"]) == 0  # a model and an experiment of that name
+    out = capsys.readouterr().out
+    assert "Models:\n  beta-vae" in out and "Experiments" in out and "beta-tcvae" not in out
+    assert main(["list", "vea"]) == 1
+    assert "no model, dataset or experiment is named 'vea'; did you mean 'vae'?" in capsys.readouterr().err
+
+
+def test_registered_names_are_taken_in_any_case_with_underscores_and_near_misses_are_named(capsys, tmp_path):
+    """``train VAE`` and ``--dataset trimodal_digits`` were refused with the list of every choice."""
+    from pixyz_zoo.cli import build_parser
+
+    args = build_parser().parse_args(["train", "VAE", "--dataset", "Trimodal_Digits"])
+    assert (args.model, args.dataset) == ("vae", "trimodal-digits")
+    assert build_parser().parse_args(["graph", "beta_vae"]).model == "beta-vae"
+    with pytest.raises(SystemExit):
+        main(["train", "vea", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert "argument model: unknown model 'vea'; did you mean 'vae'? (`pixyz-zoo list models`" in err
+    assert not (tmp_path / "run").exists()
+    assert main(["reproduce", "beta_vae", "--smoke", "--out", str(tmp_path / "r")]) == 1
+    assert "unknown experiment 'beta_vae' (did you mean 'beta-vae'?)" in capsys.readouterr().err
+
+
 def test_console_script_is_installed():
     exe = shutil.which("pixyz-zoo")
     assert exe is not None, "pip install -e . installs the pixyz-zoo console script"

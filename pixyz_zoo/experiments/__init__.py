@@ -10,6 +10,7 @@ setting for the notebooks' tests; ``full`` is the setting the benchmarks record.
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from collections.abc import Callable
@@ -234,7 +235,9 @@ def check_experiment(
             raise ValueError(f"{option} (--{option}) {problem}")
     _load_all()
     if name not in EXPERIMENTS:
-        raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}")
+        close = difflib.get_close_matches(name.lower().replace("_", "-"), list(EXPERIMENTS), n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+        raise KeyError(f"unknown experiment {name!r}{hint}; available: {', '.join(sorted(EXPERIMENTS))}")
     experiment = EXPERIMENTS[name]
     if dataset is not None and dataset not in experiment.datasets:
         if experiment.datasets:
