@@ -301,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument(
         "--dataset",
         default=None,
+        type=registered("dataset", DATASETS),
         help="a dataset the experiment accepts (see `pixyz-zoo list`) instead of the setting's default",
     )
     reproduce.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)

@@ -41,6 +41,9 @@ def test_registered_names_are_taken_in_any_case_with_underscores_and_near_misses
     args = build_parser().parse_args(["train", "VAE", "--dataset", "Trimodal_Digits"])
     assert (args.model, args.dataset) == ("vae", "trimodal-digits")
     assert build_parser().parse_args(["graph", "beta_vae"]).model == "beta-vae"
+    assert build_parser().parse_args(["reproduce", "mfm", "--dataset", "Trimodal_Digits"]).dataset == (
+        "trimodal-digits"
+    )
     with pytest.raises(SystemExit):
         main(["train", "vea", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
