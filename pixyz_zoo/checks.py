@@ -1,5 +1,6 @@
 """Checks of the arguments that every layer takes: counts (samples, steps, examples, batch sizes),
-epochs and seeds, non-negative numbers; and the one way an error is re-raised once diagnosed.
+epochs and seeds, non-negative numbers, registered names; and the one way an error is re-raised once
+diagnosed.
 
 One check, one message, wherever a count is taken: ``k=2.5`` or ``samples=0`` is refused naming
 the argument, instead of failing deep inside ``repeat`` or drawing one sample where Pixyz is given 0.
@@ -7,8 +8,10 @@ the argument, instead of failing deep inside ``repeat`` or drawing one sample wh
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 
@@ -45,3 +48,26 @@ def reraise_explained(error: Exception, problem: str | None) -> NoReturn:
 
 
 __all__ = ["check_count", "check_integer", "check_non_negative", "reraise_explained"]
+
+
+def fold_name(text: str) -> str:
+    """A registered name (model, dataset, experiment) as a user may type it: any case, ``_`` or ``-``."""
+    return str(text).strip().lower().replace("_", "-")
+
+
+def nearest_names(name: str, known: Iterable[str]) -> list[str]:
+    """The registered names ``name`` may mean: the one it folds to (``VAE``, ``beta_vae``), else up to
+    three near misses (``vea``: ``vae``)."""
+    folded = {fold_name(k): k for k in known}
+    if fold_name(name) in folded:
+        return [folded[fold_name(name)]]
+    return [folded[c] for c in difflib.get_close_matches(fold_name(name), list(folded), n=3, cutoff=0.6)]
+
+
+def unknown_name(kind: str, name: Any, known: Iterable[str]) -> str:
+    """The message for an unknown registered name: ``unknown model 'vea' (did you mean 'vae'?);
+    available: ...``."""
+    known = sorted(known)
+    close = nearest_names(name, known) if isinstance(name, str) else []
+    hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; available: {', '.join(known)}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import difflib
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pixyz_zoo.checks import check_count
+from pixyz_zoo.checks import check_count, fold_name, nearest_names
 from pixyz_zoo.datasets import BINARIZE_CHOICES, DATA_ROOT_ENV, DATASETS
 from pixyz_zoo.models import MODELS, model_options
 from pixyz_zoo.training import PRECISIONS
@@ -82,26 +81,18 @@ def registered(kind: str, names: Iterable[str]) -> Callable[[str], str]:
     in capitals or with ``_`` for ``-`` is taken as the registered one (``VAE``, ``beta_vae``); an
     unknown one is refused with the nearest registered names."""
     known = sorted(names)
-    folded = {fold_name(name): name for name in known}
 
     def convert(text: str) -> str:
-        if text in known:
-            return text
-        if fold_name(text) in folded:
-            return folded[fold_name(text)]
-        close = difflib.get_close_matches(fold_name(text), list(folded), n=3, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(repr(folded[c]) for c in close)}?" if close else ""
+        close = [text] if text in known else nearest_names(text, known)
+        if close and fold_name(close[0]) == fold_name(text):
+            return close[0]
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise argparse.ArgumentTypeError(
             f"unknown {kind} {text!r}{hint} (`pixyz-zoo list {kind}s` shows every {kind})"
         )
 
     convert.__name__ = kind
     return convert
-
-
-def fold_name(text: str) -> str:
-    """A registered name as a user may type it: any case, ``_`` or ``-``."""
-    return text.strip().lower().replace("_", "-")
 
 
 def parse_names(text: str) -> list[str]:
@@ -376,7 +367,7 @@ def cmd_list(what: str | None = None) -> None:
         shown = {section: names for section, names in shown.items() if names}
         if not shown:
             every = [name for _, entries in sections.values() for name in entries]
-            close = difflib.get_close_matches(fold_name(what), every, n=3, cutoff=0.6)
+            close = nearest_names(what, every)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
             raise KeyError(
                 f"no model, dataset or experiment is named {what!r}{hint} (`pixyz-zoo list` shows them all; "

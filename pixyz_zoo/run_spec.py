@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from math import inf
 from typing import Any, ClassVar
 
+from pixyz_zoo.checks import unknown_name
 from pixyz_zoo.datasets import BINARIZE_CHOICES, DATASETS, resolve_data_root
 from pixyz_zoo.models import MODELS, model_options, validate_options
 from pixyz_zoo.training import PRECISIONS
@@ -219,10 +220,10 @@ class RunSpec:
             object.__setattr__(self, "model", ModelSpec(self.model))
         object.__setattr__(self, "device", str(self.device))
         if self.model.name not in MODELS:
-            raise KeyError(f"unknown model {self.model.name!r}; available: {', '.join(sorted(MODELS))}")
+            raise KeyError(unknown_name("model", self.model.name, MODELS))
         validate_options(self.model.name, self.model.options)
         if self.data.dataset not in DATASETS:
-            raise KeyError(f"unknown dataset {self.data.dataset!r}; available: {', '.join(sorted(DATASETS))}")
+            raise KeyError(unknown_name("dataset", self.data.dataset, DATASETS))
         problems = self.train.problems() + self.data.problems()
         if problems:
             raise ValueError("; ".join(problems))

@@ -384,3 +384,23 @@ def test_conditional_likelihoods_name_the_form_of_target_and_pairs(trimodal):
         conditional_log_likelihood_table(model, data, pairs=("m", ["s"]), n_samples=2)
     table = conditional_log_likelihood_table(model, data, pairs=[("m", "s"), ("m", ["m", "s"])], n_samples=2)
     assert list(table) == ["log p(m|s)", "log p(m|m,s)"]
+
+
+def test_an_unknown_registered_name_names_the_nearest_ones():
+    """``build_model("VAE", ...)`` and ``load_dataset("mnist10k")`` listed every name but not the
+    one meant."""
+    from pixyz_zoo.experiments import check_experiment
+    from pixyz_zoo.models import build_model
+
+    with pytest.raises(
+        KeyError, match=r"unknown model 'VAE' \(did you mean 'vae'\?\); available: annealed-vae"
+    ):
+        build_model("VAE", {})
+    with pytest.raises(
+        KeyError, match=r"unknown dataset 'mnist10k' \(did you mean 'mnist-10k' or 'mnist'\?\)"
+    ):
+        load_dataset("mnist10k")
+    with pytest.raises(KeyError, match=r"unknown dataset 'cifar'; available: attribute-digits"):
+        load_dataset("cifar")
+    with pytest.raises(KeyError, match=r"unknown experiment 'beta_vae' \(did you mean 'beta-vae'\?\)"):
+        check_experiment("beta_vae")

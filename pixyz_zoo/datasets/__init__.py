@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pixyz_zoo.checks import check_integer
+from pixyz_zoo.checks import check_integer, unknown_name
 from pixyz_zoo.datasets.base import (
     BINARIZE_CHOICES,
     DATA_ROOT_ENV,
@@ -131,7 +131,7 @@ def load_dataset(
         download: allow torchvision to download missing files (the only network access).
     """
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
+        raise KeyError(unknown_name("dataset", name, DATASETS))
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     seed = check_integer(seed, "seed", 0)

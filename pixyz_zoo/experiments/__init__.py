@@ -10,7 +10,6 @@ setting for the notebooks' tests; ``full`` is the setting the benchmarks record.
 
 from __future__ import annotations
 
-import difflib
 import json
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pixyz_zoo.checks import unknown_name
 from pixyz_zoo.datasets import MultimodalDataset, load_dataset
 from pixyz_zoo.models import ZooModel
 from pixyz_zoo.run_spec import RunSpec, integer_at_least, precision_problem
@@ -235,9 +235,7 @@ def check_experiment(
             raise ValueError(f"{option} (--{option}) {problem}")
     _load_all()
     if name not in EXPERIMENTS:
-        close = difflib.get_close_matches(name.lower().replace("_", "-"), list(EXPERIMENTS), n=3, cutoff=0.6)
-        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-        raise KeyError(f"unknown experiment {name!r}{hint}; available: {', '.join(sorted(EXPERIMENTS))}")
+        raise KeyError(unknown_name("experiment", name, EXPERIMENTS))
     experiment = EXPERIMENTS[name]
     if dataset is not None and dataset not in experiment.datasets:
         if experiment.datasets:

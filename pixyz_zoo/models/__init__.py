@@ -10,6 +10,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pixyz_zoo.checks import unknown_name
 from pixyz_zoo.modalities import Modality
 from pixyz_zoo.models.base import ZooModel
 from pixyz_zoo.models.beta_vae import AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE
@@ -93,7 +94,7 @@ def model_options(name: str) -> dict[str, Any]:
 
 def get_model_class(name: str) -> type[ZooModel]:
     if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+        raise KeyError(unknown_name("model", name, MODELS))
     return MODELS[name]
 
 
