@@ -5,6 +5,7 @@ element #0 has length 3" or "Tensor.__contains__ only supports Tensor or scalar"
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -404,3 +405,24 @@ def test_an_unknown_registered_name_names_the_nearest_ones():
         load_dataset("cifar")
     with pytest.raises(KeyError, match=r"unknown experiment 'beta_vae' \(did you mean 'beta-vae'\?\)"):
         check_experiment("beta_vae")
+
+
+def test_a_model_built_in_float64_takes_float32_data():
+    """A model built after ``torch.set_default_dtype(torch.float64)`` (or moved with ``.double()``),
+    given data loaded as float32, failed with "mat1 and mat2 must have the same dtype"."""
+    from pixyz_zoo.models import MoPoE
+
+    data = load_dataset("trimodal-digits", "test").subset(slice(0, 8))
+    assert data.tensors["m"].dtype == torch.float32
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = MoPoE(data.modalities, z_dim=2, hidden=[8])
+    finally:
+        torch.set_default_dtype(default)
+    batch = data.first(4)
+    assert math.isfinite(model.train_step(batch))
+    assert model.reconstruct(batch)["m"].dtype == torch.float64
+    assert model.generate(batch, given=["t"], targets=["s"])["s"].shape == (4, 3, 32, 32)
+    assert model.encode(batch, given=["m"])["z"].dtype == torch.float64
+    assert math.isfinite(evaluate_log_likelihood(model, data, k=2)["iwae_2"])

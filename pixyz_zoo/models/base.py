@@ -373,8 +373,23 @@ class ZooModel(Model):
         return self
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch's tensors on the model's device, floating ones in its parameters' dtype (data
+        loaded as float32 meets a model built in float64; "mat1 and mat2 must have the same dtype")."""
+        return {k: self._as_input(v) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _as_input(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` on the model's device, in its parameters' dtype when floating (no copy when both
+        already are)."""
         device = self.device
-        return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        dtype = self._parameter_dtype() if value.is_floating_point() else None
+        return value.to(device, dtype, non_blocking=True)
+
+    def _parameter_dtype(self) -> torch.dtype:
+        optimizer = getattr(self, "optimizer", None)
+        for group in optimizer.param_groups if optimizer is not None else ():
+            for tensor in group["params"]:
+                return tensor.dtype
+        return torch.get_default_dtype()  # pragma: no cover - nothing trained
 
     # ------------------------------------------------------------------ training
     def feed(
@@ -705,7 +720,7 @@ class ZooModel(Model):
             if name in latents:
                 inputs[name] = latents[name]
             elif name in conditions:
-                value = conditions[name].to(self.device)
+                value = self._as_input(conditions[name])
                 inputs[name] = value.repeat(rows // len(value), *([1] * (value.dim() - 1)))
             else:
                 raise ValueError(
@@ -803,7 +818,7 @@ class ZooModel(Model):
                 raise ValueError(f"inferring the latents from {given} needs a batch holding them")
             self._check_given_batch(batch, given)
             inputs = {
-                g: batch[g].to(self.device).repeat(n_samples, *([1] * (batch[g].dim() - 1))) for g in given
+                g: self._as_input(batch[g]).repeat(n_samples, *([1] * (batch[g].dim() - 1))) for g in given
             }
             latents = self.inference_for(given).sample(inputs, return_all=False)
         else:
@@ -819,7 +834,7 @@ class ZooModel(Model):
         decoder = self.generative.graph.distribution(target)
         inputs = self._decoder_inputs(decoder, latents, batch)
         rows = len(next(iter(latents.values())))
-        value = batch[target].to(self.device)
+        value = self._as_input(batch[target])
         inputs[target] = value.repeat(rows // len(value), *([1] * (value.dim() - 1)))
         return decoder.get_log_prob(inputs)
 

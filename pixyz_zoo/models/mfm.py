@@ -443,7 +443,7 @@ class MFM(ZooModel):
         unknown = [z for z in latents if z not in self.latent_inputs]
         if unknown:
             raise KeyError(f"{unknown} are not factors of this model: {list(self.latent_inputs)}")
-        return {z: self.feature_nets[self._key(z)](value.to(self.device)) for z, value in latents.items()}
+        return {z: self.feature_nets[self._key(z)](self._as_input(value)) for z, value in latents.items()}
 
     def decode_features(self, features: dict[str, torch.Tensor], target: str) -> torch.Tensor:
         """The mean of ``p(target | features)`` (class probabilities for the label), differentiable."""
