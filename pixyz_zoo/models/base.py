@@ -375,14 +375,18 @@ class ZooModel(Model):
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The batch's tensors on the model's device, floating ones in its parameters' dtype (data
         loaded as float32 meets a model built in float64; "mat1 and mat2 must have the same dtype")."""
-        return {k: self._as_input(v) if torch.is_tensor(v) else v for k, v in batch.items()}
+        device, dtype = self.device, self._parameter_dtype()
+        return {
+            k: v.to(device, dtype if v.is_floating_point() else None, non_blocking=True)
+            if torch.is_tensor(v)
+            else v
+            for k, v in batch.items()
+        }
 
     def _as_input(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` on the model's device, in its parameters' dtype when floating (no copy when both
         already are)."""
-        device = self.device
-        dtype = self._parameter_dtype() if value.is_floating_point() else None
-        return value.to(device, dtype, non_blocking=True)
+        return self._to_device({"value": value})["value"]
 
     def _parameter_dtype(self) -> torch.dtype:
         optimizer = getattr(self, "optimizer", None)
