@@ -192,3 +192,16 @@ def test_dataset_arguments_a_newcomer_gets_wrong_are_refused_naming_the_fix():
         MultimodalDataset("bad", {"y": torch.zeros(3, 2)}, {"y": x})
     with pytest.raises(ValueError, match=r"seed must be an integer >= 0, got 'a'"):
         MultimodalDataset("bad", {"x": torch.zeros(3, 2)}, {"x": x}, seed="a")
+
+
+def test_a_dataset_without_factors_and_a_seed_as_generator_are_named():
+    """``data.ground_truth`` of a dataset without factors raised a bare AttributeError; a seed passed
+    as the generator of ``batches`` failed inside torch.randperm."""
+    data = load_dataset("trimodal-digits", "test")
+    with pytest.raises(AttributeError, match=r"'trimodal-digits' has no ground_truth.*dsprites-procedural"):
+        data.ground_truth  # noqa: B018
+    assert not hasattr(data, "factors") and hasattr(load_dataset("colored-shapes", "test"), "ground_truth")
+    with pytest.raises(TypeError, match=r"generator must be a torch\.Generator.*got int"):
+        next(data.batches(10, shuffle=True, generator=0))
+    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1, got 2\.5"):
+        next(data.batches(2.5))

@@ -20,6 +20,7 @@ import operator
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -217,6 +218,17 @@ class MultimodalDataset(Dataset):
         item = {name: t[position : position + 1] for name, t in self.tensors.items()}
         return {name: t[0] for name, t in self._finish(item, None).items()}
 
+    def __getattr__(self, name: str) -> Any:
+        """Only called for what the dataset lacks: ``ground_truth`` and ``factors`` of a dataset
+        generated without known factors are named as such."""
+        if name in ("ground_truth", "factors"):
+            raise AttributeError(
+                f"dataset {self.__dict__.get('name')!r} has no {name}: its examples come with no known "
+                "generative factors. The disentanglement metrics need a dataset that has them "
+                "(dsprites-procedural, colored-shapes, dsprites)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def batches(
         self,
         batch_size: int,
@@ -229,8 +241,12 @@ class MultimodalDataset(Dataset):
         ``generator`` (a CPU generator) draws the order and, on the CPU, the binarisation; on another
         device the binarisation draws from :func:`device_generator`.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        batch_size = check_integer(batch_size, "batch_size", 1)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator, e.g. torch.Generator().manual_seed(seed); got "
+                f"{type(generator).__name__}"
+            )
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         device = self.device
