@@ -413,3 +413,16 @@ def test_figures_of_one_row_per_model_refuse_a_model_alone() -> None:
         with pytest.raises(TypeError, match=r"got MultimodalDataset.*dataset\.first\(n\)"):
             figure({"a": model}, data, ["m"], "s", n=3)
         assert isinstance(figure({"a": model}, batch, ["m"], "s", n=8), Figure)
+
+
+def test_figures_of_metrics_by_model_refuse_one_models_metrics_alone() -> None:
+    """``coherence_heatmap(evaluate_multimodal(...))`` failed with "'float' object is not iterable"."""
+    from pixyz_zoo.plots import coherence_heatmap, metric_bars
+
+    one_model = {"coherence[m->s]": 0.5, "coherence[s->m]": 0.25}
+    for figure in (coherence_heatmap, metric_bars):
+        with pytest.raises(
+            TypeError, match=r"one dict of metrics per model.*wrap them, \{'model': metrics\}"
+        ):
+            figure(one_model)
+        assert isinstance(figure({"model": one_model}), Figure)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -79,6 +80,19 @@ def coherence_matrix(
     return rows, targets, values
 
 
+def _check_metrics_by_model(rows: Any, what: str) -> None:
+    """``rows`` maps model labels to their metrics; one model's metrics alone (a dict of numbers,
+    as ``evaluate_multimodal`` returns them) are refused, naming the dict to wrap them in."""
+    if not isinstance(rows, Mapping) or not rows:
+        raise ValueError(f"{what} needs the metrics of at least one model, {{'label': metrics}}")
+    flat = [label for label, metrics in rows.items() if not isinstance(metrics, Mapping)]
+    if flat:
+        raise TypeError(
+            f"{what} takes one dict of metrics per model, {{'MoPoE': metrics, ...}}; got numbers under "
+            f"{flat[:3]} (one model's metrics?): wrap them, {{'model': metrics}}"
+        )
+
+
 def coherence_heatmap(
     results: Mapping[str, Mapping[str, float]],
     modalities: Sequence[str] | None = None,
@@ -94,8 +108,7 @@ def coherence_heatmap(
     generation) is outlined in red; unmeasured cells are left blank. ``chance`` (e.g. 0.1 for ten classes)
     is noted under the colour bar.
     """
-    if not results:
-        raise ValueError("coherence_heatmap needs the metrics of at least one model")
+    _check_metrics_by_model(results, "coherence_heatmap")
     matrices = {name: coherence_matrix(metrics, modalities) for name, metrics in results.items()}
     rows, targets, _ = next(iter(matrices.values()))
     if modalities is None:  # every panel on the rows / columns of the first model
@@ -181,8 +194,7 @@ def metric_bars(
     bar. ``reference[model][metric]`` (e.g. the
     paper's number) is drawn as a black mark on that model's bar.
     """
-    if not rows:
-        raise ValueError("metric_bars needs at least one model")
+    _check_metrics_by_model(rows, "metric_bars")
     models = list(rows)
     metrics = list(metrics) if metrics is not None else list(next(iter(rows.values())))
     if not metrics:
