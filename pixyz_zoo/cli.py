@@ -515,9 +515,14 @@ def _train(args: argparse.Namespace) -> None:
         )
         args.run_dir = args.out or Path("runs") / f"{args.model}-{spec.data.dataset}-s{spec.train.seed}"
 
-        def announce() -> None:  # once the run is checked (directory, device, the model's fit to the data)
+        def announce(left_out: list[str]) -> None:  # once the run is checked (directory, device, fit)
             if distributed.launched_rank() == 0:
                 print(f"run directory: {args.run_dir}")
+                if left_out:
+                    print(
+                        f"{args.model} leaves out {left_out} of {spec.data.dataset} (its options choose the "
+                        f"modalities it models, see `pixyz-zoo list {args.model}`; --modalities selects some)"
+                    )
 
         model, _ = train_run(spec, args.run_dir, progress=progress, announce=announce)
     if not distributed.is_main():

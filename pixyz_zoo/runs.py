@@ -223,16 +223,19 @@ def run_modalities(spec: RunSpec) -> dict[str, Modality] | None:
     return None if dataset is None else as_the_run_reads(spec, dataset).modalities
 
 
-def check_model_fits_data(spec: RunSpec) -> None:
+def check_model_fits_data(spec: RunSpec) -> list[str]:
     """Refuse a run whose model does not fit its dataset (a joint model on one modality, CVAE on
     three, MFM without a class label, an unknown ``--modalities`` name), before any file is read:
     the model is built on :func:`run_modalities`, or on an offline dataset as the run loads it (no file
     needed; the run reuses it), which also checks ``--train-examples`` and ``--test-examples``.
-    A dataset that declares nothing (CelebA, CUB) is checked when it is loaded."""
+    A dataset that declares nothing (CelebA, CUB) is checked when it is loaded. Returns the
+    dataset's modalities the model leaves out (a VAE models one of them)."""
     offline = DATASETS[spec.data.dataset].offline
     modalities = load_data(spec)[0].modalities if offline else run_modalities(spec)
-    if modalities is not None:
-        build_model(spec.model.name, modalities, **spec.model.options)
+    if modalities is None:
+        return []
+    model = build_model(spec.model.name, modalities, **spec.model.options)
+    return [name for name in modalities if name not in model.modalities]
 
 
 def data_for_model(model: str, options: dict[str, Any], dataset: MultimodalDataset) -> MultimodalDataset:
@@ -296,10 +299,11 @@ def train_run(
     spec: RunSpec,
     run_dir: str | os.PathLike,
     progress: bool | str = True,
-    announce: Callable[[], None] | None = None,
+    announce: Callable[[list[str]], None] | None = None,
 ) -> tuple[ZooModel, Trainer]:
     """Train the run ``spec`` describes into the new run directory ``run_dir``; ``announce`` is called
-    once the run is checked, before any data is loaded (the CLI names the run directory there).
+    once the run is checked, before any data is loaded, with the dataset's modalities the model leaves
+    out (the CLI names the run directory and those there).
 
     ``config.json`` is ``spec.to_config()`` with the model's options as built (its defaults and what
     it took from the data, such as beta-TCVAE's dataset size), the model's modalities and the
@@ -315,9 +319,9 @@ def train_run(
     check_run_dir(run_dir)
     dev = resolve_device(distributed.init_from_env(spec.device))
     spec = spec.replace(world_size=distributed.world_size())
-    check_model_fits_data(spec)
+    left_out = check_model_fits_data(spec)
     if announce is not None:
-        announce()
+        announce(left_out)
     train, test = load_data(spec)
     seed_everything(spec.train.seed)
     net = build_model(spec.model.name, train.modalities, **spec.model.options).to(dev)

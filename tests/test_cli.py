@@ -227,3 +227,32 @@ def test_module_entry_point():
         [sys.executable, "-m", "pixyz_zoo.cli", "list"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and "Datasets:" in result.stdout
+
+
+def test_train_names_the_modalities_a_model_leaves_out(tmp_path, capsys):
+    """``train vae --dataset trimodal-digits`` modelled 'm' alone without saying so."""
+    quick = ["--epochs", "1", "--no-eval", "--no-progress", "--train-examples", "32", "--test-examples", "16"]
+    assert (
+        main(
+            ["train", "vae", "--dataset", "trimodal-digits", "--out", str(tmp_path / "a"), *quick, *TINY[:4]]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "vae leaves out ['s', 't'] of trimodal-digits (its options choose" in out
+    assert (
+        main(
+            [
+                "train",
+                "mopoe",
+                "--dataset",
+                "trimodal-digits",
+                "--out",
+                str(tmp_path / "b"),
+                *quick,
+                *TINY[:4],
+            ]
+        )
+        == 0
+    )
+    assert "leaves out" not in capsys.readouterr().out
