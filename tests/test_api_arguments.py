@@ -426,3 +426,18 @@ def test_a_model_built_in_float64_takes_float32_data():
     assert model.generate(batch, given=["t"], targets=["s"])["s"].shape == (4, 3, 32, 32)
     assert model.encode(batch, given=["m"])["z"].dtype == torch.float64
     assert math.isfinite(evaluate_log_likelihood(model, data, k=2)["iwae_2"])
+
+
+def test_decode_without_targets_decodes_what_generate_would(trimodal):
+    """``model.decode(model.encode(batch))`` failed with "missing 1 required positional argument:
+    'targets'"; MFM's decode read a target named alone letter by letter."""
+    from pixyz_zoo.models import MoPoE, build_model
+
+    model = MoPoE(trimodal.modalities, z_dim=2, hidden=[8])
+    latents = model.encode(trimodal.first(3))
+    assert sorted(model.decode(latents)) == ["m", "s", "t"]
+    labelled = load_dataset("multimodal-sequences", "test")
+    mfm = build_model("mfm", labelled.modalities, z_dim=2, style_dim=2, hidden=[8])
+    codes = mfm.encode(labelled.first(3))
+    assert sorted(mfm.decode(codes)) == sorted(mfm.default_targets())
+    assert list(mfm.decode(codes, "y")) == ["y"]

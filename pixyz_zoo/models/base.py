@@ -745,15 +745,16 @@ class ZooModel(Model):
     def decode(
         self,
         latents: dict[str, torch.Tensor],
-        targets: Sequence[str],
+        targets: Sequence[str] | None = None,
         conditions: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Means of ``p(target|latents)`` for each target modality.
+        """Means of ``p(target|latents)`` for each target modality (default: every one the model
+        generates, as :meth:`generate`).
 
         ``conditions`` holds observed parents of a decoder (a conditional model's ``p(x|z,w)``).
         """
         self._check_latent_names(latents)
-        targets = self.check_targets(targets)
+        targets = self.check_targets(self.default_targets() if targets is None else targets)
         self.distributions.eval()
         try:
             completed = self.complete_latents(latents)

@@ -77,7 +77,7 @@ from pixyz_zoo.distributions.sequence_networks import SequenceDecoderNet, Sequen
 from pixyz_zoo.losses import sum_losses
 from pixyz_zoo.losses.mmd import MaximumMeanDiscrepancy
 from pixyz_zoo.losses.surrogate import SurrogateRegression
-from pixyz_zoo.modalities import Modality, check_modalities, nonempty_subsets
+from pixyz_zoo.modalities import Modality, check_modalities, nonempty_subsets, variable_names
 from pixyz_zoo.models.base import ZooModel
 from pixyz_zoo.models.jmvae import check_likelihood_weights, with_subset_inference
 
@@ -489,12 +489,14 @@ class MFM(ZooModel):
     def decode(
         self,
         latents: dict[str, torch.Tensor],
-        targets: Sequence[str],
+        targets: Sequence[str] | None = None,
         conditions: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Means of ``p(target | factors)``: decoder means, the label's class probabilities."""
+        """Means of ``p(target | factors)``: decoder means, the label's class probabilities (default:
+        every generated modality and the label)."""
         self.distributions.eval()
         features = self.factor_features(latents)
+        targets = self.default_targets() if targets is None else variable_names(targets)
         return {t: self.decode_features(features, t) for t in targets}
 
     def default_targets(self) -> list[str]:
