@@ -626,13 +626,7 @@ def cmd_graph(args: argparse.Namespace) -> None:
         print("Test objective term by term:")
         for i, term in enumerate(model.test_terms, 1):
             print(f"  T{i}: {term.text}")
-    fig = plots.draw_graphical_model(
-        model.generative,
-        model.inference,
-        observed=list(model.modalities),
-        show_parameters=args.parameters,
-        title=type(model).__name__,
-    )
+    fig = plots.draw_graphical_model(model, show_parameters=args.parameters, title=type(model).__name__)
     path = plots.save_figure(fig, target)
     print(f"graphical model: {path}")
 

@@ -426,3 +426,17 @@ def test_figures_of_metrics_by_model_refuse_one_models_metrics_alone() -> None:
         ):
             figure(one_model)
         assert isinstance(figure({"model": one_model}), Figure)
+
+
+def test_a_zoo_model_is_drawn_as_itself_and_a_folder_is_no_figure_file(digits_train, tmp_path) -> None:
+    """``draw_graphical_model(vae)`` was refused ("must be a Pixyz distribution ..., got VAE"), and
+    ``save_figure(fig, folder)`` wrote the sibling file FOLDER.png."""
+    from pixyz_zoo.models import VAE
+
+    model = VAE(digits_train.modalities, z_dim=2, hidden=[8])
+    by_parts = graphical_model_edges(model.generative, model.inference, observed=list(model.modalities))
+    assert graphical_model_edges(model) == by_parts
+    assert graphical_model_edges(model, observed=[])["observed"] == []  # what is given is kept
+    with pytest.raises(IsADirectoryError, match=r"is a folder: give the figure's file, e\.g\. .*figure\.png"):
+        save_figure(draw_graphical_model(model), tmp_path)
+    assert not tmp_path.with_suffix(".png").exists()

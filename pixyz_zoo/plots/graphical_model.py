@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.mathtext import MathTextParser
 from matplotlib.patches import Circle, FancyArrowPatch
+from pixyz.distributions.distributions import Distribution
 from pixyz.utils import convert_latex_name
 
 from pixyz_zoo.distributions.text import joint_text
@@ -35,6 +36,21 @@ def _as_list(inference: Any) -> list[Any]:
     if isinstance(inference, (list, tuple)):
         return list(inference)
     return [inference]
+
+
+def _of_model(generative: Any, inference: Any, observed: Sequence[str] | None) -> tuple[Any, Any, Any]:
+    """A zoo model given in place of its generative distribution: ``(model.generative,
+    model.inference, list(model.modalities))``, each unless given; Pixyz distributions as they are."""
+    if isinstance(generative, Distribution) or not all(
+        hasattr(generative, name) for name in ("generative", "inference", "modalities")
+    ):
+        return generative, inference, observed
+    model = generative
+    return (
+        model.generative,
+        model.inference if inference is None else inference,
+        list(model.modalities) if observed is None else observed,
+    )
 
 
 def _factors(distribution: Any, role: str) -> list[Any]:
@@ -153,7 +169,11 @@ def graphical_model_edges(
     matplotlib's ``arc3`` curve, chosen so that the edge passes no other node, nor a parameter's dot
     when ``show_parameters``);
     ``"captions"``: the factorisations, generative first.
+
+    ``generative`` may be a zoo model itself: its generative and inference models are drawn, its
+    modalities observed.
     """
+    generative, inference, observed = _of_model(generative, inference, observed)
     inference_list = _as_list(inference)
     generative_factors = _factors(generative, "generative")
     inference_factors = [(dist, factor) for dist in inference_list for factor in _factors(dist, "inference")]
@@ -357,7 +377,8 @@ def draw_graphical_model(
     """Draw the DAG of a model from its Pixyz distributions and return the figure.
 
     Args:
-        generative: the generative Pixyz distribution, typically the joint ``p(x|z)p(z)``.
+        generative: the generative Pixyz distribution, typically the joint ``p(x|z)p(z)``; or a zoo
+            model, whose generative and inference models are drawn with its modalities observed.
         inference: an inference distribution (``q(z|x)``) or a list of them; dashed edges.
         observed: observed variable names (shaded). Default: with an inference model, the
             variables it conditions on but does not generate; without one, the generative

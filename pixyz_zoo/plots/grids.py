@@ -404,6 +404,8 @@ def comparison_grid(
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Save ``fig`` (PNG unless ``path`` names another format), create parent dirs, close it."""
     path = Path(path)
+    if path.is_dir():  # it wrote a sibling file, FOLDER.png
+        raise IsADirectoryError(f"{path} is a folder: give the figure's file, e.g. {path / 'figure.png'}")
     if not path.suffix:
         path = path.with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
