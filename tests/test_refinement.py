@@ -466,7 +466,9 @@ def test_cli_refuses_to_refine_a_mixture_posterior_before_evaluating_the_run(tmp
     loads = count_calls(monkeypatch, runs, "load_data")
     assert main(["evaluate", str(run), "--iw-samples", "2", "--refine-steps", "2", "--no-progress"]) == 1
     message = "the inference of mopoe, q(z|m,s,t) is a MixtureOfExperts over ['z'], not a Gaussian"
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Refine a model whose inference is Gaussian (vae," in err
+    assert "pass a Gaussian initial distribution" not in err  # no distribution is passed on a command line
     assert not (run / "metrics.json").exists() and not loads  # refused before any evaluation or data
 
 

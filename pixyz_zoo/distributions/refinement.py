@@ -76,15 +76,23 @@ def parameter_names(var: str) -> tuple[str, str]:
     return f"mu_{var}", f"sigma_{var}"
 
 
-def require_gaussian(distribution: Distribution, what: str = "the inference distribution") -> None:
-    """Raise a clear error unless ``distribution`` is a diagonal Gaussian over one variable."""
+#: which models a refinement can start from (a model's own inference is refined)
+GAUSSIAN_MODELS = "vae, iterative-vae, jmvae-kl, mvae, mvtcae, cvae, ..."
+
+
+def require_gaussian(
+    distribution: Distribution,
+    what: str = "the inference distribution",
+    fix: str = f"Refine a model whose inference is Gaussian ({GAUSSIAN_MODELS}) or pass a Gaussian initial "
+    "distribution",
+) -> None:
+    """Raise a clear error unless ``distribution`` is a diagonal Gaussian over one variable; ``fix``:
+    what to do instead, in the caller's terms."""
     name = getattr(distribution, "distribution_name", "") or type(distribution).__name__
     if name != "Normal" or len(distribution.var) != 1:
         raise TypeError(
             f"{what} {distribution.prob_text} is a {name} over {distribution.var}, not a Gaussian over one "
-            "latent: refinement moves the mean and scale of a diagonal Gaussian posterior. Refine a model "
-            "whose inference is Gaussian (vae, iterative-vae, jmvae-kl, mvae, mvtcae, cvae, ...) or pass a "
-            "Gaussian initial distribution"
+            f"latent: refinement moves the mean and scale of a diagonal Gaussian posterior. {fix}"
         )
 
 

@@ -25,6 +25,7 @@ from pixyz.losses.losses import Loss
 from pixyz_zoo.checks import check_count
 from pixyz_zoo.distributions.experts import only_expert
 from pixyz_zoo.distributions.refinement import (
+    GAUSSIAN_MODELS,
     METHODS,
     GaussianFromParameters,
     GradientStep,
@@ -72,7 +73,8 @@ def amortized_posterior(
     if unwrap and isinstance(q, RefinedGaussian):
         q = q.initial
     subset = f" from {given}" if set(given) != set(model.modalities) else ""  # the model's own inference
-    require_gaussian(q, f"the inference of {model.name}{subset},")
+    fix = f"Refine a model whose inference is Gaussian ({GAUSSIAN_MODELS})"  # no distribution to pass here
+    require_gaussian(q, f"the inference of {model.name}{subset},", fix)
     if len(model.latents) != 1:
         raise TypeError(
             f"{model.name} has the latents {model.latents}; refinement handles models with one Gaussian "
