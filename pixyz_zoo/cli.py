@@ -633,7 +633,11 @@ def cmd_graph(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    split = split_option_value(sys.argv[1:] if argv is None else list(argv))
+    given = sys.argv[1:] if argv is None else list(argv)
+    if not given:  # a first try: the commands and what each does, not "the arguments are required"
+        parser.print_help()
+        return 2
+    split = split_option_value(given)
     if split:
         parser.error(split)
     args = parser.parse_args(argv)

@@ -53,6 +53,13 @@ def test_registered_names_are_taken_in_any_case_with_underscores_and_near_misses
     assert "unknown experiment 'beta_vae' (did you mean 'beta-vae'?)" in capsys.readouterr().err
 
 
+def test_the_command_alone_prints_its_commands(capsys):
+    """``pixyz-zoo`` alone said only "the following arguments are required: command"."""
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert "{list,train,evaluate,graph,reproduce}" in out and "train a model into a run directory" in out
+
+
 def test_console_script_is_installed():
     exe = shutil.which("pixyz-zoo")
     assert exe is not None, "pip install -e . installs the pixyz-zoo console script"
