@@ -515,14 +515,11 @@ def _train(args: argparse.Namespace) -> None:
         )
         args.run_dir = args.out or Path("runs") / f"{args.model}-{spec.data.dataset}-s{spec.train.seed}"
 
-        def announce(left_out: list[str]) -> None:  # once the run is checked (directory, device, fit)
+        def announce(notes: list[str]) -> None:  # once the run is checked (directory, device, fit)
             if distributed.launched_rank() == 0:
                 print(f"run directory: {args.run_dir}")
-                if left_out:
-                    print(
-                        f"{args.model} leaves out {left_out} of {spec.data.dataset} (its options choose the "
-                        f"modalities it models, see `pixyz-zoo list {args.model}`; --modalities selects some)"
-                    )
+                for note in notes:  # what the run takes without using
+                    print(note)
 
         model, _ = train_run(spec, args.run_dir, progress=progress, announce=announce)
     if not distributed.is_main():

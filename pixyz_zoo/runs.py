@@ -228,14 +228,29 @@ def check_model_fits_data(spec: RunSpec) -> list[str]:
     three, MFM without a class label, an unknown ``--modalities`` name), before any file is read:
     the model is built on :func:`run_modalities`, or on an offline dataset as the run loads it (no file
     needed; the run reuses it), which also checks ``--train-examples`` and ``--test-examples``.
-    A dataset that declares nothing (CelebA, CUB) is checked when it is loaded. Returns the
-    dataset's modalities the model leaves out (a VAE models one of them)."""
+    A dataset that declares nothing (CelebA, CUB) is checked when it is loaded. Returns notes on
+    what the run takes without using: the dataset's modalities the model leaves out (a VAE models
+    one of them), a ``decoder_scale`` that no decoder of the model has."""
     offline = DATASETS[spec.data.dataset].offline
     modalities = load_data(spec)[0].modalities if offline else run_modalities(spec)
     if modalities is None:
         return []
     model = build_model(spec.model.name, modalities, **spec.model.options)
-    return [name for name in modalities if name not in model.modalities]
+    notes = []
+    left_out = [name for name in modalities if name not in model.modalities]
+    if left_out:
+        notes.append(
+            f"{spec.model.name} leaves out {left_out} of {spec.data.dataset} (its options choose the "
+            f"modalities it models, see `pixyz-zoo list {spec.model.name}`; --modalities selects some)"
+        )
+    scale = spec.model.options.get("decoder_scale")
+    decoded = {name: model.modalities[name].likelihood for name in model.modalities_in_generative()}
+    if scale is not None and not {"gaussian", "laplace"} & set(decoded.values()):
+        notes.append(
+            f"decoder_scale={scale!r} has no effect: it is the scale of Gaussian and Laplace decoders, and "
+            f"{spec.model.name} decodes {decoded}"
+        )
+    return notes
 
 
 def data_for_model(model: str, options: dict[str, Any], dataset: MultimodalDataset) -> MultimodalDataset:
@@ -302,8 +317,8 @@ def train_run(
     announce: Callable[[list[str]], None] | None = None,
 ) -> tuple[ZooModel, Trainer]:
     """Train the run ``spec`` describes into the new run directory ``run_dir``; ``announce`` is called
-    once the run is checked, before any data is loaded, with the dataset's modalities the model leaves
-    out (the CLI names the run directory and those there).
+    once the run is checked, before any data is loaded, with the notes of :func:`check_model_fits_data`
+    (the CLI prints the run directory and those there).
 
     ``config.json`` is ``spec.to_config()`` with the model's options as built (its defaults and what
     it took from the data, such as beta-TCVAE's dataset size), the model's modalities and the
@@ -319,9 +334,9 @@ def train_run(
     check_run_dir(run_dir)
     dev = resolve_device(distributed.init_from_env(spec.device))
     spec = spec.replace(world_size=distributed.world_size())
-    left_out = check_model_fits_data(spec)
+    notes = check_model_fits_data(spec)
     if announce is not None:
-        announce(left_out)
+        announce(notes)
     train, test = load_data(spec)
     seed_everything(spec.train.seed)
     net = build_model(spec.model.name, train.modalities, **spec.model.options).to(dev)

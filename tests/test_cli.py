@@ -263,3 +263,18 @@ def test_train_names_the_modalities_a_model_leaves_out(tmp_path, capsys):
         == 0
     )
     assert "leaves out" not in capsys.readouterr().out
+
+
+def test_train_names_a_decoder_scale_that_no_decoder_has(tmp_path, capsys):
+    """``-o decoder_scale=learned`` on the digits (Bernoulli images, a categorical label) was taken
+    and did nothing."""
+    quick = ["--epochs", "1", "--no-eval", "--no-progress", "--train-examples", "32", "--test-examples", "16"]
+    assert (
+        main(["train", "vae", "--out", str(tmp_path / "a"), "-o", "decoder_scale=learned", *quick, *TINY[:4]])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "decoder_scale='learned' has no effect: it is the scale of Gaussian and Laplace decoders" in out
+    polydigits = ["--dataset", "polydigits", "--out", str(tmp_path / "b"), "-o", "decoder_scale=learned"]
+    assert main(["train", "vae", *polydigits, *quick, *TINY[:4]]) == 0  # Laplace images: it has effect
+    assert "has no effect" not in capsys.readouterr().out
