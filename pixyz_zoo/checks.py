@@ -39,6 +39,14 @@ def check_non_negative(value: Any, what: str) -> float:
     return float(value)
 
 
+def check_positive(value: Any, what: str) -> float:
+    """``value`` as a float when it is a finite number > 0 (a step size, a learning rate, a
+    half-width), else a ``ValueError`` naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{what} must be a number > 0, got {value!r}")
+    return float(value)
+
+
 def reraise_explained(error: Exception, problem: str | None) -> NoReturn:
     """Raise ``ValueError(problem)`` from ``error`` when a diagnosis made after ``error`` (PyTorch's
     broadcasting error, say) found what the user got wrong; else ``error`` itself, unchanged."""
@@ -47,7 +55,7 @@ def reraise_explained(error: Exception, problem: str | None) -> NoReturn:
     raise ValueError(problem) from error
 
 
-__all__ = ["check_count", "check_integer", "check_non_negative", "reraise_explained"]
+__all__ = ["check_count", "check_integer", "check_non_negative", "check_positive", "reraise_explained"]
 
 
 def fold_name(text: str) -> str:
@@ -64,10 +72,16 @@ def nearest_names(name: str, known: Iterable[str]) -> list[str]:
     return [folded[c] for c in difflib.get_close_matches(fold_name(name), list(folded), n=3, cutoff=0.6)]
 
 
+def did_you_mean(name: Any, known: Iterable[str]) -> str:
+    """``did you mean 'vae'?`` for the registered names ``name`` may mean (:func:`nearest_names`);
+    empty when there is none."""
+    close = nearest_names(name, known) if isinstance(name, str) else []
+    return f"did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
 def unknown_name(kind: str, name: Any, known: Iterable[str]) -> str:
     """The message for an unknown registered name: ``unknown model 'vea' (did you mean 'vae'?);
     available: ...``."""
     known = sorted(known)
-    close = nearest_names(name, known) if isinstance(name, str) else []
-    hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-    return f"unknown {kind} {name!r}{hint}; available: {', '.join(known)}"
+    hint = did_you_mean(name, known)
+    return f"unknown {kind} {name!r}{f' ({hint})' if hint else ''}; available: {', '.join(known)}"

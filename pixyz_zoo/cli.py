@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pixyz_zoo.checks import check_count, fold_name, nearest_names
+from pixyz_zoo.checks import check_count, did_you_mean, fold_name, nearest_names
 from pixyz_zoo.datasets import BINARIZE_CHOICES, DATA_ROOT_ENV, DATASETS
 from pixyz_zoo.models import MODELS, model_options
 from pixyz_zoo.training import PRECISIONS
@@ -86,7 +86,7 @@ def registered(kind: str, names: Iterable[str]) -> Callable[[str], str]:
         close = [text] if text in known else nearest_names(text, known)
         if close and fold_name(close[0]) == fold_name(text):
             return close[0]
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        hint = f"; {did_you_mean(text, known)}" if close else ""
         raise argparse.ArgumentTypeError(
             f"unknown {kind} {text!r}{hint} (`pixyz-zoo list {kind}s` shows every {kind})"
         )
@@ -356,8 +356,9 @@ def cmd_list(what: str | None = None) -> None:
         if EXPERIMENTS[name].datasets:
             lines.append(f"  {'':<22} --dataset: {', '.join(EXPERIMENTS[name].datasets)}")
         sections["experiments"][1][name] = lines
-    if what is None or fold_name(what).rstrip("s") + "s" in sections:
-        chosen = list(sections) if what is None else [fold_name(what).rstrip("s") + "s"]
+    kind = None if what is None else fold_name(what).rstrip("s") + "s"  # "model" or "models"
+    if kind is None or kind in sections:
+        chosen = list(sections) if kind is None else [kind]
         shown = {section: list(sections[section][1]) for section in chosen}
     else:
         shown = {
@@ -366,9 +367,8 @@ def cmd_list(what: str | None = None) -> None:
         }
         shown = {section: names for section, names in shown.items() if names}
         if not shown:
-            every = [name for _, entries in sections.values() for name in entries]
-            close = nearest_names(what, every)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            hint = did_you_mean(what, [name for _, entries in sections.values() for name in entries])
+            hint = f"; {hint}" if hint else ""
             raise KeyError(
                 f"no model, dataset or experiment is named {what!r}{hint} (`pixyz-zoo list` shows them all; "
                 "`pixyz-zoo list models`, `datasets` or `experiments` one kind)"

@@ -384,7 +384,8 @@ def test_latent_plane_figures_name_a_latent_of_more_than_two_dimensions_and_thei
     plane = VAE(digits_train.modalities, z_dim=2, hidden=[8])
     with pytest.raises(ValueError, match=r"steps, the number of points per axis .* >= 2, got 0"):
         latent_grid(plane, "x", steps=0)
-    with pytest.raises(ValueError, match=r"extent is the half-width .* got -1"):
+    half_width = r"extent, the half-width of the latent square drawn, must be a number > 0, got -1"
+    with pytest.raises(ValueError, match=half_width):
         latent_grid(plane, "x", extent=-1)
     assert isinstance(latent_grid(plane, "x", steps=3), Figure)
     with pytest.raises(ValueError, match=r"need a categorical class label; 'x' is bernoulli"):

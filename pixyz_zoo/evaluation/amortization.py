@@ -34,7 +34,7 @@ import torch
 from pixyz.distributions.distributions import Distribution
 from pixyz.losses.losses import Loss
 
-from pixyz_zoo.checks import check_count
+from pixyz_zoo.checks import check_count, check_positive
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.distributions.refinement import (
     GaussianFromParameters,
@@ -238,8 +238,7 @@ def optimal_gaussian(
     """
     max_steps, window = check_count(max_steps, "max_steps"), check_count(window, "window")
     patience = check_count(patience, "patience")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
-        raise ValueError(f"the step size lr of q*'s optimiser must be a number > 0, got {lr!r}")
+    lr = check_positive(lr, "the step size lr of q*'s optimiser")
     objective, posterior = loss if loss is not None else elbo_refinement_loss(model, given, samples=samples)
     q = amortized_posterior(model, given, unwrap=False)
     model.distributions.eval()

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pixyz_zoo.checks import check_count, check_integer
+from pixyz_zoo.checks import check_count, check_integer, check_positive
 from pixyz_zoo.datasets.base import MultimodalDataset
 from pixyz_zoo.distributions.networks import MLP, check_widths
 from pixyz_zoo.modalities import Modality, variable_names
@@ -315,8 +315,7 @@ def train_classifier(
             )
     epochs = check_integer(epochs, "epochs", 0)  # 0: an untrained classifier
     batch_size = check_count(batch_size, "batch_size")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
-        raise ValueError(f"lr, the classifier's learning rate, must be a number > 0, got {lr!r}")
+    check_positive(lr, "lr, the classifier's learning rate,")
     hidden = list(check_widths(hidden))
     in_mod = data.modalities[input]
     label_mod = data_label_modality(data) if label is None else data.modalities[label]

@@ -16,7 +16,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from pixyz_zoo.checks import check_integer
+from pixyz_zoo.checks import check_integer, check_positive
 from pixyz_zoo.plots.grids import _as_images, _check_not_a_batch, _draw_tiles, _new_axes, tile_images
 
 
@@ -73,8 +73,7 @@ def latent_scatter(
 
 def _lattice(extent: float, steps: int, name: str = "steps") -> tuple[np.ndarray, torch.Tensor]:
     steps = check_integer(steps, f"{name}, the number of points per axis of the latent plane,", 2)
-    if isinstance(extent, bool) or not isinstance(extent, int | float) or not 0 < extent < float("inf"):
-        raise ValueError(f"extent is the half-width of the latent square drawn, a number > 0; got {extent!r}")
+    check_positive(extent, "extent, the half-width of the latent square drawn,")
     axis = np.linspace(-extent, extent, steps)
     z1, z2 = np.meshgrid(axis, axis[::-1])  # top row = largest z_2
     return axis, torch.tensor(np.stack([z1.ravel(), z2.ravel()], axis=1), dtype=torch.float32)
